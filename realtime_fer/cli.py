@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract", "extract face landmarks from a dataset folder into a cache"),
     "train": ("train", "train per-emotion classifiers and write a model bundle"),
     "evaluate": ("evaluate", "evaluate a model bundle on a labelled folder of images/videos"),
+    "listen": ("listen", "print messages published by a running recognizer"),
 }
 
 

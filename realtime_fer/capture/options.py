@@ -1,0 +1,48 @@
+"""Configuration of the capture stage (YAML section ``capture``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class CaptureOptions:
+    """How a source is opened and read by :class:`~realtime_fer.capture.reader.CaptureThread`.
+
+    Live sources (cameras, network streams) use a short queue in which the newest frame wins;
+    files use a longer queue that the reader blocks on, so no frame is ever skipped.
+    """
+
+    queue_size: int = 2
+    """Frames buffered for a live source; when full, the oldest frame is dropped and counted."""
+    file_queue_size: int = 16
+    """Frames buffered (decoded ahead) for a file; the reader waits when it is full."""
+    realtime: bool = False
+    """Pace a file at its own frame rate instead of as fast as the consumer takes frames."""
+    open_timeout_s: float = 5.0
+    """Bound on opening a network stream (FFmpeg ``CAP_PROP_OPEN_TIMEOUT_MSEC``)."""
+    read_timeout_s: float = 5.0
+    """Bound on one read from a network stream (FFmpeg ``CAP_PROP_READ_TIMEOUT_MSEC``); a stream
+    that delivers nothing for this long counts as lost."""
+    reconnect_initial_s: float = 0.5
+    """First wait before reopening a lost live source; doubled after each failed attempt."""
+    reconnect_max_s: float = 8.0
+    """Upper bound of the reconnect wait."""
+    max_reconnect_attempts: int | None = None
+    """Give up (and end the run) after this many failed reopen attempts; ``None``: never."""
+    camera_width: int | None = None
+    """Requested camera frame width in pixels (cameras only; the driver may pick another)."""
+    camera_height: int | None = None
+    """Requested camera frame height in pixels (cameras only)."""
+    camera_fps: float | None = None
+    """Requested camera frame rate (cameras only)."""
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1 or self.file_queue_size < 1:
+            raise ValueError("queue sizes must be >= 1")
+        if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError("open_timeout_s and read_timeout_s must be > 0")
+        if self.reconnect_initial_s <= 0 or self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("need 0 < reconnect_initial_s <= reconnect_max_s")
+        if self.max_reconnect_attempts is not None and self.max_reconnect_attempts < 0:
+            raise ValueError("max_reconnect_attempts must be >= 0 or null")

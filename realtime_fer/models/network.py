@@ -1,0 +1,111 @@
+"""The common form of every per-emotion classifier: a small feed-forward network on a window.
+
+Both model families (the paper's deep randomized network and the gradient-trained torch
+network) end up as a :class:`Network`: numpy weights for
+
+1. **temporal pooling** of the (T, L, 3) window: ``mean`` over time (shape), optionally
+   ``delta`` (last minus first frame: movement), flattened landmark-major (x, y, z per landmark);
+2. **standardisation** with the training set's mean and std;
+3. **hidden layers** ``h_k = act(h_{k-1} W_k + b_k)``;
+4. a **linear head** on the concatenation of the chosen inputs (``head_inputs``: the
+   standardised input ``z`` for a direct link, and/or the hidden layers) giving a score;
+5. **Platt calibration**: ``probability = sigmoid(a * score + b)``.
+
+The same structure is evaluated here in numpy, exported to ONNX by
+:mod:`realtime_fer.models.onnx_export` (no torch needed), and differentiated analytically for
+Integrated Gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Activation = Literal["tanh", "relu", "sigmoid"]
+POOLINGS = ("mean", "delta")
+
+
+def pool(windows: np.ndarray, pooling: tuple[str, ...]) -> np.ndarray:
+    """(N, T, L, 3) windows -> (N, len(pooling) * 3L) pooled, flattened features."""
+    w = np.asarray(windows, dtype=np.float32)
+    if w.ndim != 4 or w.shape[-1] != 3:
+        raise ValueError(f"expected windows of shape (N, T, L, 3), got {w.shape}")
+    parts = []
+    for p in pooling:
+        if p == "mean":
+            parts.append(w.mean(axis=1))
+        elif p == "delta":
+            parts.append(w[:, -1] - w[:, 0])
+        else:
+            raise ValueError(f"unknown pooling {p!r}; known: {POOLINGS}")
+    return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
+
+
+def activate(x: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "tanh":
+        return np.tanh(x)
+    if kind == "relu":
+        return np.maximum(x, 0)
+    if kind == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+@dataclass
+class Network:
+    """Weights of one binary classifier (see the module docstring for the computation)."""
+
+    window_length: int
+    n_landmarks: int
+    pooling: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    activation: str
+    head_inputs: tuple[int, ...]
+    """Which representations the head reads: 0 = standardised input z, k = hidden layer k."""
+    head_w: np.ndarray
+    head_b: float
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+    family: str = "randomized"
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        return len(self.pooling) * 3 * self.n_landmarks
+
+    def representations(self, windows: np.ndarray) -> list[np.ndarray]:
+        """[z, h_1, ..., h_K] for a batch of windows."""
+        return self.representations_pooled(pool(windows, self.pooling))
+
+    def representations_pooled(self, pooled: np.ndarray) -> list[np.ndarray]:
+        """[z, h_1, ..., h_K] from already pooled features (N, input_dim)."""
+        z = (np.asarray(pooled, np.float32) - self.mean) / self.std
+        reps = [z.astype(np.float32)]
+        for w, b in self.layers:
+            reps.append(activate(reps[-1] @ w + b, self.activation).astype(np.float32))
+        return reps
+
+    def score(self, windows: np.ndarray) -> np.ndarray:
+        """Uncalibrated score (N,) of windows (N, T, L, 3)."""
+        return self.score_pooled(pool(windows, self.pooling))
+
+    def score_pooled(self, pooled: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """Uncalibrated score (N,) from pooled features (N, input_dim), in chunks."""
+        out = np.empty(len(pooled), np.float32)
+        for s in range(0, len(pooled), chunk):
+            reps = self.representations_pooled(pooled[s : s + chunk])
+            feats = np.concatenate([reps[i] for i in self.head_inputs], axis=1)
+            out[s : s + chunk] = feats @ self.head_w + self.head_b
+        return out
+
+    def calibrate(self, score: np.ndarray) -> np.ndarray:
+        """Platt-calibrated probability of uncalibrated scores."""
+        return (1.0 / (1.0 + np.exp(-(self.platt_a * np.asarray(score, np.float64) + self.platt_b)))).astype(np.float32)
+
+    def probability(self, windows: np.ndarray) -> np.ndarray:
+        """Calibrated probability (N,) of windows (N, T, L, 3)."""
+        return self.calibrate(self.score(windows))

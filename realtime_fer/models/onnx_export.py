@@ -1,0 +1,105 @@
+"""Export a :class:`~realtime_fer.models.network.Network` to ONNX, without torch.
+
+The graph takes ``window`` (float32, [N, T, L, 3], N dynamic) and returns ``probability``
+(calibrated, [N]) and ``score`` (uncalibrated, [N]). Weights that are exactly representable in
+float16 (the randomized network draws them so) are stored in float16 and cast on load, halving
+the file size with bit-identical results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from realtime_fer.models.network import Network
+
+OPSET = 17
+INPUT_NAME = "window"
+OUTPUT_PROBABILITY = "probability"
+OUTPUT_SCORE = "score"
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def const(self, value: np.ndarray, base: str, allow_half: bool = False) -> str:
+        arr = np.asarray(value)
+        if allow_half and arr.dtype == np.float32 and arr.size > 64 and np.array_equal(arr.astype(np.float16).astype(np.float32), arr):
+            half = self.name(base + "_f16")
+            self.inits.append(numpy_helper.from_array(arr.astype(np.float16), half))
+            return self.op("Cast", [half], base, to=TensorProto.FLOAT)
+        n = self.name(base)
+        self.inits.append(numpy_helper.from_array(arr, n))
+        return n
+
+    def op(self, op_type: str, inputs: list[str], base: str, **attrs: object) -> str:
+        out = self.name(base)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out + "_op", **attrs))
+        return out
+
+
+def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
+    """The ONNX graph of ``net`` (see the module docstring for inputs and outputs)."""
+    b = _Builder()
+    t, l = net.window_length, net.n_landmarks
+    flat_shape = b.const(np.array([-1, 3 * l], np.int64), "flat_shape")
+    parts = []
+    for p in net.pooling:
+        if p == "mean":
+            m = b.op("ReduceMean", [INPUT_NAME], "mean_t", axes=[1], keepdims=0)
+        elif p == "delta":
+            last = b.op("Gather", [INPUT_NAME, b.const(np.array(t - 1, np.int64), "last")], "last_frame", axis=1)
+            first = b.op("Gather", [INPUT_NAME, b.const(np.array(0, np.int64), "first")], "first_frame", axis=1)
+            m = b.op("Sub", [last, first], "delta_t")
+        else:
+            raise ValueError(f"unknown pooling {p!r}")
+        parts.append(b.op("Reshape", [m, flat_shape], "flat"))
+    x = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=1)
+    z = b.op("Div", [b.op("Sub", [x, b.const(net.mean.astype(np.float32), "mean")], "centred"), b.const(net.std.astype(np.float32), "std")], "z")
+    reps = [z]
+    act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}[net.activation]
+    for k, (w, bias) in enumerate(net.layers, start=1):
+        pre = b.op("Add", [b.op("MatMul", [reps[-1], b.const(w.astype(np.float32), f"W{k}", allow_half=True)], f"mm{k}"), b.const(bias.astype(np.float32), f"b{k}", allow_half=True)], f"pre{k}")
+        reps.append(b.op(act, [pre], f"h{k}"))
+    head_in = [reps[i] for i in net.head_inputs]
+    feats = head_in[0] if len(head_in) == 1 else b.op("Concat", head_in, "head_features", axis=1)
+    score2d = b.op("Add", [b.op("MatMul", [feats, b.const(net.head_w.astype(np.float32).reshape(-1, 1), "head_w")], "head_mm"), b.const(np.array([net.head_b], np.float32), "head_b")], "score2d")
+    b.nodes.append(helper.make_node("Reshape", [score2d, b.const(np.array([-1], np.int64), "vec")], [OUTPUT_SCORE], name="score_op"))
+    logit = b.op("Add", [b.op("Mul", [OUTPUT_SCORE, b.const(np.array(net.platt_a, np.float32), "platt_a")], "scaled"), b.const(np.array(net.platt_b, np.float32), "platt_b")], "logit")
+    b.nodes.append(helper.make_node("Sigmoid", [logit], [OUTPUT_PROBABILITY], name="probability_op"))
+
+    graph = helper.make_graph(
+        b.nodes,
+        name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", t, l, 3])],
+        [
+            helper.make_tensor_value_info(OUTPUT_PROBABILITY, TensorProto.FLOAT, ["batch"]),
+            helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, ["batch"]),
+        ],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="realtime_fer")
+    model.ir_version = 8
+    meta = {"family": net.family, "activation": net.activation, "pooling": ",".join(net.pooling)}
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    return model
+
+
+def save_onnx(net: Network, path: str | Path, name: str = "emotion") -> Path:
+    """Write ``net`` as an ONNX file at ``path``."""
+    p = Path(path)
+    onnx.save(build_onnx(net, name), str(p))
+    return p

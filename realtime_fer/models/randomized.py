@@ -1,0 +1,159 @@
+"""The paper's fast network: a deep randomized network with a closed-form ridge output layer.
+
+Hidden layers have random weights that are drawn once from a seed and **frozen**; only the
+linear output layer is learned, by weighted ridge regression solved in closed form
+(Di Luzio, Rosato & Panella, 2023/2024; a deep random-vector-functional-link network). With a
+direct link, the output layer reads the standardised input as well as every hidden layer.
+
+Training many one-vs-rest models on the same landmark set is cheap: the hidden features
+``H`` and per-label Gram matrices ``H_c^T H_c`` are computed once, and each emotion's
+class-balanced normal equations are assembled from them
+(``H^T W H = w_neg * sum_c G_c + (w_pos - w_neg) * G_e``), so all emotions cost one pass over
+the data plus one small ``d x d`` solve each.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from realtime_fer.models.network import Network, activate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RandomizedOptions:
+    """Hyperparameters of the deep randomized network (YAML ``model.randomized``)."""
+
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+    """Widths of the random, frozen hidden layers."""
+    activation: Literal["tanh", "relu", "sigmoid"] = "tanh"
+    input_scale: float = 1.0
+    """Random weights ~ N(0, (input_scale / sqrt(fan_in))^2)."""
+    bias_scale: float = 0.5
+    """Random biases ~ N(0, bias_scale^2)."""
+    ridge: float = 1e-3
+    """Ridge penalty, relative to a total sample weight of 1."""
+    direct_link: bool = True
+    """The output layer also reads the standardised input."""
+    head_layers: Literal["all", "last"] = "all"
+    """The output layer reads every hidden layer (deep RVFL) or only the last one."""
+    seed: int = 0
+    weight_dtype: Literal["float16", "float32"] = "float16"
+    """Random weights are drawn as float16-representable values, so the exported model stores
+    them exactly in half the space."""
+    balance: bool = True
+    """Weight both classes equally (one-vs-rest is heavily imbalanced)."""
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError("hidden must list at least one positive layer width")
+        if self.ridge < 0:
+            raise ValueError("ridge must be >= 0")
+
+
+def random_layers(input_dim: int, options: RandomizedOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The frozen hidden layers, a pure function of (input_dim, options)."""
+    rng = np.random.default_rng(options.seed)
+    layers = []
+    fan_in = input_dim
+    for width in options.hidden:
+        w = rng.normal(0.0, options.input_scale / np.sqrt(fan_in), size=(fan_in, width))
+        b = rng.normal(0.0, options.bias_scale, size=width)
+        dt = np.float16 if options.weight_dtype == "float16" else np.float32
+        layers.append((w.astype(dt).astype(np.float32), b.astype(dt).astype(np.float32)))
+        fan_in = width
+    return layers
+
+
+def _head_inputs(options: RandomizedOptions) -> tuple[int, ...]:
+    k = len(options.hidden)
+    hidden = tuple(range(1, k + 1)) if options.head_layers == "all" else (k,)
+    return ((0,) if options.direct_link else ()) + hidden
+
+
+def fit_randomized(
+    features: np.ndarray,
+    labels: np.ndarray,
+    positives: dict[str, np.ndarray],
+    options: RandomizedOptions,
+    *,
+    window_length: int,
+    n_landmarks: int,
+    pooling: tuple[str, ...] = ("mean",),
+) -> dict[str, Network]:
+    """Fit one binary randomized network per entry of ``positives``, sharing hidden features.
+
+    Args:
+        features: (N, D) pooled window features (see :func:`realtime_fer.models.network.pool`).
+        labels: (N,) integer codes, one per sample's class; used to share Gram matrices.
+        positives: emotion name -> the set of label codes that count as positive for it.
+        options: hyperparameters.
+        window_length, n_landmarks, pooling: recorded in the returned networks.
+
+    Returns:
+        emotion -> uncalibrated :class:`Network` (Platt parameters are set by the caller).
+    """
+    x = np.asarray(features, dtype=np.float32)
+    codes = np.asarray(labels)
+    mean = x.mean(axis=0)
+    std = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+    layers = random_layers(x.shape[1], options)
+    head_inputs = _head_inputs(options)
+
+    # hidden features with a constant column for the intercept, computed in chunks
+    d = sum((x.shape[1] if i == 0 else options.hidden[i - 1]) for i in head_inputs) + 1
+    classes = np.unique(codes)
+    grams = {int(c): np.zeros((d, d), np.float64) for c in classes}
+    sums = {int(c): np.zeros(d, np.float64) for c in classes}
+    counts = {int(c): int(np.sum(codes == c)) for c in classes}
+    chunk = 4096
+    for start in range(0, len(x), chunk):
+        z = (x[start : start + chunk] - mean) / std
+        reps = [z]
+        for w, b in layers:
+            reps.append(activate(reps[-1] @ w + b, options.activation))
+        h = np.concatenate([reps[i] for i in head_inputs] + [np.ones((len(z), 1), np.float32)], axis=1).astype(np.float32)
+        cc = codes[start : start + chunk]
+        for c in np.unique(cc):
+            hc = h[cc == c]
+            grams[int(c)] += (hc.T @ hc).astype(np.float64)
+            sums[int(c)] += hc.sum(axis=0, dtype=np.float64)
+    g_all = sum(grams.values())
+    n = len(x)
+    penalty = np.full(d, options.ridge)
+    penalty[-1] = 0.0  # intercept is not penalised
+
+    nets: dict[str, Network] = {}
+    for emotion, pos_codes in positives.items():
+        pos_codes = [int(c) for c in pos_codes if int(c) in grams]
+        n_pos = sum(counts[c] for c in pos_codes)
+        n_neg = n - n_pos
+        if n_pos == 0 or n_neg == 0:
+            raise ValueError(f"emotion {emotion!r} needs positive and negative samples (n_pos={n_pos}, n_neg={n_neg})")
+        if options.balance:
+            w_pos, w_neg = 0.5 / n_pos, 0.5 / n_neg
+        else:
+            w_pos = w_neg = 1.0 / n
+        g_pos = sum(grams[c] for c in pos_codes)
+        r_pos = sum(sums[c] for c in pos_codes)
+        a = w_neg * g_all + (w_pos - w_neg) * g_pos + np.diag(penalty)
+        beta = np.linalg.solve(a, w_pos * r_pos)  # targets: 1 for positives, 0 for negatives
+        nets[emotion] = Network(
+            window_length=window_length,
+            n_landmarks=n_landmarks,
+            pooling=tuple(pooling),
+            mean=mean.astype(np.float32),
+            std=std,
+            layers=layers,
+            activation=options.activation,
+            head_inputs=head_inputs,
+            head_w=beta[:-1].astype(np.float32),
+            head_b=float(beta[-1]),
+            family="randomized",
+        )
+    return nets

@@ -1,0 +1,1 @@
+"""Offline training: datasets -> windows -> per-emotion classifiers -> model bundle."""

@@ -1,0 +1,89 @@
+"""Training configuration (``configs/train_default.yaml``), as dataclasses loaded from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from realtime_fer.config_io import from_dict, load_yaml
+from realtime_fer.errors import ConfigError
+from realtime_fer.features.windows import WindowOptions
+from realtime_fer.labels import EMOTIONS, canonical_label
+from realtime_fer.landmarks.detector import LandmarkerOptions
+from realtime_fer.models.randomized import RandomizedOptions
+from realtime_fer.models.torch_mlp import TorchOptions
+
+
+@dataclass
+class DataSource:
+    """One dataset folder (any layout :func:`realtime_fer.data.layouts.discover` knows)."""
+
+    path: str
+    licence: str = "unknown"
+    """Licence terms of the original data; copied into the bundle manifest."""
+    name: str | None = None
+
+
+@dataclass
+class DataOptions:
+    sources: list[DataSource] = field(default_factory=list)
+    cache_dir: str = ".fer_cache"
+    validation_fraction: float = 0.15
+    """Share of groups (subjects, or single images) held out for validation metrics."""
+    calibration_fraction: float = 0.10
+    """Share of groups held out for Platt calibration and threshold choice."""
+    split_seed: int = 0
+    workers: int = 0
+    """Extraction processes; 0 = all cores."""
+    max_windows_per_video: int = 60
+
+    def __post_init__(self) -> None:
+        if not 0 < self.validation_fraction < 0.9 or not 0 < self.calibration_fraction < 0.9:
+            raise ValueError("validation_fraction and calibration_fraction must be in (0, 0.9)")
+        if self.validation_fraction + self.calibration_fraction >= 0.9:
+            raise ValueError("validation_fraction + calibration_fraction must leave data to train on")
+
+
+@dataclass
+class ModelOptions:
+    family: Literal["randomized", "torch"] = "randomized"
+    emotions: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    """Emotions to train a binary model for (those with too few examples are skipped)."""
+    min_positives: int = 30
+    pooling: list[str] = field(default_factory=lambda: ["mean"])
+    """Temporal pooling of a window: ``mean`` (shape) and/or ``delta`` (movement)."""
+    landmarks: list[int] | None = None
+    """Landmark indices (of the 468-point mesh) for every emotion; default all."""
+    landmark_subsets: dict[str, list[int]] = field(default_factory=dict)
+    """Per-emotion landmark subsets (from pruning); override ``landmarks``."""
+    threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
+    randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
+    torch: TorchOptions = field(default_factory=TorchOptions)
+
+    def __post_init__(self) -> None:
+        self.emotions = [canonical_label(e) for e in self.emotions]
+        for p in self.pooling:
+            if p not in ("mean", "delta"):
+                raise ValueError(f"unknown pooling {p!r} (mean, delta)")
+        self.landmark_subsets = {canonical_label(k): v for k, v in self.landmark_subsets.items()}
+
+
+@dataclass
+class TrainConfig:
+    data: DataOptions = field(default_factory=DataOptions)
+    landmarker: LandmarkerOptions | None = None
+    """Landmarker options for extraction; default: the dataset extractor's (25% padding on stills)."""
+    window: WindowOptions = field(default_factory=WindowOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    output: str = "runs/model"
+    seed: int = 0
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Load a training config; relative data/cache/output paths are resolved against the
+    current directory (run from the project root)."""
+    cfg = from_dict(TrainConfig, load_yaml(path), where=str(path))
+    if not cfg.data.sources:
+        raise ConfigError(f"{path}: data.sources lists no dataset folder")
+    return cfg

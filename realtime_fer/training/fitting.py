@@ -1,0 +1,81 @@
+"""Fitting, calibrating and scoring per-emotion models on pooled features.
+
+Shared by ``realtime-fer train``, ``tools/reproduce_paper.py`` and pruning, so that every
+number we report comes from the same code path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Literal, Sequence
+
+import numpy as np
+
+from realtime_fer.models.calibration import choose_threshold, fit_platt
+from realtime_fer.models.network import Network
+from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
+from realtime_fer.models.torch_mlp import TorchOptions, fit_torch
+from realtime_fer.training.features import PooledSet
+
+Family = Literal["randomized", "torch"]
+
+
+def fit_models(
+    family: Family,
+    data: PooledSet,
+    codes: np.ndarray,
+    positives: dict[str, int],
+    subsets: dict[str, Sequence[int]],
+    *,
+    window_length: int,
+    randomized: RandomizedOptions | None = None,
+    torch: TorchOptions | None = None,
+    rows: np.ndarray | None = None,
+) -> tuple[dict[str, Network], float]:
+    """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
+    features (randomized family). Returns the networks and the fitting time in seconds.
+
+    Args:
+        data: pooled features over the full mesh; ``rows`` selects the training windows.
+        codes: (N,) label code of each window of ``data``.
+        positives: emotion -> the label code that is positive for it.
+        subsets: emotion -> landmark indices it sees.
+    """
+    rows = np.arange(len(data.features)) if rows is None else rows
+    by_subset: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    for emotion in positives:
+        by_subset[tuple(int(i) for i in subsets[emotion])].append(emotion)
+    nets: dict[str, Network] = {}
+    t0 = time.perf_counter()
+    for subset, emotions in by_subset.items():
+        x = data.features[np.ix_(rows, data.columns(subset))]
+        pos = {e: np.array([positives[e]]) for e in emotions}
+        kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling)
+        if family == "randomized":
+            nets.update(fit_randomized(x, codes[rows], pos, randomized or RandomizedOptions(), **kwargs))
+        elif family == "torch":
+            nets.update(fit_torch(x, codes[rows], pos, torch or TorchOptions(), **kwargs))
+        else:
+            raise ValueError(f"unknown model family {family!r}")
+    return nets, time.perf_counter() - t0
+
+
+def scores(nets: dict[str, Network], data: PooledSet, subsets: dict[str, Sequence[int]], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Uncalibrated scores of every emotion's network on ``rows`` of ``data``."""
+    return {e: net.score_pooled(data.features[np.ix_(rows, data.columns(subsets[e]))]) for e, net in nets.items()}
+
+
+def calibrate(
+    nets: dict[str, Network],
+    calib_scores: dict[str, np.ndarray],
+    calib_truth: dict[str, np.ndarray],
+    criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1",
+) -> dict[str, float]:
+    """Set each network's Platt parameters from held-out scores; return decision thresholds
+    (on calibrated probabilities) that maximise ``criterion`` on the same held-out data."""
+    thresholds = {}
+    for e, net in nets.items():
+        net.platt_a, net.platt_b = fit_platt(calib_scores[e], calib_truth[e])
+        thresholds[e] = choose_threshold(net.calibrate(calib_scores[e]), calib_truth[e], criterion)
+    return thresholds
