@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from realtime_fer.errors import ConfigError
+from realtime_fer.errors import ConfigError, FerError
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
     try:
         obj = cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, FerError) as exc:  # FerError: e.g. an unknown emotion label
         raise ConfigError(f"{where}: {exc}") from None
     return obj
 

@@ -50,10 +50,31 @@ def main() -> int:
         ref = new
         if delta < 1e-6:
             break
-    # Orient the frame: x to the image right, y down (image convention), z away from camera.
     np.save(args.output, ref.astype(np.float32))
     print(f"reference face from {len(faces)} of {len(files)} images, {it + 1} iterations -> {args.output}")
+    mirror = mirror_map(ref)
+    mpath = Path(args.output).with_name("mirror_index.npy")
+    np.save(mpath, mirror)
+    print(f"mirror map: {int((mirror == np.arange(len(mirror))).sum())} midline points, involution={bool((mirror[mirror] == np.arange(len(mirror))).all())} -> {mpath}")
     return 0
+
+
+def mirror_map(ref: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Left/right correspondence of the mesh: reflect the reference face, align the reflection
+    to the face (similarity fit on nearest-neighbour correspondences, iterated), and map every
+    landmark to its nearest neighbour in the aligned reflection."""
+    from realtime_fer.landmarks.normalize import similarity_fit
+
+    m = ref.astype(np.float64).copy()
+    m[:, 0] = -m[:, 0]
+    for _ in range(iterations):
+        nearest = np.linalg.norm(ref[:, None, :] - m[None, :, :], axis=2).argmin(axis=0)
+        r, s, t = similarity_fit(m, ref[nearest])
+        m = s * m @ r + t
+    mapping = np.linalg.norm(ref[:, None, :] - m[None, :, :], axis=2).argmin(axis=0)
+    if not (mapping[mapping] == np.arange(len(mapping))).all():
+        raise SystemExit("mirror map is not an involution; the reference face is not symmetric enough")
+    return mapping.astype(np.int16)
 
 
 if __name__ == "__main__":

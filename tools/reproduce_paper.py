@@ -7,8 +7,8 @@ Folds are grouped by the subject id (``S###`` in CK+ file names), so no subject 
 both the training and the test part. In each fold, every emotion gets a binary deep
 randomized network (hyperparameters from ``--config``, default configs/train_default.yaml)
 trained on the training subjects; its Platt calibration comes from a held-out 20% of the
-training subjects, and a window is called positive when the calibrated probability is at
-least 0.5 (the accuracy-optimal decision). Out-of-fold predictions of all folds are pooled
+training subjects (redrawn when it would lack an emotion), and a window is called positive
+when the calibrated probability is at least 0.5 (the accuracy-optimal decision). Out-of-fold predictions of all folds are pooled
 into accuracy, balanced accuracy and ROC AUC per emotion.
 
 Writes ``{"emotions": {"<name>": {"full": {"accuracy", "balanced_accuracy", "auc",
@@ -87,10 +87,16 @@ def reproduce(args: argparse.Namespace) -> dict:
     fit_times = []
     for k in range(args.folds):
         train_samples = fold_s != k
-        # inner split of the training subjects for calibration
-        inner = group_split(groups, [0.2], seed=args.seed + 1 + k)
-        fit_mask = train_samples & (inner == 0)
-        cal_mask = train_samples & (inner == 1)
+        # inner split of the training subjects for calibration; redrawn (rarely) until every
+        # emotion occurs in both parts, which Platt scaling and the fit need
+        for attempt in range(100):
+            inner = group_split(groups, [0.2], seed=args.seed + 1 + k + 1000 * attempt)
+            fit_mask = train_samples & (inner == 0)
+            cal_mask = train_samples & (inner == 1)
+            if all((labels[m] == e).any() and (labels[m] != e).any() for e in emotions for m in (fit_mask, cal_mask)):
+                break
+        else:
+            raise DataError(f"fold {k}: no split of its training subjects gives every emotion ({', '.join(emotions)}) calibration examples; use fewer --folds or more data")
         fit_rows = np.nonzero(fit_mask[train_set.owner])[0]
         cal_rows = np.nonzero(cal_mask[test_set.owner])[0]
         test_rows = np.nonzero((fold_s == k)[test_set.owner])[0]

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2)
-    console = Console(file=sys.stdout)
+    console = Console(file=sys.stdout, width=max(Console().width, 110))
     table = Table(title=f"{report['family']} models -> {report['bundle']} (validation split)")
     for col in ("emotion", "AUC", "accuracy", "bal. acc.", "F1", "threshold", "n_pos", "n_neg", "landmarks"):
         table.add_column(col, justify="right" if col != "emotion" else "left")

@@ -79,7 +79,8 @@ def find_model_file(explicit: str | os.PathLike[str] | None = None, *, verify: b
             raise ModelFileError(
                 f"face landmarker model {path} (from {origin}) has sha256 {digest}, expected "
                 f"{PINNED_SHA256} (Google's float16 v1 face_landmarker.task); the file is corrupt or "
-                "a different model (pass verify=False / --no-verify-landmarker to use it anyway)"
+                f"a different model: {_INSTALL_HINT} (to use a different model on purpose, set "
+                "verify_model: false in the landmarker options)"
             )
     log.debug("face landmarker model: %s (from %s)", path, origin)
     return path

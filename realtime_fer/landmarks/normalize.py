@@ -44,6 +44,24 @@ def reference_face() -> np.ndarray:
     return ref
 
 
+@functools.lru_cache(maxsize=1)
+def mirror_index() -> np.ndarray:
+    """(468,) left/right correspondence of the mesh (``tools/build_reference_face.py``): landmark
+    ``i`` of a face is landmark ``mirror_index()[i]`` of its mirror image; an involution with
+    28 midline points mapped to themselves."""
+    with resources.files("realtime_fer.assets").joinpath("mirror_index.npy").open("rb") as fh:
+        return np.load(fh).astype(np.int64)
+
+
+def mirror_normalized(faces: np.ndarray) -> np.ndarray:
+    """The horizontal mirror image of normalised faces (..., 468, 3), normalised again: x is
+    negated, left and right landmarks swap, and the result is re-fitted to the reference face.
+    Used to augment training data (an expression's mirror image shows the same expression)."""
+    f = np.asarray(faces, dtype=np.float64).copy()
+    f[..., 0] = -f[..., 0]
+    return normalize_landmarks(f[..., mirror_index(), :])
+
+
 def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Least-squares similarity transform mapping ``source`` points onto ``target`` points.
 
@@ -73,14 +91,14 @@ def normalize_landmarks(points: np.ndarray, reference: np.ndarray | None = None)
 
     Args:
         points: (478, 3) or (468, 3) landmarks of one face, or a batch (N, 478|468, 3), in any
-            consistent units (pixels from :class:`FaceLandmarkDetector`).
+            consistent units (pixels from :class:`FaceLandmarkDetector`); any leading batch axes.
         reference: (468, 3) reference face; default :func:`reference_face`.
 
     Returns:
         float32 array (..., 468, 3): the face mesh in reference coordinates.
     """
     pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim not in (2, 3) or pts.shape[-1] != 3 or pts.shape[-2] < NUM_MESH_LANDMARKS:
+    if pts.ndim < 2 or pts.shape[-1] != 3 or pts.shape[-2] < NUM_MESH_LANDMARKS:
         raise ValueError(f"expected (..., 478 or 468, 3) landmarks, got shape {pts.shape}")
     mesh = pts[..., :NUM_MESH_LANDMARKS, :]
     ref = reference_face() if reference is None else np.asarray(reference, dtype=np.float64)

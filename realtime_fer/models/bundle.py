@@ -209,5 +209,25 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise BundleError(f"bundle {root}: manifest lists no sha256 for {entry.file}")
         if verify_hashes and _sha256(f) != files[entry.file]:
             raise BundleError(f"bundle {root}: {entry.file} is corrupt (sha256 differs from the manifest)")
+        _check_model_input(root, entry, length)
     log.info("loaded bundle %s: %s", root, ", ".join(entries))
     return ModelBundle(path=root, manifest=manifest, emotions=entries)
+
+
+def _check_model_input(root: Path, entry: EmotionEntry, length: int) -> None:
+    """The ONNX model of ``entry`` must take ``window`` [batch, length, len(landmarks), 3]."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(root / entry.file), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several unrelated types
+        raise BundleError(f"bundle {root}: {entry.file} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    inp = graph.input[0] if len(graph.input) else None
+    dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in inp.type.tensor_type.shape.dim] if inp is not None else []
+    if inp is None or inp.name != INPUT_NAME or len(dims) != 4 or dims[1:] != [length, len(entry.landmarks), 3]:
+        shown = f"{inp.name}{dims}" if inp is not None else "nothing"
+        raise BundleError(
+            f"bundle {root}: {entry.file} takes input {shown}, but the manifest says "
+            f"{INPUT_NAME}[batch, {length}, {len(entry.landmarks)}, 3] (window length {length}, "
+            f"{len(entry.landmarks)} landmarks for {entry.name!r})"
+        )

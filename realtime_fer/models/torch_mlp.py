@@ -123,7 +123,7 @@ def fit_torch(
                 loss = loss_fn(model(xt[idx]).squeeze(1), yt[idx])
                 loss.backward()
                 opt.step()
-            log.debug("torch %s epoch %d loss %.4f", emotion, epoch, float(loss))
+            log.debug("torch %s epoch %d loss %.4f", emotion, epoch, loss.item())
         model.eval()
         linears = [m for m in model if isinstance(m, nn.Linear)]
         layers = [(lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in linears[:-1]]

@@ -11,6 +11,7 @@ from realtime_fer.data.extract import ExtractedSample
 from realtime_fer.data.windows import iter_window_chunks
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
+from realtime_fer.landmarks.normalize import mirror_normalized
 from realtime_fer.models.network import pool
 
 
@@ -44,13 +45,20 @@ def pooled_set(
     jitter: bool,
     seed: int = 0,
     max_windows: int | None = None,
+    mirror: bool = False,
 ) -> PooledSet:
     """Build the windows of ``samples`` chunk by chunk and keep only their pooled features
-    (pooling is per landmark, so a landmark subset is a column subset of these)."""
+    (pooling is per landmark, so a landmark subset is a column subset of these).
+
+    With ``mirror``, every window is followed by its horizontal mirror image (training
+    augmentation; both belong to the same sample)."""
     feats, owners = [], []
     for wins, own in iter_window_chunks(samples, window, jitter=jitter, seed=seed, max_windows=max_windows):
         feats.append(pool(wins, tuple(pooling)))
         owners.append(own)
+        if mirror:
+            feats.append(pool(mirror_normalized(wins), tuple(pooling)))
+            owners.append(own)
     width = len(pooling) * 3 * NUM_MESH_LANDMARKS
     return PooledSet(
         features=np.concatenate(feats) if feats else np.zeros((0, width), np.float32),

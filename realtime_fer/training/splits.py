@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -10,23 +11,30 @@ import numpy as np
 def group_split(groups: Sequence[str], fractions: Sequence[float], seed: int = 0) -> np.ndarray:
     """Assign each item to a split by its group.
 
+    The assignment of a group depends only on its id and ``seed`` (a hash mapped to [0, 1)),
+    not on which other groups exist, so adding a dataset never moves another dataset's
+    images between splits, and validation figures stay comparable across training sets.
+
     Args:
         groups: group id of every item (e.g. ``"ckplus48:S005"``).
         fractions: share of groups for splits 1..k; split 0 takes the rest.
-        seed: the shuffle of the groups.
+        seed: salt of the hash.
 
     Returns:
         (N,) int split index per item.
     """
     uniq, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-    order = np.random.default_rng(seed).permutation(len(uniq))
+    u = np.array([_unit_hash(f"{seed}:{g}") for g in uniq])
     assign = np.zeros(len(uniq), np.int64)
-    start = 0
-    for k, frac in enumerate(fractions, start=1):
-        n = int(round(frac * len(uniq)))
-        assign[order[start : start + n]] = k
-        start += n
+    edges = np.cumsum([0.0, *fractions])
+    for k in range(1, len(edges)):
+        assign[(u >= edges[k - 1]) & (u < edges[k])] = k
     return assign[inverse]
+
+
+def _unit_hash(text: str) -> float:
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def group_kfold(groups: Sequence[str], k: int, seed: int = 0) -> np.ndarray:

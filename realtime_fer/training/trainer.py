@@ -120,8 +120,18 @@ def train(config: TrainConfig, *, family: str | None = None, output: str | Path 
 
     val_scores = scores(nets, plain, subsets, val_rows)
     val_probs = {e: nets[e].calibrate(val_scores[e]) for e in emotions}
-    metrics = {e: binary_metrics(val_probs[e], codes_plain[val_rows] == positives[e], thresholds[e]) for e in emotions}
-    overall = overall_accuracy(val_probs, thresholds, np.array(EMOTIONS)[codes_plain[val_rows]])
+    val_truth = np.array(EMOTIONS)[codes_plain[val_rows]]
+    metrics = {e: binary_metrics(val_probs[e], val_truth == e, thresholds[e]) for e in emotions}
+    overall = overall_accuracy(val_probs, thresholds, val_truth)
+    # the same figures per source, e.g. the RAF-DB validation AUCs alone
+    val_source = np.array([g.split(":", 1)[0] for g in data.groups])[plain.owner[val_rows]]
+    by_source: dict[str, dict[str, Any]] = {}
+    for name in np.unique(val_source):
+        m = val_source == name
+        by_source[str(name)] = {
+            "emotions": {e: binary_metrics(val_probs[e][m], val_truth[m] == e, thresholds[e]) for e in emotions},
+            "overall": overall_accuracy({e: val_probs[e][m] for e in emotions}, thresholds, val_truth[m]),
+        }
 
     out = Path(output or config.output)
     write_bundle(
@@ -130,7 +140,7 @@ def train(config: TrainConfig, *, family: str | None = None, output: str | Path 
         subsets,
         thresholds,
         window={"length": config.window.length, "hop": config.window.hop, "still_jitter": config.window.still_jitter, "pooling": list(pooling)},
-        metrics={e: {"validation": m} for e, m in metrics.items()},
+        metrics={e: {"validation": m, "validation_by_source": {k: v["emotions"][e] for k, v in by_source.items()}} for e, m in metrics.items()},
         training={
             "family": family,
             "sources": data.sources,
@@ -150,6 +160,7 @@ def train(config: TrainConfig, *, family: str | None = None, output: str | Path 
         "family": family,
         "emotions": {e: {**metrics[e], "threshold": thresholds[e], "n_landmarks": len(subsets[e])} for e in emotions},
         "overall": overall,
+        "by_source": by_source,
         "skipped": skipped,
         "timing": {"windows_s": round(t_windows, 2), "fit_s": round(fit_s, 3), "total_s": round(time.perf_counter() - t_start, 2)},
         "windows": {"train": int(len(train_rows)), "calibration": int(len(cal_rows)), "validation": int(len(val_rows))},
