@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+#: An emotion needs this many images to be evaluated.
+MIN_EXAMPLES = 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +77,7 @@ def reproduce(args: argparse.Namespace) -> dict:
     groups = np.array([s.ref.group for s in samples])
     labels = np.array([s.ref.label for s in samples])
     codes_s = np.array([EMOTIONS.index(l) for l in labels])
-    emotions = [e for e in EMOTIONS if (labels == e).any() and e != "neutral" or (e == "neutral" and (labels == e).sum() >= 10)]
+    emotions = [e for e in EMOTIONS if (labels == e).sum() >= MIN_EXAMPLES]
     pooling = tuple(config.model.pooling)
     train_set = pooled_set(samples, config.window, pooling, jitter=True, seed=args.seed)
     test_set = pooled_set(samples, config.window, pooling, jitter=False, seed=args.seed)
