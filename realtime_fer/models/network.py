@@ -43,6 +43,12 @@ def pool(windows: np.ndarray, pooling: tuple[str, ...]) -> np.ndarray:
     return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
 
 
+def standardization(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (floored at 1e-6) of training features, both float32."""
+    x = np.asarray(features, dtype=np.float32)
+    return x.mean(axis=0).astype(np.float32), np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+
+
 def activate(x: np.ndarray, kind: str) -> np.ndarray:
     if kind == "tanh":
         return np.tanh(x)

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, activate
+from realtime_fer.models.network import Network, activate, standardization
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ def fit_randomized(
     """
     x = np.asarray(features, dtype=np.float32)
     codes = np.asarray(labels)
-    mean = x.mean(axis=0)
-    std = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+    mean, std = standardization(x)
     layers = random_layers(x.shape[1], options)
     head_inputs = _head_inputs(options)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from realtime_fer.errors import FerError
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, standardization
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def fit_torch(
     if options.threads:
         torch.set_num_threads(options.threads)
     x = np.asarray(features, dtype=np.float32)
-    mean = x.mean(axis=0)
-    std = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+    mean, std = standardization(x)
     xt = torch.tensor((x - mean) / std)
     codes = np.asarray(labels)
     nets: dict[str, Network] = {}
