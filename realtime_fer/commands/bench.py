@@ -1,0 +1,76 @@
+"""``realtime-fer bench SRC``: per-stage latency, end-to-end throughput, and a bare landmarker
+loop over the same frames for comparison (see :mod:`realtime_fer.pipeline.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from realtime_fer.commands._runtime import add_runtime_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SRC", help="video file (or image, camera index, stream URL)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of a file")
+    p.add_argument("--repeat", type=int, default=1, metavar="K", help="alternate the bare and end-to-end passes K times (default 1)")
+    p.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds to run on a live source (default 20)")
+    p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    add_runtime_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import math
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from realtime_fer.commands._runtime import runtime_config
+    from realtime_fer.errors import FerError
+    from realtime_fer.pipeline.bench import run_bench
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise FerError("--max-frames must be at least 1")
+    if args.repeat < 1:
+        raise FerError("--repeat must be at least 1")
+    if args.duration <= 0:
+        raise FerError("--duration must be positive")
+    config = runtime_config(args)
+    report = run_bench(args.source, config, max_frames=args.max_frames, repeat=args.repeat, duration_s=args.duration)
+    console = Console(file=sys.stdout, width=max(Console().width, 100))
+    fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
+    title = f"{report.source}: {report.frames} frames {report.width}x{report.height}" + (" (live)" if report.live else "")
+    table = Table(title=title)
+    for col in ("stage", "median ms", "p95 ms", "mean ms", "n"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, s in report.stages.items():
+        label = {"inference": "inference (per scoring step)", "inference/frame": "inference (per frame, amortised)"}.get(name, name)
+        table.add_row(label, fmt(s.median_ms), fmt(s.p95_ms), fmt(s.mean_ms), str(s.n))
+    if report.latency.n:
+        table.add_row("capture->publish latency", fmt(report.latency.median_ms), fmt(report.latency.p95_ms), fmt(report.latency.mean_ms), str(report.latency.n))
+    console.print(table)
+    ratio = report.after_landmarks_ratio
+    console.print(
+        f"after the landmarks: {fmt(report.after_landmarks_ms_per_frame)} ms/frame = {100 * ratio:.1f}% of the landmark time "
+        f"({fmt(report.landmarks_ms_per_frame)} ms/frame); target <= 10%: {'met' if ratio <= 0.10 else 'MISSED'}"
+    )
+    pipe = ", ".join(f"{v:.1f}" for v in report.pipeline_fps)
+    bare = ", ".join(f"{v:.1f}" for v in report.bare_fps) or "-"
+    line = f"end-to-end {pipe} fps; bare Face Landmarker {bare} fps"
+    if not report.live and report.bare_fps:
+        r = report.throughput_ratio
+        line += f"; ratio {r:.2f} (target >= 0.90: {'met' if r >= 0.9 else 'MISSED'})"
+    console.print(line)
+    if report.live and report.latency.n:
+        two = 2 * report.frame_period_ms
+        console.print(f"live capture->publish p95 {report.latency.p95_ms:.1f} ms; target < {two:.1f} ms (two frame periods at {report.target_fps:g} fps): {'met' if report.latency.p95_ms < two else 'MISSED'}")
+    console.print(
+        f"dropped {report.dropped}, predictions {report.predictions}; models on {report.provider}, landmarker delegate {report.delegate}; "
+        f"load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report.to_dict(), fh, indent=2)
+    return 0

@@ -1,0 +1,68 @@
+"""``realtime-fer explain --data DIR --output relevance.json``: dataset-level landmark relevance."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="labelled folder (ImageFolder, CK+, RAVDESS, CREMA-D or label-named files)")
+    p.add_argument("--output", required=True, help="relevance JSON to write")
+    p.add_argument("--model", help="model bundle folder (default: the shipped default model)")
+    p.add_argument("--baseline", default="others", help="IG baseline: neutral, others (typical faces of the other emotions; default) or zero")
+    p.add_argument("--steps", type=int, default=16, help="quadrature points on the IG path (default 16)")
+    p.add_argument("--method", default="gausslegendre", choices=["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
+    p.add_argument("--max-samples", type=int, default=500, help="most windows explained per emotion, evenly spaced (default 500; 0 = all)")
+    p.add_argument("--top", type=int, default=10, help="landmarks listed per emotion in 'top' (default 10)")
+    p.add_argument("--heatmaps", help="folder for one PNG heatmap per emotion")
+    p.add_argument("--cache", default=".fer_cache", help="landmark cache folder (default .fer_cache)")
+    p.add_argument("--workers", type=int, help="extraction processes (default: all cores)")
+    p.add_argument("--max-video-frames", type=int, help="read at most this many frames of each video")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from realtime_fer.errors import DataError, FerError
+    from realtime_fer.explain.baselines import check_kind
+    from realtime_fer.explain.dataset import explain_dataset
+
+    out = Path(args.output)
+    if out.parent and not out.parent.exists():
+        raise FerError(f"output folder does not exist: {out.parent}")
+    check_kind(args.baseline)
+    if args.steps < 1 or args.max_samples < 0 or args.top < 1:
+        raise DataError("--steps and --top must be >= 1 and --max-samples >= 0")
+    err = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=args.no_progress or not err.is_terminal)
+    with bar:
+        task = bar.add_task("explaining emotions", total=None)
+
+        def done(emotion: str) -> None:
+            bar.update(task, advance=1, description=f"explained {emotion}")
+
+        report = explain_dataset(
+            args.data, args.model, baseline=args.baseline, n_steps=args.steps, method=args.method,
+            max_samples=args.max_samples or None, top_k=args.top, heatmaps=args.heatmaps, cache_dir=args.cache,
+            workers=args.workers, max_video_frames=args.max_video_frames, progress=not args.no_progress, on_emotion=done,
+        )
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    console = Console(file=sys.stdout, width=max(Console().width, 120))
+    table = Table(title=f"landmark relevance: {args.data} (IG, {args.baseline} baseline, {args.steps} steps)")
+    for col in ("emotion", "windows", "landmarks", "top regions (share of relevance)", "max gap"):
+        table.add_column(col, justify="left" if col in ("emotion", "top regions (share of relevance)") else "right")
+    for e, r in report["emotions"].items():
+        regions = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(r["region_relevance"].items())[:4])
+        table.add_row(e, str(r["n_samples"]), str(len(r["landmarks"])), regions, f"{r['completeness']['max_relative_delta']:.1e}")
+    console.print(table)
+    for e, why in report["skipped"].items():
+        console.print(f"skipped {e}: {why}")
+    console.print(f"-> {out}" + (f", heatmaps in {args.heatmaps}" if args.heatmaps else "") + f" ({report['seconds']:.1f} s)")
+    return 0

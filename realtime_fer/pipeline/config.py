@@ -1,0 +1,83 @@
+"""Configuration of the live recognizer (``configs/runtime_default.yaml``), as dataclasses.
+
+Every section reuses the options class of the stage it configures, so a key documented on that
+class is a key of the YAML file:
+
+========================  ====================================================================
+section                   class
+========================  ====================================================================
+``capture``               :class:`~realtime_fer.capture.CaptureOptions`
+``landmarker``            :class:`~realtime_fer.landmarks.LandmarkerOptions`
+``tracking``              :class:`~realtime_fer.landmarks.tracking.TrackerOptions`
+``publish``               :class:`~realtime_fer.publish.PublisherOptions`
+========================  ====================================================================
+
+plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
+(:func:`~realtime_fer.config_io.from_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from realtime_fer.capture.options import CaptureOptions
+from realtime_fer.config_io import from_dict, load_yaml
+from realtime_fer.landmarks.detector import LandmarkerOptions
+from realtime_fer.landmarks.tracking import TrackerOptions
+from realtime_fer.publish.publisher import PublisherOptions
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def _default_landmarker() -> LandmarkerOptions:
+    return LandmarkerOptions(num_faces=2)
+
+
+def _default_capture() -> CaptureOptions:
+    # One frame in the live queue: the pipeline always takes the newest frame, never one that
+    # waited behind another (lower capture-to-publish latency; files are unaffected).
+    return CaptureOptions(queue_size=1)
+
+
+@dataclass
+class RuntimeConfig:
+    """Everything ``realtime-fer run`` / ``analyze`` / ``bench`` need besides the source."""
+
+    capture: CaptureOptions = field(default_factory=_default_capture)
+    landmarker: LandmarkerOptions = field(default_factory=_default_landmarker)
+    """Face Landmarker options; ``num_faces`` is also the number of faces tracked at once, and
+    ``delegate: gpu`` falls back to the CPU with one log line when the GPU is unusable."""
+    tracking: TrackerOptions = field(default_factory=TrackerOptions)
+    publish: PublisherOptions = field(default_factory=PublisherOptions)
+    model: str | None = None
+    """Model bundle folder; ``null``: the default model shipped in the package."""
+    device: Device = "auto"
+    """Where onnxruntime runs the emotion models: ``auto`` (CUDA when usable), ``cpu``, ``cuda``."""
+    show: bool = False
+    """Open an OpenCV window with boxes, landmarks and emotion bars (needs a display)."""
+    include_landmarks: bool = False
+    """Put each face's 478 pixel landmarks into its predictions (larger messages)."""
+    no_face_interval_s: float = 1.0
+    """While no face is in view, repeat the ``no_face`` status this often (seconds)."""
+
+    def __post_init__(self) -> None:
+        if self.no_face_interval_s <= 0:
+            raise ValueError("no_face_interval_s must be > 0")
+
+    @property
+    def max_faces(self) -> int:
+        """Faces tracked (and scored) at once."""
+        return self.landmarker.num_faces
+
+
+def load_runtime_config(path: str | Path | None = None) -> RuntimeConfig:
+    """The runtime configuration from a YAML file; defaults when ``path`` is ``None``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or has an unknown key or a wrong type.
+    """
+    if path is None:
+        return RuntimeConfig()
+    return from_dict(RuntimeConfig, load_yaml(path), "config")

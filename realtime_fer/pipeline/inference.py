@@ -1,0 +1,45 @@
+"""Scoring gathered windows with every emotion model of a bundle, batched across faces."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import numpy as np
+
+from realtime_fer.errors import BundleError
+from realtime_fer.features.selector import FeatureSelector
+from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY
+from realtime_fer.models.scorer import BundleScorer
+
+log = logging.getLogger(__name__)
+
+
+class WindowScorer:
+    """Runs the onnxruntime sessions of a :class:`~realtime_fer.models.scorer.BundleScorer`
+    directly on the per-emotion inputs a :class:`FeatureSelector` gathers.
+
+    ``BundleScorer.predict`` takes full-mesh windows and slices each emotion's landmarks itself;
+    the live pipeline keeps only the landmark union and gathers each emotion's subset in
+    compiled code, so here every model gets its ready-made (N, T, L_e, 3) batch: one
+    ``session.run`` per emotion per scoring step, whatever the number of faces.
+    """
+
+    def __init__(self, scorer: BundleScorer, selector: FeatureSelector) -> None:
+        self.scorer = scorer
+        self.emotions: tuple[str, ...] = tuple(scorer.sessions)
+        if set(self.emotions) != set(selector.emotions):
+            raise BundleError(f"selector emotions {selector.emotions} differ from the bundle's {self.emotions}")
+        for name in self.emotions:
+            want = np.asarray(scorer.indices[name])
+            have = selector.landmarks_of(name)
+            if want.shape != have.shape or not np.array_equal(want, have):
+                raise BundleError(f"emotion {name!r}: the selector gathers other landmarks than the model reads")
+        self.provider: str = scorer.provider
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3)."""
+        out: dict[str, np.ndarray] = {}
+        for name, sess in self.scorer.sessions.items():
+            out[name] = np.asarray(sess.run([OUTPUT_PROBABILITY], {INPUT_NAME: inputs[name]})[0], dtype=np.float64).reshape(-1)
+        return out

@@ -1,0 +1,219 @@
+"""One frame through the pipeline: landmarks -> tracking -> feature selector -> emotion models.
+
+:class:`FrameProcessor` owns the per-source state (the VIDEO-mode landmarker, the face tracker,
+the ring buffers) and turns each :class:`~realtime_fer.capture.Frame` into a
+:class:`FrameResult`: the tracked faces, the track changes, and, every ``hop`` frames, a
+:class:`~realtime_fer.publish.Prediction` for each face whose window is full. All ready faces
+of a scoring step are scored together: one ``session.run`` per emotion model.
+
+It does no I/O: the :class:`~realtime_fer.pipeline.recognizer.Recognizer` publishes what it
+returns, and ``bench`` times it stage by stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from realtime_fer.capture.frame import Frame
+from realtime_fer.features.selector import FeatureSelector
+from realtime_fer.landmarks.detector import FaceLandmarkDetector, FaceLandmarks
+from realtime_fer.landmarks.tracking import FaceTracker, Track
+from realtime_fer.models.bundle import ModelBundle
+from realtime_fer.models.scorer import BundleScorer
+from realtime_fer.pipeline.config import RuntimeConfig
+from realtime_fer.pipeline.inference import WindowScorer
+from realtime_fer.publish.schema import Prediction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage on one frame (``inference`` is 0 when nothing was scored)."""
+
+    landmarks: float = 0.0
+    features: float = 0.0
+    """Tracking, normalisation into the ring buffers and, on scoring frames, the gather."""
+    inference: float = 0.0
+    scored: int = 0
+    """Faces scored in this frame."""
+
+
+@dataclass
+class FaceResult:
+    """One tracked face in one frame."""
+
+    track_id: int
+    bbox: tuple[float, float, float, float]
+    points: np.ndarray
+    """(478, 3) pixel landmarks."""
+    new: bool
+    """The track started in this frame."""
+    prediction: Prediction | None = None
+    """Set on scoring frames when the face's window was full."""
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced."""
+
+    frame: Frame
+    faces: list[FaceResult] = field(default_factory=list)
+    found: list[int] = field(default_factory=list)
+    """Track ids that started in this frame."""
+    lost: list[int] = field(default_factory=list)
+    """Track ids that ended in this frame."""
+    times: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        return [f.prediction for f in self.faces if f.prediction is not None]
+
+
+class FrameProcessor:
+    """Landmarks, tracking, features and scoring for the frames of one source.
+
+    Args:
+        bundle: the model bundle (window length, hop, landmark subsets, thresholds).
+        scorer: onnxruntime sessions of that bundle.
+        detector: a Face Landmarker in VIDEO mode; this object closes it in :meth:`close`.
+        config: tracking options, number of faces, stream id, ``include_landmarks``.
+    """
+
+    def __init__(self, bundle: ModelBundle, scorer: BundleScorer, detector: FaceLandmarkDetector, config: RuntimeConfig) -> None:
+        if detector.running_mode != "video":
+            raise ValueError("FrameProcessor needs a FaceLandmarkDetector in VIDEO mode")
+        self.bundle = bundle
+        self.config = config
+        self.detector = detector
+        self.stream_id = config.publish.stream_id
+        self.max_faces = config.max_faces
+        self.tracker = FaceTracker(self.max_faces, config.tracking)
+        self.selector = FeatureSelector.for_bundle(bundle, self.max_faces)
+        self.models = WindowScorer(scorer, self.selector)
+        self.emotions = self.models.emotions
+        self.hop = bundle.hop
+        self.window_length = bundle.window_length
+        self.frames = 0
+        """Frames processed."""
+        self._last_ts = -1
+        self._t0: float | None = None
+
+    @classmethod
+    def create(cls, config: RuntimeConfig, bundle: ModelBundle | None = None) -> FrameProcessor:
+        """Load the bundle (``config.model``), its onnxruntime sessions and a VIDEO-mode landmarker."""
+        from realtime_fer.models.bundle import load_bundle
+
+        bundle = bundle if bundle is not None else load_bundle(config.model)
+        scorer = BundleScorer(bundle, config.device)
+        detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
+        try:
+            return cls(bundle, scorer, detector, config)
+        except Exception:
+            detector.close()
+            raise
+
+    def warm_up(self) -> float:
+        """Compile/load the Numba kernels and run every emotion model once; returns seconds."""
+        t0 = time.perf_counter()
+        self.selector.warm_up()
+        inputs = {name: np.zeros((1, self.window_length, len(self.selector.landmarks_of(name)), 3), np.float32) for name in self.emotions}
+        self.models.predict(inputs)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.detector.close()
+
+    # -- per frame ----------------------------------------------------------------------------
+    def timestamp_ms(self, frame: Frame) -> int:
+        """Strictly increasing VIDEO-mode timestamp: the file position, else capture time."""
+        if frame.source_pos_ms is not None:
+            ts = int(round(frame.source_pos_ms))
+        else:
+            if self._t0 is None:
+                self._t0 = frame.t_capture
+            ts = int(round((frame.t_capture - self._t0) * 1000.0))
+        ts = max(ts, self._last_ts + 1)
+        self._last_ts = ts
+        return ts
+
+    def process(self, frame: Frame, *, still: bool = False) -> FrameResult:
+        """Run one frame through every stage.
+
+        Args:
+            frame: the captured frame.
+            still: the frame is a still image: a new face's window is filled with copies of it
+                and scored at once (a video needs ``window_length`` frames first).
+        """
+        result = FrameResult(frame=frame)
+        times = result.times
+        t0 = time.perf_counter()
+        detections: list[FaceLandmarks] = self.detector.detect_for_video(frame.image, self.timestamp_ms(frame))
+        t1 = time.perf_counter()
+        times.landmarks = t1 - t0
+
+        update = self.tracker.update([d.bbox for d in detections], frame.index)
+        for track in update.lost:
+            result.lost.append(track.track_id)
+        for track in update.missed:  # a window must hold consecutive sightings of the face
+            self.selector.reset(track.slot)
+        for track in update.new:
+            self.selector.reset(track.slot)
+            result.found.append(track.track_id)
+        tracks: list[Track] = []
+        for det_index, track in update.assignments:
+            det = detections[det_index]
+            tracks.append(track)
+            result.faces.append(FaceResult(track.track_id, det.bbox, det.points, new=update.is_new(track)))
+        slots = [t.slot for t in tracks]
+        points = [f.points for f in result.faces]
+        repeats = self.window_length if still else 1
+        for _ in range(repeats):
+            self.selector.push(slots, points)
+        self.frames += 1
+        scoring = still or (self.frames - 1) % self.hop == 0
+        ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
+        inputs = self.selector.gather([tracks[i].slot for i in ready]) if ready else None
+        t2 = time.perf_counter()
+        times.features = t2 - t1
+
+        if inputs is not None:
+            probs = self.models.predict(inputs)
+            tops = self.bundle.decide(probs)
+            h, w = frame.image.shape[:2]
+            for row, i in enumerate(ready):
+                face = result.faces[i]
+                face.prediction = Prediction(
+                    stream=self.stream_id,
+                    frame=frame.index,
+                    face=face.track_id,
+                    bbox=[float(v) for v in face.bbox],
+                    probabilities={name: float(probs[name][row]) for name in self.emotions},
+                    top=str(tops[row]),
+                    t_capture=frame.timestamp,
+                    attributions={},
+                    landmarks=face.points.tolist() if self.config.include_landmarks else None,
+                    image_size=[int(w), int(h)],
+                )
+            times.scored = len(ready)
+            times.inference = time.perf_counter() - t2
+        return result
+
+    def end_tracks(self) -> list[int]:
+        """End every live track (source lost, end of run); returns their ids."""
+        ended = self.tracker.end_all()
+        self.selector.reset_all()
+        return [t.track_id for t in ended]
+
+    @property
+    def last_timestamp_ms(self) -> int:
+        """The VIDEO-mode timestamp given to the landmarker for the latest frame."""
+        return self._last_ts
+
+    @property
+    def live_tracks(self) -> int:
+        return len(self.tracker.tracks)
