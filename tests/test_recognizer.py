@@ -155,14 +155,26 @@ def test_subscriber_receives_decodable_predictions(published_run: PublishedRun) 
     assert isinstance(msgs[-1], Status) and msgs[-1].event == "ended" and msgs[-1].frames == 72 and msgs[-1].fps > 0
     bundle = require_bundle()
     for p in preds:
-        assert p.stream == "test1" and p.attributions == {} and p.image_size == [640, 360]
+        assert p.stream == "test1" and p.image_size == [640, 360]
         assert list(p.probabilities) == published_run.emotions
         assert all(0.0 <= v <= 1.0 for v in p.probabilities.values())
         assert p.top in (*published_run.emotions, "neutral")
+        # the top emotion (unless the neutral fallback) and every emotion above its threshold
+        # are explained; completeness can be checked from the message alone
+        explained = set(p.attributions)
+        assert (p.top == "neutral" and "neutral" not in bundle.emotions) or p.top in explained
+        assert explained >= {e for e, v in p.probabilities.items() if v >= bundle.emotions[e].threshold}
+        for emotion, a in p.attributions.items():
+            assert 1 <= len(a["top"]) <= 5 and a["baseline"] in ("track", "dataset")
+            weights = [t["weight"] for t in a["top"]]
+            assert weights == sorted(weights, key=abs, reverse=True)
+            assert all(t["landmark"] in bundle.emotions[emotion].landmarks and t["region"] for t in a["top"])
+            assert abs(a["sum"] - (a["output"] - a["baseline_output"])) <= 1e-3 * max(1.0, abs(a["output"] - a["baseline_output"]))
         assert p.t_publish is not None and p.t_capture <= p.t_publish < p.t_capture + 10
         x0, y0, x1, y1 = p.bbox
         assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360 and x1 - x0 > 50
         assert p.landmarks is not None and len(p.landmarks) == 478
+    assert any(p.attributions for p in preds)
     # the decision rule of the bundle
     probs = {e: np.array([p.probabilities[e] for p in preds]) for e in published_run.emotions}
     assert [p.top for p in preds] == list(bundle.decide(probs))
@@ -243,6 +255,26 @@ def test_overlay_draws_without_a_display(shared_data: Path) -> None:
     assert preds
     img = draw_overlay(frame.image, result.faces, preds, list(require_bundle().emotions))
     assert img.shape == frame.image.shape and (img != frame.image).any()
+
+
+def test_overlay_colours_the_landmarks_behind_the_top_emotion(shared_data: Path) -> None:
+    import cv2
+
+    from realtime_fer.pipeline.display import _AGAINST, _FOR, draw_attributions
+
+    image = cv2.imread(str(shared_data / "images" / "pyfeat" / "single_face.jpg"))
+    msgs, _ = _analyze(shared_data / "images" / "pyfeat" / "single_face.jpg")
+    pred = _predictions(msgs)[0]
+    entry = pred.attributions[pred.top]
+    points = np.zeros((478, 3))
+    for k, t in enumerate(entry["top"]):  # spread the listed landmarks over the image
+        points[t["landmark"], :2] = (60 + 80 * k, 100)
+    out = image.copy()
+    draw_attributions(out, points, pred)
+    for k, t in enumerate(entry["top"]):
+        patch = out[85:116, 45 + 80 * k : 76 + 80 * k].reshape(-1, 3)
+        colour = _FOR if t["weight"] > 0 else _AGAINST
+        assert (patch == colour).all(axis=1).any(), f"landmark {t['landmark']} not drawn in {colour}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,8 +11,15 @@ training subjects (redrawn when it would lack an emotion), and a window is calle
 when the calibrated probability is at least 0.5 (the accuracy-optimal decision). Out-of-fold predictions of all folds are pooled
 into accuracy, balanced accuracy and ROC AUC per emotion.
 
+The **pruned** variant is chosen without the test fold: inside each fold, the landmarks are
+pruned progressively on the fold's training subjects (dataset-level Integrated Gradients of the
+fold's own models on the training subjects' windows, baseline/steps/samples from
+``--prune-config``; schedule: that config's counts above ``--pruned-landmarks``, then
+``--pruned-landmarks``, a size fixed in advance: 128 <= 1/3 of the 468-point mesh), the fold's
+models are retrained on the pruned subsets and scored on the test fold.
+
 Writes ``{"emotions": {"<name>": {"full": {"accuracy", "balanced_accuracy", "auc",
-"n_landmarks", ...}}}, "protocol": {...}}`` and prints a table.
+"n_landmarks", ...}, "pruned": {...}}}, "protocol": {...}}`` and prints a table.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=".fer_cache")
     ap.add_argument("--family", choices=["randomized", "torch"], help="override the config's model family")
+    ap.add_argument("--prune-config", default=str(ROOT / "configs/prune_default.yaml"), help="pruning options (its 'prune' section: baseline, IG steps, samples, schedule)")
+    ap.add_argument("--pruned-landmarks", type=int, default=128, help="landmark count of the pruned variant (default 128)")
+    ap.add_argument("--prune-schedule", help="comma-separated counts to prune through (default: the prune config's counts above --pruned-landmarks)")
+    ap.add_argument("--no-pruned", action="store_true", help="only the full-set variant")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -66,9 +77,11 @@ def reproduce(args: argparse.Namespace) -> dict:
     from realtime_fer.training.config import load_train_config
     from realtime_fer.training.features import pooled_set
     from realtime_fer.training.fitting import calibrate, fit_models, scores
+    from realtime_fer.training.pruning import ExplainSet, progressive_subsets
     from realtime_fer.training.splits import group_kfold, group_split
 
     config = load_train_config(args.config)
+    prune, counts = _prune_plan(args)
     family = args.family or config.model.family
     res = extract_dataset(args.data, args.cache, config.landmarker, progress=sys.stderr.isatty())
     samples = [s for s in res.samples if s.detected.any()]
@@ -86,7 +99,10 @@ def reproduce(args: argparse.Namespace) -> dict:
     subsets = {e: all_lms for e in emotions}
     positives = {e: EMOTIONS.index(e) for e in emotions}
     oof = {e: np.full(len(test_set.owner), np.nan) for e in emotions}
+    oof_pruned = {e: np.full(len(test_set.owner), np.nan) for e in emotions}
+    pruned_sizes: dict[str, list[int]] = {e: [] for e in emotions}
     fit_times = []
+    t_pruning = 0.0
     for k in range(args.folds):
         train_samples = fold_s != k
         # inner split of the training subjects for calibration; redrawn (rarely) until every
@@ -109,11 +125,33 @@ def reproduce(args: argparse.Namespace) -> dict:
         calibrate(nets, scores(nets, test_set, subsets, cal_rows), cal_truth)
         for e, s in scores(nets, test_set, subsets, test_rows).items():
             oof[e][test_rows] = nets[e].calibrate(s)
+        if prune is None:
+            continue
+
+        # the pruned variant: subsets chosen on this fold's training subjects only
+        t0 = time.perf_counter()
+
+        def fit_fold(subs: dict[str, list[int]]) -> dict:
+            fold_nets, _ = fit_models(family, train_set, codes_s[train_set.owner], positives, subs, window_length=config.window.length,
+                                      randomized=config.model.randomized, torch=config.model.torch, rows=fit_rows)
+            calibrate(fold_nets, scores(fold_nets, test_set, subs, cal_rows), cal_truth)
+            return fold_nets
+
+        explain_rows = np.nonzero(fit_mask[test_set.owner])[0]
+        explain = ExplainSet.build(test_set, explain_rows, labels[test_set.owner[explain_rows]], groups[test_set.owner[explain_rows]])
+        last: dict = {}
+        pruned = progressive_subsets(fit_fold, explain, subsets, counts, prune, lambda c, subs, n, r: last.update(nets=n), start_nets=nets)
+        for e, s in scores(last["nets"], test_set, pruned, test_rows).items():
+            oof_pruned[e][test_rows] = last["nets"][e].calibrate(s)
+            pruned_sizes[e].append(len(pruned[e]))
+        t_pruning += time.perf_counter() - t0
     truth = labels[test_set.owner]
     out = {}
     for e in emotions:
         m = binary_metrics(oof[e], truth == e, 0.5)
         out[e] = {"full": {**m, "n_landmarks": len(subsets[e])}}
+        if prune is not None:
+            out[e]["pruned"] = {**binary_metrics(oof_pruned[e], truth == e, 0.5), "n_landmarks": int(max(pruned_sizes[e]))}
     return {
         "emotions": out,
         "protocol": {
@@ -129,8 +167,43 @@ def reproduce(args: argparse.Namespace) -> dict:
             "seed": args.seed,
             "fit_seconds_per_fold_all_emotions": round(float(np.mean(fit_times)), 3),
             "config": str(args.config),
+            "pruned": None if prune is None else {
+                "landmarks": args.pruned_landmarks,
+                "schedule": [NUM_MESH_LANDMARKS, *counts],
+                "chosen_on": "each fold's training subjects (IG relevance of the fold's own models), never the test fold",
+                "baseline": prune.baseline,
+                "ig_steps": prune.ig_steps,
+                "max_samples": prune.max_samples,
+                "prune_config": str(args.prune_config),
+                "seconds_all_folds": round(t_pruning, 1),
+            },
         },
     }
+
+
+def _prune_plan(args: argparse.Namespace) -> tuple:
+    """The prune options and the counts to prune through (None, [] with --no-pruned)."""
+    from realtime_fer.errors import ConfigError
+    from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
+    from realtime_fer.training.prune_config import load_prune_config
+
+    if args.no_pruned:
+        return None, []
+    target = args.pruned_landmarks
+    if not 1 <= target <= NUM_MESH_LANDMARKS:
+        raise ConfigError(f"--pruned-landmarks must be in [1, {NUM_MESH_LANDMARKS}], got {target}")
+    prune = load_prune_config(args.prune_config).prune
+    if args.prune_schedule:
+        try:
+            counts = [int(c) for c in args.prune_schedule.split(",") if c.strip()]
+        except ValueError:
+            raise ConfigError(f"--prune-schedule must be comma-separated integers, got {args.prune_schedule!r}") from None
+    else:
+        counts = [c for c in prune.schedule if target < c < NUM_MESH_LANDMARKS]
+    counts = [c for c in counts if target < c < NUM_MESH_LANDMARKS] + [target]
+    if any(b >= a for a, b in zip(counts, counts[1:])):
+        raise ConfigError(f"the prune schedule must decrease, got {counts}")
+    return prune, counts
 
 
 def print_table(report: dict) -> None:

@@ -48,6 +48,9 @@ def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay ins
             config.show = True
     except ValueError as exc:  # options classes validate in __post_init__
         raise ConfigError(f"invalid option: {exc}") from None
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=config.blas_threads, user_api="blas")
     return config
 
 

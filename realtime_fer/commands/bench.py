@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for col in ("stage", "median ms", "p95 ms", "mean ms", "n"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for name, s in report.stages.items():
-        label = {"inference": "inference (per scoring step)", "inference/frame": "inference (per frame, amortised)"}.get(name, name)
+        label = {"inference": "inference (per scoring step)", "inference/frame": "inference (per frame, amortised)", "explain/face": "attributions (per scored face)", "explain/frame": "attributions (per frame, amortised)"}.get(name, name)
         table.add_row(label, fmt(s.median_ms), fmt(s.p95_ms), fmt(s.mean_ms), str(s.n))
     if report.latency.n:
         table.add_row("capture->publish latency", fmt(report.latency.median_ms), fmt(report.latency.p95_ms), fmt(report.latency.mean_ms), str(report.latency.n))

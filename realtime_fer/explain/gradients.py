@@ -3,18 +3,44 @@
 The explained output is the network's calibrated **logit**, ``platt_a * score + platt_b``
 (log-odds of the emotion): it is what the probability is a sigmoid of, and it is linear in the
 network's score, so attributions add up in the same units everywhere.
+
+A network starts with a *linear* temporal pooling of its window (mean over time and/or last
+minus first frame), so the gradient is computed with respect to the pooled features
+(:func:`pooled_gradient`) and spread back over the frames (:func:`expand_gradient`); Integrated
+Gradients integrates in the (T times smaller) pooled space for the same reason.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 from realtime_fer.models.network import Network, pool
 
+Precision = Literal["float64", "float32"]
+
 
 def logit(net: Network, windows: np.ndarray) -> np.ndarray:
     """Calibrated log-odds (N,) of windows (N, T, L, 3)."""
     return (net.platt_a * net.score(windows).astype(np.float64) + net.platt_b).astype(np.float64)
+
+
+def pool_exact(windows: np.ndarray, pooling: tuple[str, ...], dtype: Precision = "float64") -> np.ndarray:
+    """:func:`~realtime_fer.models.network.pool` without the cast to float32: (N, T, L, 3) ->
+    (N, len(pooling) * 3L) in ``dtype``."""
+    w = np.asarray(windows, dtype=dtype)
+    if w.ndim != 4 or w.shape[-1] != 3:
+        raise ValueError(f"expected windows of shape (N, T, L, 3), got {w.shape}")
+    parts = []
+    for p in pooling:
+        if p == "mean":
+            parts.append(w.mean(axis=1))
+        elif p == "delta":
+            parts.append(w[:, -1] - w[:, 0])
+        else:
+            return pool(w, pooling)  # raises the usual error for an unknown pooling
+    return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
 
 
 def _act_grad(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
@@ -27,38 +53,58 @@ def _act_grad(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown activation {kind!r}")
 
 
-def input_gradient(net: Network, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient of the calibrated logit with respect to the window.
+def _activate(pre: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "tanh":
+        return np.tanh(pre)
+    if kind == "relu":
+        return np.maximum(pre, 0)
+    if kind == "sigmoid":
+        return 1 / (1 + np.exp(-pre))
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated logit and its gradient with respect to the pooled features.
 
     Args:
-        windows: (N, T, L, 3) float.
+        pooled: (N, D) pooled features (``D = net.input_dim``).
+        dtype: arithmetic precision; ``float32`` is about 3x faster (dataset-level relevance).
 
     Returns:
-        ``(logits, grads)``: (N,) float64 logits and (N, T, L, 3) float64 gradients.
+        ``(logits, grads)``: (N,) logits and (N, D) gradients, in ``dtype``.
     """
-    w = np.asarray(windows, dtype=np.float64)
-    n, t, l, _ = w.shape
-    z = (pool(w, net.pooling).astype(np.float64) - net.mean) / net.std
+    dt = np.dtype(dtype)
+    z = (np.asarray(pooled, dtype=dt) - np.asarray(net.mean, dt)) / np.asarray(net.std, dt)
+    n = len(z)
     pres, reps = [], [z]
     for wk, bk in net.layers:
-        pre = reps[-1] @ wk.astype(np.float64) + bk
+        pre = reps[-1] @ np.asarray(wk, dt) + np.asarray(bk, dt)
         pres.append(pre)
-        reps.append(np.tanh(pre) if net.activation == "tanh" else np.maximum(pre, 0) if net.activation == "relu" else 1 / (1 + np.exp(-pre)))
+        reps.append(_activate(pre, net.activation))
     # score and the head's direct contribution to each representation's gradient
     grads = [np.zeros_like(r) for r in reps]
     offset = 0
-    score = np.full(n, net.head_b, np.float64)
+    score = np.full(n, net.head_b, dt)
+    head_w = np.asarray(net.head_w, dt)
     for i in net.head_inputs:
         width = reps[i].shape[1]
-        seg = net.head_w[offset : offset + width].astype(np.float64)
+        seg = head_w[offset : offset + width]
         score += reps[i] @ seg
         grads[i] += seg[None, :]
         offset += width
     for k in range(len(net.layers), 0, -1):
         delta = grads[k] * _act_grad(pres[k - 1], reps[k], net.activation)
-        grads[k - 1] += delta @ net.layers[k - 1][0].astype(np.float64).T
-    g_pooled = grads[0] / net.std * net.platt_a
-    out = np.zeros((n, t, l, 3), np.float64)
+        grads[k - 1] += delta @ np.asarray(net.layers[k - 1][0], dt).T
+    g_pooled = grads[0] / np.asarray(net.std, dt) * dt.type(net.platt_a)
+    return (dt.type(net.platt_a) * score + dt.type(net.platt_b)).astype(dt), g_pooled
+
+
+def expand_gradient(net: Network, g_pooled: np.ndarray, window_length: int | None = None) -> np.ndarray:
+    """Spread a gradient over pooled features (N, D) back over the window's frames: the
+    gradient with respect to the window (N, T, L, 3) (pooling is linear)."""
+    t = window_length or net.window_length
+    n, l = len(g_pooled), net.n_landmarks
+    out = np.zeros((n, t, l, 3), g_pooled.dtype)
     width = 3 * l
     for part, p in enumerate(net.pooling):
         g = g_pooled[:, part * width : (part + 1) * width].reshape(n, l, 3)
@@ -67,4 +113,18 @@ def input_gradient(net: Network, windows: np.ndarray) -> tuple[np.ndarray, np.nd
         elif p == "delta":
             out[:, -1] += g
             out[:, 0] -= g
-    return net.platt_a * score + net.platt_b, out
+    return out
+
+
+def input_gradient(net: Network, windows: np.ndarray, dtype: Precision = "float64") -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the calibrated logit with respect to the window.
+
+    Args:
+        windows: (N, T, L, 3) float.
+
+    Returns:
+        ``(logits, grads)``: (N,) logits and (N, T, L, 3) gradients, in ``dtype``.
+    """
+    w = np.asarray(windows)
+    logits, g = pooled_gradient(net, pool_exact(w, net.pooling, dtype), dtype)
+    return logits, expand_gradient(net, g, w.shape[1])

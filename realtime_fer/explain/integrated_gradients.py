@@ -7,7 +7,9 @@ the input's coordinates by integrating the gradient along the straight path
     IG_i(x) = (x_i - x'_i) * integral_0^1 dF/dx_i (x' + a (x - x')) da
 
 The integral is computed by Gauss-Legendre quadrature (default; exact for polynomials up to
-degree 2n-1) or a Riemann rule. The attributions of a window sum to ``F(x) - F(x')`` up to the
+degree 2n-1) or a Riemann rule. Pooling over time is linear, so the path is integrated in the
+pooled feature space and the integrated gradient spread back over the frames (identical to
+integrating over windows, and T times cheaper). The attributions of a window sum to ``F(x) - F(x')`` up to the
 quadrature error; every call measures that *completeness* gap and reports it. ``F`` is the
 calibrated logit (see :mod:`realtime_fer.explain.gradients`).
 """
@@ -20,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.explain.gradients import input_gradient
+from realtime_fer.explain.gradients import Precision, expand_gradient, pool_exact, pooled_gradient
 from realtime_fer.models.network import Network
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,9 @@ Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_midd
 
 def quadrature(method: Method, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alphas`` in [0, 1] and weights (summing to 1) of a quadrature rule, matching
-    Captum's approximation methods of the same names."""
+    Captum's approximation methods of the same names (``riemann_trapezoid`` is the textbook
+    trapezoid rule, weights 1/(n-1) with halved ends; Captum 0.9 uses 1/n with halved ends,
+    which sum to (n-1)/n, so only that one differs from Captum)."""
     if n_steps < 1:
         raise ValueError("n_steps must be >= 1")
     if method == "gausslegendre":
@@ -58,7 +62,9 @@ class Attribution:
     """Attributions of a batch of windows."""
 
     attributions: np.ndarray
-    """(N, T, L, 3): contribution of every coordinate of every frame."""
+    """(N, T, L, 3): contribution of every coordinate of every frame; from
+    :meth:`IntegratedGradients.attribute_pooled`, (N, P, L, 3): of every pooled part (time
+    already combined)."""
     output: np.ndarray
     """(N,) F(x), the explained output (calibrated logit)."""
     baseline_output: np.ndarray
@@ -75,6 +81,14 @@ class Attribution:
         """(N, L) signed attribution of each landmark (x, y, z and time summed)."""
         return self.attributions.sum(axis=(1, 3))
 
+    def per_landmark_abs(self) -> np.ndarray:
+        """(N, L) |attribution| of each landmark, summed over x, y, z and time."""
+        return np.abs(self.attributions).sum(axis=(1, 3))
+
+    def relative_gap(self) -> np.ndarray:
+        """(N,) |delta| relative to max(1, |output - baseline_output|)."""
+        return np.abs(self.delta) / np.maximum(1.0, np.abs(self.output - self.baseline_output))
+
 
 class IntegratedGradients:
     """Integrated Gradients of one emotion network.
@@ -82,11 +96,37 @@ class IntegratedGradients:
     Args:
         net: the network to explain.
         tolerance: relative completeness tolerance; a larger gap is logged as a warning.
+        dtype: arithmetic precision (``float32`` is about 3x faster, with completeness gaps of
+            ~1e-5 instead of ~1e-12 beyond the quadrature error).
     """
 
-    def __init__(self, net: Network, tolerance: float = 1e-3) -> None:
+    def __init__(self, net: Network, tolerance: float = 1e-3, dtype: Precision = "float64") -> None:
         self.net = net
         self.tolerance = tolerance
+        self.dtype = dtype
+
+    def integrated_gradient(
+        self,
+        pooled: np.ndarray,
+        pooled_baselines: np.ndarray,
+        n_steps: int = 32,
+        method: Method = "gausslegendre",
+        batch_size: int = 4096,
+    ) -> np.ndarray:
+        """The path integral of the pooled-feature gradient, ``integral_0^1 dF/dp (p' + a (p - p')) da``,
+        for pooled inputs (N, D) and baselines (N, D) (or one (D,) for all)."""
+        x = np.asarray(pooled, dtype=self.dtype)
+        base = np.broadcast_to(np.asarray(pooled_baselines, dtype=self.dtype), x.shape)
+        alphas, weights = quadrature(method, n_steps)
+        alphas, weights = alphas.astype(self.dtype), weights.astype(self.dtype)
+        out = np.zeros_like(x)
+        per_call = max(1, batch_size // max(len(alphas), 1))
+        for s in range(0, len(x), per_call):
+            bs, ds = base[s : s + per_call], x[s : s + per_call] - base[s : s + per_call]
+            path = bs[None] + alphas[:, None, None] * ds[None]
+            _, g = pooled_gradient(self.net, path.reshape(-1, x.shape[1]), self.dtype)
+            out[s : s + per_call] = np.tensordot(weights, g.reshape(len(alphas), len(bs), x.shape[1]), axes=(0, 0))
+        return out
 
     def attribute(
         self,
@@ -105,27 +145,38 @@ class IntegratedGradients:
             method: quadrature rule.
             batch_size: most path points evaluated in one gradient call.
         """
-        x = np.asarray(inputs, dtype=np.float64)
+        x = np.asarray(inputs, dtype=self.dtype)
         if x.ndim != 4:
             raise ValueError(f"inputs must be (N, T, L, 3), got {x.shape}")
-        base = np.broadcast_to(np.asarray(baselines, dtype=np.float64), x.shape)
-        alphas, weights = quadrature(method, n_steps)
-        diff = x - base
-        grad_sum = np.zeros_like(x)
-        per_call = max(1, batch_size // max(len(alphas), 1))
-        for s in range(0, len(x), per_call):
-            xs, bs, ds = x[s : s + per_call], base[s : s + per_call], diff[s : s + per_call]
-            path = bs[None] + alphas[:, None, None, None, None] * ds[None]
-            _, g = input_gradient(self.net, path.reshape((-1,) + x.shape[1:]))
-            g = g.reshape((len(alphas), len(xs)) + x.shape[1:])
-            grad_sum[s : s + per_call] = np.tensordot(weights, g, axes=(0, 0))
-        attributions = diff * grad_sum
-        out, _ = input_gradient(self.net, x)
-        base_out, _ = input_gradient(self.net, np.ascontiguousarray(base))
-        result = Attribution(attributions, out, base_out, np.zeros(len(x)))
+        base = np.broadcast_to(np.asarray(baselines, dtype=self.dtype), x.shape)
+        px = pool_exact(x, self.net.pooling, self.dtype)
+        pb = pool_exact(np.ascontiguousarray(base), self.net.pooling, self.dtype)
+        grad = expand_gradient(self.net, self.integrated_gradient(px, pb, n_steps, method, batch_size), x.shape[1])
+        return self._finish((x - base) * grad, px, pb)
+
+    def attribute_pooled(
+        self,
+        pooled: np.ndarray,
+        pooled_baselines: np.ndarray,
+        n_steps: int = 32,
+        method: Method = "gausslegendre",
+        batch_size: int = 4096,
+    ) -> Attribution:
+        """Attributions of pooled features (N, D) against pooled baselines ((N, D) or (D,)),
+        shaped (N, P, L, 3) (P pooling parts). For windows whose frames are all equal (still
+        images) this is the window attribution summed over time."""
+        px = np.asarray(pooled, dtype=self.dtype)
+        pb = np.broadcast_to(np.asarray(pooled_baselines, dtype=self.dtype), px.shape)
+        attr = (px - pb) * self.integrated_gradient(px, pb, n_steps, method, batch_size)
+        shape = (len(px), len(self.net.pooling), self.net.n_landmarks, 3)
+        return self._finish(attr.reshape(shape), px, np.ascontiguousarray(pb))
+
+    def _finish(self, attributions: np.ndarray, px: np.ndarray, pb: np.ndarray) -> Attribution:
+        both, _ = pooled_gradient(self.net, np.concatenate([px, pb]), self.dtype)  # one pass for both
+        out, base_out = both[: len(px)], both[len(px) :]
+        result = Attribution(attributions, out, base_out, np.zeros(len(px)))
         result.delta = result.total - (out - base_out)
-        scale = np.maximum(1.0, np.abs(out - base_out))
-        worst = float(np.max(np.abs(result.delta) / scale)) if len(x) else 0.0
+        worst = float(np.max(result.relative_gap())) if len(px) else 0.0
         if worst > self.tolerance:
             log.warning("integrated gradients: completeness gap %.2e (relative) exceeds %.0e; use more n_steps", worst, self.tolerance)
         return result

@@ -86,6 +86,24 @@ class ModelBundle:
         """:func:`decide` with this bundle's thresholds."""
         return decide(probabilities, self.thresholds)
 
+    def network(self, emotion: str) -> Network:
+        """The numpy :class:`Network` of ``emotion``'s ONNX model (for explanations: gradients
+        and Integrated Gradients without torch), checked against the manifest.
+
+        Raises:
+            BundleError: unknown emotion, or the model is not a realtime_fer network or does
+                not match its manifest entry.
+        """
+        from realtime_fer.models.onnx_import import load_network
+
+        if emotion not in self.emotions:
+            raise BundleError(f"bundle {self.path} has no model for {emotion!r}; it has {', '.join(self.emotions)}")
+        entry = self.emotions[emotion]
+        net = load_network(self.path / entry.file)
+        if net.n_landmarks != len(entry.landmarks) or net.window_length != self.window_length:
+            raise BundleError(f"bundle {self.path}: {entry.file} takes [{net.window_length}, {net.n_landmarks}] windows, the manifest says [{self.window_length}, {len(entry.landmarks)}]")
+        return net
+
 
 def decide(probabilities: dict[str, np.ndarray], thresholds: dict[str, float]) -> np.ndarray:
     """The decision rule, for N windows: the most probable emotion among those at or above

@@ -4,6 +4,11 @@ The graph takes ``window`` (float32, [N, T, L, 3], N dynamic) and returns ``prob
 (calibrated, [N]) and ``score`` (uncalibrated, [N]). Weights that are exactly representable in
 float16 (the randomized network draws them so) are stored in float16 and cast on load, halving
 the file size with bit-identical results.
+
+Initializers have stable names (``mean``, ``std``, ``W1``/``W1_f16``, ``b1``, ..., ``head_w``,
+``head_b``, ``platt_a``, ``platt_b``) and the network's structure is recorded in the model's
+``metadata_props`` (:func:`network_metadata`), so :func:`realtime_fer.models.onnx_import.load_network`
+can rebuild the :class:`Network` from the file alone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ OPSET = 17
 INPUT_NAME = "window"
 OUTPUT_PROBABILITY = "probability"
 OUTPUT_SCORE = "score"
+#: ``metadata_props["format"]`` of graphs whose initializers have stable names and whose
+#: structure is recorded in ``metadata_props`` (see :func:`network_metadata`).
+METADATA_FORMAT = "realtime_fer.network/1"
 
 
 class _Builder:
@@ -33,14 +41,17 @@ class _Builder:
         return f"{base}_{self._n}"
 
     def const(self, value: np.ndarray, base: str, allow_half: bool = False) -> str:
+        """An initializer named exactly ``base`` (``base_f16`` when stored in half precision and
+        cast on load), so that :mod:`realtime_fer.models.onnx_import` finds the weights by name."""
         arr = np.asarray(value)
+        if any(t.name in (base, base + "_f16") for t in self.inits):
+            raise ValueError(f"duplicate initializer name {base!r}")
         if allow_half and arr.dtype == np.float32 and arr.size > 64 and np.array_equal(arr.astype(np.float16).astype(np.float32), arr):
-            half = self.name(base + "_f16")
+            half = base + "_f16"
             self.inits.append(numpy_helper.from_array(arr.astype(np.float16), half))
             return self.op("Cast", [half], base, to=TensorProto.FLOAT)
-        n = self.name(base)
-        self.inits.append(numpy_helper.from_array(arr, n))
-        return n
+        self.inits.append(numpy_helper.from_array(arr, base))
+        return base
 
     def op(self, op_type: str, inputs: list[str], base: str, **attrs: object) -> str:
         out = self.name(base)
@@ -58,8 +69,8 @@ def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
         if p == "mean":
             m = b.op("ReduceMean", [INPUT_NAME], "mean_t", axes=[1], keepdims=0)
         elif p == "delta":
-            last = b.op("Gather", [INPUT_NAME, b.const(np.array(t - 1, np.int64), "last")], "last_frame", axis=1)
-            first = b.op("Gather", [INPUT_NAME, b.const(np.array(0, np.int64), "first")], "first_frame", axis=1)
+            last = b.op("Gather", [INPUT_NAME, b.const(np.array(t - 1, np.int64), "last_index")], "last_frame", axis=1)
+            first = b.op("Gather", [INPUT_NAME, b.const(np.array(0, np.int64), "first_index")], "first_frame", axis=1)
             m = b.op("Sub", [last, first], "delta_t")
         else:
             raise ValueError(f"unknown pooling {p!r}")
@@ -90,12 +101,30 @@ def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="realtime_fer")
     model.ir_version = 8
-    meta = {"family": net.family, "activation": net.activation, "pooling": ",".join(net.pooling)}
+    meta = network_metadata(net)
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(model)
     return model
+
+
+def network_metadata(net: Network) -> dict[str, str]:
+    """The structure of ``net`` as ONNX ``metadata_props`` (strings); floats are written with
+    ``repr`` so the float64 Platt parameters and head bias survive the round trip exactly."""
+    return {
+        "format": METADATA_FORMAT,
+        "family": net.family,
+        "activation": net.activation,
+        "pooling": ",".join(net.pooling),
+        "window_length": str(net.window_length),
+        "n_landmarks": str(net.n_landmarks),
+        "n_layers": str(len(net.layers)),
+        "head_inputs": ",".join(str(i) for i in net.head_inputs),
+        "head_b": repr(float(net.head_b)),
+        "platt_a": repr(float(net.platt_a)),
+        "platt_b": repr(float(net.platt_b)),
+    }
 
 
 def save_onnx(net: Network, path: str | Path, name: str = "emotion") -> Path:

@@ -62,7 +62,8 @@ class BenchReport:
     loadavg_before: tuple[float, float, float]
     loadavg_after: tuple[float, float, float]
     stages: dict[str, Summary]
-    """decode, landmarks, features, inference (per scoring step), inference/frame, publish."""
+    """decode, landmarks, features, inference (per scoring step), inference/frame, explain/face
+    (attributions per scored face), explain/frame, publish."""
     landmarks_ms_per_frame: float
     """Mean landmark time per frame."""
     after_landmarks_ms_per_frame: float
@@ -217,8 +218,10 @@ def _record(timings: TimingLog, result: FrameResult, publish_s: float) -> None:
     timings.add("landmarks", t.landmarks)
     timings.add("features", t.features)
     timings.add("inference/frame", t.inference)
+    timings.add("explain/frame", t.explain)
     if t.scored:
         timings.add("inference", t.inference)
+        timings.add("explain/face", t.explain / t.scored)
     timings.add("publish", publish_s)
 
 
@@ -296,9 +299,9 @@ def run_bench(
             for v in rec.timings.samples(name_):
                 lat.add(name_, v)
     load_after = os.getloadavg()
-    stages = {k: timings.summary(k) for k in ("decode", "landmarks", "features", "inference", "inference/frame", "publish")}
+    stages = {k: timings.summary(k) for k in ("decode", "landmarks", "features", "inference", "inference/frame", "explain/face", "explain/frame", "publish")}
     lm = stages["landmarks"].mean_ms
-    after = stages["features"].mean_ms + stages["inference/frame"].mean_ms + stages["publish"].mean_ms
+    after = stages["features"].mean_ms + stages["inference/frame"].mean_ms + stages["explain/frame"].mean_ms + stages["publish"].mean_ms
     notes = ["for a file, capture->publish latency includes the wait in the decode-ahead queue (every frame is kept)"]
     if n < 2:
         notes.append("a single frame: no throughput comparison")
@@ -334,10 +337,11 @@ def _bench_live(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, dur
     bare = [_bare_pass(keep, keep_ts, config)] if len(keep) > 1 else []
     load_after = os.getloadavg()
     t = rec.timings
-    stages = {k: t.summary(k) for k in ("landmarks", "features", "inference", "publish")}
+    stages = {k: t.summary(k) for k in ("landmarks", "features", "inference", "explain/face", "publish")}
     stages["decode"] = Summary.of(())
     per_frame_inf = sum(t.samples("inference")) / max(1, summary.frames) * 1000.0
-    after = stages["features"].mean_ms + per_frame_inf + stages["publish"].mean_ms
+    per_frame_explain = sum(t.samples("explain")) / max(1, summary.frames) * 1000.0
+    after = stages["features"].mean_ms + per_frame_inf + per_frame_explain + stages["publish"].mean_ms
     h, w = keep[0].shape[:2] if keep else (0, 0)
     return BenchReport(
         source=rec.source.name,
@@ -348,7 +352,7 @@ def _bench_live(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, dur
         source_fps=rec.source.fps,
         loadavg_before=load_before,
         loadavg_after=load_after,
-        stages={k: stages[k] for k in ("decode", "landmarks", "features", "inference", "publish")},
+        stages={k: stages[k] for k in ("decode", "landmarks", "features", "inference", "explain/face", "publish")},
         landmarks_ms_per_frame=stages["landmarks"].mean_ms,
         after_landmarks_ms_per_frame=after,
         pipeline_fps=[summary.fps],

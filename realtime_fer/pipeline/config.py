@@ -10,6 +10,7 @@ section                   class
 ``landmarker``            :class:`~realtime_fer.landmarks.LandmarkerOptions`
 ``tracking``              :class:`~realtime_fer.landmarks.tracking.TrackerOptions`
 ``publish``               :class:`~realtime_fer.publish.PublisherOptions`
+``explain``               :class:`~realtime_fer.explain.stream.StreamExplainOptions`
 ========================  ====================================================================
 
 plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
@@ -24,6 +25,7 @@ from typing import Literal
 
 from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.config_io import from_dict, load_yaml
+from realtime_fer.explain.stream import StreamExplainOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.publish.publisher import PublisherOptions
@@ -51,6 +53,8 @@ class RuntimeConfig:
     ``delegate: gpu`` falls back to the CPU with one log line when the GPU is unusable."""
     tracking: TrackerOptions = field(default_factory=TrackerOptions)
     publish: PublisherOptions = field(default_factory=PublisherOptions)
+    explain: StreamExplainOptions = field(default_factory=StreamExplainOptions)
+    """Integrated Gradients attributions in every prediction (``enabled: false`` to skip)."""
     model: str | None = None
     """Model bundle folder; ``null``: the default model shipped in the package."""
     device: Device = "auto"
@@ -59,12 +63,18 @@ class RuntimeConfig:
     """Open an OpenCV window with boxes, landmarks and emotion bars (needs a display)."""
     include_landmarks: bool = False
     """Put each face's 478 pixel landmarks into its predictions (larger messages)."""
+    blas_threads: int = 1
+    """Threads of numpy's BLAS in the runtime commands. The per-frame matrix products
+    (attributions) are small, and on a busy 2-core machine OpenBLAS's thread hand-offs made a
+    (16 x 1404) @ (1404 x 512) product 50x slower (56 ms vs 1.1 ms with one thread)."""
     no_face_interval_s: float = 1.0
     """While no face is in view, repeat the ``no_face`` status this often (seconds)."""
 
     def __post_init__(self) -> None:
         if self.no_face_interval_s <= 0:
             raise ValueError("no_face_interval_s must be > 0")
+        if self.blas_threads < 1:
+            raise ValueError("blas_threads must be >= 1")
 
     @property
     def max_faces(self) -> int:

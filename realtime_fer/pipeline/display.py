@@ -1,4 +1,6 @@
-"""The ``--show`` window: face boxes, landmarks and per-emotion bars drawn over the frame.
+"""The ``--show`` window: face boxes, landmarks and per-emotion bars drawn over the frame, with
+the landmarks that drove the top emotion coloured by their attribution (red: evidence for it,
+blue: evidence against; the larger the circle, the larger the |weight|).
 
 :func:`draw_overlay` only draws (testable without a display); :class:`Display` owns the OpenCV
 window. Nothing here is imported unless ``--show`` is given, so the recognizer runs headless.
@@ -26,6 +28,23 @@ _BAR = (200, 160, 60)
 _TOP = (60, 200, 255)
 _TEXT = (255, 255, 255)
 _QUIT_KEYS = (ord("q"), 27)  # q, Esc
+_FOR = (40, 40, 235)  # attribution > 0: pushes towards the emotion
+_AGAINST = (235, 120, 40)  # attribution < 0
+
+
+def draw_attributions(out: np.ndarray, points: np.ndarray, prediction: Prediction) -> None:
+    """Circle the top emotion's most relevant landmarks (from ``prediction.attributions``) in
+    place, coloured by the sign of their weight and sized by its magnitude."""
+    import cv2
+
+    entry = prediction.attributions.get(prediction.top)
+    if not entry or not entry.get("top"):
+        return
+    biggest = max(abs(t["weight"]) for t in entry["top"]) or 1.0
+    for t in entry["top"]:
+        x, y = (int(round(v)) for v in points[t["landmark"], :2])
+        radius = 3 + int(round(7 * abs(t["weight"]) / biggest))
+        cv2.circle(out, (x, y), radius, _FOR if t["weight"] > 0 else _AGAINST, 2, cv2.LINE_AA)
 
 
 def draw_overlay(image: np.ndarray, faces: Sequence[FaceResult], predictions: Mapping[int, Prediction], emotions: Sequence[str]) -> np.ndarray:
@@ -52,6 +71,7 @@ def draw_overlay(image: np.ndarray, faces: Sequence[FaceResult], predictions: Ma
         cv2.putText(out, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, _TEXT, 1, cv2.LINE_AA)
         if pred is None:
             continue
+        draw_attributions(out, face.points, pred)
         bar_x = x1 + 8 if x1 + 150 < w else max(0, x0 - 150)
         for i, name in enumerate(emotions):
             p = float(pred.probabilities.get(name, 0.0))

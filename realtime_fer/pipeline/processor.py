@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from realtime_fer.capture.frame import Frame
+from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.selector import FeatureSelector
 from realtime_fer.landmarks.detector import FaceLandmarkDetector, FaceLandmarks
 from realtime_fer.landmarks.tracking import FaceTracker, Track
@@ -39,6 +40,8 @@ class StageTimes:
     features: float = 0.0
     """Tracking, normalisation into the ring buffers and, on scoring frames, the gather."""
     inference: float = 0.0
+    explain: float = 0.0
+    """Integrated Gradients attributions of the scored faces (0 when nothing was scored)."""
     scored: int = 0
     """Faces scored in this frame."""
 
@@ -96,6 +99,7 @@ class FrameProcessor:
         self.selector = FeatureSelector.for_bundle(bundle, self.max_faces)
         self.models = WindowScorer(scorer, self.selector)
         self.emotions = self.models.emotions
+        self.explainer = StreamExplainer(bundle, config.explain) if config.explain.enabled else None
         self.hop = bundle.hop
         self.window_length = bundle.window_length
         self.frames = 0
@@ -159,6 +163,8 @@ class FrameProcessor:
         update = self.tracker.update([d.bbox for d in detections], frame.index)
         for track in update.lost:
             result.lost.append(track.track_id)
+            if self.explainer is not None:
+                self.explainer.forget(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
             self.selector.reset(track.slot)
         for track in update.new:
@@ -184,6 +190,10 @@ class FrameProcessor:
         if inputs is not None:
             probs = self.models.predict(inputs)
             tops = self.bundle.decide(probs)
+            t3 = time.perf_counter()
+            times.inference = t3 - t2
+            attributions = self._explain(inputs, probs, tops, [tracks[i].track_id for i in ready])
+            times.explain = time.perf_counter() - t3
             h, w = frame.image.shape[:2]
             for row, i in enumerate(ready):
                 face = result.faces[i]
@@ -195,18 +205,31 @@ class FrameProcessor:
                     probabilities={name: float(probs[name][row]) for name in self.emotions},
                     top=str(tops[row]),
                     t_capture=frame.timestamp,
-                    attributions={},
+                    attributions=attributions[row],
                     landmarks=face.points.tolist() if self.config.include_landmarks else None,
                     image_size=[int(w), int(h)],
                 )
             times.scored = len(ready)
-            times.inference = time.perf_counter() - t2
         return result
+
+    def _explain(self, inputs: dict[str, np.ndarray], probs: dict[str, np.ndarray], tops: np.ndarray, track_ids: list[int]) -> list[dict]:
+        """Attributions of each scored face (empty dicts when explanations are off)."""
+        if self.explainer is None:
+            return [{} for _ in track_ids]
+        requests = []
+        for row, track_id in enumerate(track_ids):
+            top = str(tops[row])
+            requests.append(self.explainer.to_explain({name: float(probs[name][row]) for name in self.emotions}, top))
+            self.explainer.observe(track_id, top, inputs, row)
+        return self.explainer.explain(inputs, track_ids, requests)
 
     def end_tracks(self) -> list[int]:
         """End every live track (source lost, end of run); returns their ids."""
         ended = self.tracker.end_all()
         self.selector.reset_all()
+        if self.explainer is not None:
+            for t in ended:
+                self.explainer.forget(t.track_id)
         return [t.track_id for t in ended]
 
     @property

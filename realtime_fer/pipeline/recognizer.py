@@ -268,6 +268,8 @@ class Recognizer:
         self.timings.add("features", times.features)
         if times.scored:
             self.timings.add("inference", times.inference)
+            self.timings.add("explain", times.explain)
+            self.timings.add("explain/face", times.explain / times.scored)
         self.timings.add("publish", t_done - t_pub)
         self.timings.add("frame_latency", t_done - frame.t_capture)
         if predictions:

@@ -18,7 +18,8 @@ from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.model_file import PINNED_SHA256
 from realtime_fer.landmarks.normalize import ANCHORS
 from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
-from realtime_fer.models.metrics import binary_metrics
+from realtime_fer.models.metrics import binary_metrics, roc_auc
+from realtime_fer.models.network import Network
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
 from realtime_fer.training.fitting import calibrate, fit_models, scores
@@ -76,19 +77,61 @@ def _rows_of(owner: np.ndarray, sample_mask: np.ndarray) -> np.ndarray:
     return np.nonzero(sample_mask[owner])[0]
 
 
-def train(config: TrainConfig, *, family: str | None = None, output: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train and write a bundle; returns a report (metrics, timings, bundle path)."""
-    t_start = time.perf_counter()
-    family = family or config.model.family
+@dataclass
+class PreparedData:
+    """Everything a fit needs, prepared once: samples, splits, pooled windows and the emotions
+    that have enough examples (shared by :func:`train` and pruning)."""
+
+    data: LabelledData
+    split: np.ndarray
+    """(n_samples,) TRAIN, VALIDATION or CALIBRATION per sample."""
+    jittered: PooledSet
+    """Training windows (stills with landmark jitter), full mesh."""
+    plain: PooledSet
+    """Windows without jitter (calibration, validation, explanation), full mesh."""
+    train_rows: np.ndarray
+    cal_rows: np.ndarray
+    val_rows: np.ndarray
+    codes_train: np.ndarray
+    """(len(jittered),) label code of each training-set window."""
+    codes_plain: np.ndarray
+    emotions: list[str]
+    """Emotions with enough examples, in the config's order."""
+    skipped: dict[str, str]
+    """Emotions left out, with the reason."""
+    seconds: float
+    """Time to load the sources (cache) and build the windows."""
+
+    @property
+    def positives(self) -> dict[str, int]:
+        return {e: EMOTIONS.index(e) for e in self.emotions}
+
+
+@dataclass
+class FitResult:
+    """Calibrated networks with their validation metrics."""
+
+    nets: dict[str, Network]
+    subsets: dict[str, list[int]]
+    thresholds: dict[str, float]
+    metrics: dict[str, dict[str, Any]]
+    overall: dict[str, Any]
+    by_source: dict[str, dict[str, Any]]
+    fit_seconds: float
+    calibration_auc: dict[str, float | None] = field(default_factory=dict)
+    """AUC on the calibration split (Platt scaling is monotone, so this is an honest held-out
+    AUC; used when the validation split lacks an emotion)."""
+
+
+def prepare(config: TrainConfig, *, progress: bool = True) -> PreparedData:
+    """Load the sources, split them by group, build the pooled windows and pick the emotions."""
+    t0 = time.perf_counter()
     data = load_sources(config, progress=progress)
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
-
-    t0 = time.perf_counter()
     pooling = tuple(config.model.pooling)
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video)
-    t_windows = time.perf_counter() - t0
     train_rows = _rows_of(jittered.owner, split == TRAIN)
     cal_rows = _rows_of(plain.owner, split == CALIBRATION)
     val_rows = _rows_of(plain.owner, split == VALIDATION)
@@ -107,24 +150,39 @@ def train(config: TrainConfig, *, family: str | None = None, output: str | Path 
             emotions.append(e)
     if not emotions:
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0)
 
+
+def default_subsets(config: TrainConfig, emotions: list[str]) -> dict[str, list[int]]:
+    """Each emotion's landmarks: ``model.landmark_subsets``, else ``model.landmarks``, else all."""
     all_lms = list(config.model.landmarks) if config.model.landmarks is not None else list(range(NUM_MESH_LANDMARKS))
-    subsets = {e: list(config.model.landmark_subsets.get(e, all_lms)) for e in emotions}
+    return {e: [int(i) for i in config.model.landmark_subsets.get(e, all_lms)] for e in emotions}
+
+
+def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str, list[int]], family: str | None = None) -> FitResult:
+    """Fit every emotion of ``subsets`` on the training split, calibrate on the calibration
+    split and measure on the validation split (overall and per source)."""
+    family = family or config.model.family
+    emotions = list(subsets)
     positives = {e: EMOTIONS.index(e) for e in emotions}
     nets, fit_s = fit_models(
-        family, jittered, codes_train, positives, subsets, window_length=config.window.length,
-        randomized=config.model.randomized, torch=config.model.torch, rows=train_rows,
+        family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
+        randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows,
     )
-    cal_scores = scores(nets, plain, subsets, cal_rows)
-    thresholds = calibrate(nets, cal_scores, {e: codes_plain[cal_rows] == positives[e] for e in emotions}, config.model.threshold_criterion)
+    plain, codes_plain = prep.plain, prep.codes_plain
+    cal_scores = scores(nets, plain, subsets, prep.cal_rows)
+    cal_truth = {e: codes_plain[prep.cal_rows] == positives[e] for e in emotions}
+    thresholds = calibrate(nets, cal_scores, cal_truth, config.model.threshold_criterion)
+    cal_auc = {e: roc_auc(cal_scores[e], cal_truth[e]) for e in emotions}
 
+    val_rows = prep.val_rows
     val_scores = scores(nets, plain, subsets, val_rows)
     val_probs = {e: nets[e].calibrate(val_scores[e]) for e in emotions}
     val_truth = np.array(EMOTIONS)[codes_plain[val_rows]]
     metrics = {e: binary_metrics(val_probs[e], val_truth == e, thresholds[e]) for e in emotions}
     overall = overall_accuracy(val_probs, thresholds, val_truth)
     # the same figures per source, e.g. the RAF-DB validation AUCs alone
-    val_source = np.array([g.split(":", 1)[0] for g in data.groups])[plain.owner[val_rows]]
+    val_source = np.array([g.split(":", 1)[0] for g in prep.data.groups])[plain.owner[val_rows]]
     by_source: dict[str, dict[str, Any]] = {}
     for name in np.unique(val_source):
         m = val_source == name
@@ -132,40 +190,55 @@ def train(config: TrainConfig, *, family: str | None = None, output: str | Path 
             "emotions": {e: binary_metrics(val_probs[e][m], val_truth[m] == e, thresholds[e]) for e in emotions},
             "overall": overall_accuracy({e: val_probs[e][m] for e in emotions}, thresholds, val_truth[m]),
         }
+    return FitResult(nets, subsets, thresholds, metrics, overall, by_source, fit_s, cal_auc)
 
-    out = Path(output or config.output)
-    write_bundle(
+
+def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit: FitResult, family: str, extra_training: dict[str, Any] | None = None) -> Path:
+    """Write ``fit``'s networks as a bundle with the training provenance in its manifest."""
+    return write_bundle(
         out,
-        nets,
-        subsets,
-        thresholds,
-        window={"length": config.window.length, "hop": config.window.hop, "still_jitter": config.window.still_jitter, "pooling": list(pooling)},
-        metrics={e: {"validation": m, "validation_by_source": {k: v["emotions"][e] for k, v in by_source.items()}} for e, m in metrics.items()},
+        fit.nets,
+        fit.subsets,
+        fit.thresholds,
+        window={"length": config.window.length, "hop": config.window.hop, "still_jitter": config.window.still_jitter, "pooling": list(config.model.pooling)},
+        metrics={e: {"validation": m, "validation_by_source": {k: v["emotions"][e] for k, v in fit.by_source.items()}} for e, m in fit.metrics.items()},
         training={
             "family": family,
-            "sources": data.sources,
+            "sources": prep.data.sources,
             "licence_note": "Trained on third-party research datasets: research use only (see each source's licence).",
             "split": {"validation_fraction": config.data.validation_fraction, "calibration_fraction": config.data.calibration_fraction, "seed": config.data.split_seed, "grouped_by": "subject where known, else image"},
-            "windows": {"train": int(len(train_rows)), "calibration": int(len(cal_rows)), "validation": int(len(val_rows))},
-            "skipped_emotions": skipped,
-            "fit_seconds": round(fit_s, 3),
-            "validation_overall": overall,
+            "windows": {"train": int(len(prep.train_rows)), "calibration": int(len(prep.cal_rows)), "validation": int(len(prep.val_rows))},
+            "skipped_emotions": prep.skipped,
+            "fit_seconds": round(fit.fit_seconds, 3),
+            "validation_overall": fit.overall,
             "config": to_dict(config),
+            **(extra_training or {}),
         },
         normalisation={"method": "similarity (Procrustes) fit of rigid anchors to the reference face", "anchors": list(ANCHORS), "reference": "realtime_fer/assets/reference_face.npy"},
         landmarker={"model_sha256": PINNED_SHA256, "pad_fraction_stills": (config.landmarker.pad_fraction if config.landmarker else 0.25)},
     )
+
+
+def train(config: TrainConfig, *, family: str | None = None, output: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train and write a bundle; returns a report (metrics, timings, bundle path)."""
+    t_start = time.perf_counter()
+    family = family or config.model.family
+    prep = prepare(config, progress=progress)
+    subsets = default_subsets(config, prep.emotions)
+    fit = fit_and_validate(config, prep, subsets, family)
+    out = Path(output or config.output)
+    write_trained_bundle(out, config, prep, fit, family)
     report = {
         "bundle": str(out),
         "family": family,
-        "emotions": {e: {**metrics[e], "threshold": thresholds[e], "n_landmarks": len(subsets[e])} for e in emotions},
-        "overall": overall,
-        "by_source": by_source,
-        "skipped": skipped,
-        "timing": {"windows_s": round(t_windows, 2), "fit_s": round(fit_s, 3), "total_s": round(time.perf_counter() - t_start, 2)},
-        "windows": {"train": int(len(train_rows)), "calibration": int(len(cal_rows)), "validation": int(len(val_rows))},
+        "emotions": {e: {**fit.metrics[e], "threshold": fit.thresholds[e], "n_landmarks": len(subsets[e])} for e in prep.emotions},
+        "overall": fit.overall,
+        "by_source": fit.by_source,
+        "skipped": prep.skipped,
+        "timing": {"windows_s": round(prep.seconds, 2), "fit_s": round(fit.fit_seconds, 3), "total_s": round(time.perf_counter() - t_start, 2)},
+        "windows": {"train": int(len(prep.train_rows)), "calibration": int(len(prep.cal_rows)), "validation": int(len(prep.val_rows))},
     }
-    log.info("trained %d %s models in %.2f s -> %s", len(nets), family, fit_s, out)
+    log.info("trained %d %s models in %.2f s -> %s", len(fit.nets), family, fit.fit_seconds, out)
     return report
 
 
