@@ -16,6 +16,7 @@ calibrated logit (see :mod:`realtime_fer.explain.gradients`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -30,7 +31,17 @@ log = logging.getLogger(__name__)
 Method = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
 
+@functools.lru_cache(maxsize=32)
 def quadrature(method: Method, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_quadrature`, cached (the live stream asks for the same rule every frame) and
+    returned read-only."""
+    alphas, weights = _quadrature(method, n_steps)
+    alphas.flags.writeable = False
+    weights.flags.writeable = False
+    return alphas, weights
+
+
+def _quadrature(method: Method, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alphas`` in [0, 1] and weights (summing to 1) of a quadrature rule, matching
     Captum's approximation methods of the same names (``riemann_trapezoid`` is the textbook
     trapezoid rule, weights 1/(n-1) with halved ends; Captum 0.9 uses 1/n with halved ends,
