@@ -14,7 +14,7 @@ from fer_testdata import ck_subset, session_cache
 from realtime_fer.data.extract import extract_dataset
 from realtime_fer.errors import DataError
 from realtime_fer.explain.baselines import BASELINE_KINDS, BaselineBank, shipped_neutral_face
-from realtime_fer.explain.gradients import input_gradient, pool_exact
+from realtime_fer.explain.gradients import input_gradient
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.regions import face_regions
 from realtime_fer.explain.relevance import attribute_against, landmark_relevance
@@ -22,7 +22,7 @@ from realtime_fer.features.windows import WindowOptions
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.models.calibration import fit_platt
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, pool
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.training.features import pooled_set
 from realtime_fer.training.fitting import fit_models
@@ -166,7 +166,7 @@ def test_pooled_attribution_equals_per_frame_attribution_of_stills(ck: dict) -> 
     base = np.repeat(ck["bank"].typical["anger"][None], WINDOW.length, axis=0)
     ig = IntegratedGradients(net)
     per_frame = ig.attribute(stills, base, n_steps=16)
-    pooled = ig.attribute_pooled(pool_exact(stills, net.pooling), pool_exact(base[None], net.pooling)[0], n_steps=16)
+    pooled = ig.attribute_pooled(pool(stills, net.pooling, np.float64), pool(base[None], net.pooling, np.float64)[0], n_steps=16)
     np.testing.assert_allclose(pooled.attributions[:, 0], per_frame.attributions.sum(axis=1), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pooled.per_landmark_abs(), per_frame.per_landmark_abs(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(pooled.delta, per_frame.delta, atol=1e-9)

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands._dataset import add_dataset_arguments, output_path
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="labelled folder (ImageFolder, CK+, RAVDESS, CREMA-D or label-named files)")
-    p.add_argument("--model", help="model bundle folder (default: the shipped default model)")
-    p.add_argument("--output", required=True, help="metrics JSON to write")
-    p.add_argument("--cache", default=".fer_cache", help="landmark cache folder (default .fer_cache)")
+    add_dataset_arguments(p, "metrics JSON to write")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="onnxruntime device")
-    p.add_argument("--workers", type=int, help="extraction processes (default: all cores)")
-    p.add_argument("--max-video-frames", type=int, help="read at most this many frames of each video")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
-    from pathlib import Path
 
     from rich.console import Console
     from rich.table import Table
 
-    from realtime_fer.errors import FerError
     from realtime_fer.training.evaluate import evaluate
 
-    out = Path(args.output)
-    if out.parent and not out.parent.exists():
-        raise FerError(f"output folder does not exist: {out.parent}")
+    out = output_path(args.output)
     metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames)
     out.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     console = Console(file=sys.stdout, width=max(Console().width, 100))

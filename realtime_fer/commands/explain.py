@@ -4,39 +4,32 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands._dataset import add_dataset_arguments, output_path
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="labelled folder (ImageFolder, CK+, RAVDESS, CREMA-D or label-named files)")
-    p.add_argument("--output", required=True, help="relevance JSON to write")
-    p.add_argument("--model", help="model bundle folder (default: the shipped default model)")
+    add_dataset_arguments(p, "relevance JSON to write")
     p.add_argument("--baseline", default="others", help="IG baseline: neutral, others (typical faces of the other emotions; default) or zero")
     p.add_argument("--steps", type=int, default=16, help="quadrature points on the IG path (default 16)")
     p.add_argument("--method", default="gausslegendre", choices=["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
     p.add_argument("--max-samples", type=int, default=500, help="most windows explained per emotion, evenly spaced (default 500; 0 = all)")
     p.add_argument("--top", type=int, default=10, help="landmarks listed per emotion in 'top' (default 10)")
     p.add_argument("--heatmaps", help="folder for one PNG heatmap per emotion")
-    p.add_argument("--cache", default=".fer_cache", help="landmark cache folder (default .fer_cache)")
-    p.add_argument("--workers", type=int, help="extraction processes (default: all cores)")
-    p.add_argument("--max-video-frames", type=int, help="read at most this many frames of each video")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
-    from pathlib import Path
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from realtime_fer.errors import DataError, FerError
+    from realtime_fer.errors import DataError
     from realtime_fer.explain.baselines import check_kind
     from realtime_fer.explain.dataset import explain_dataset
 
-    out = Path(args.output)
-    if out.parent and not out.parent.exists():
-        raise FerError(f"output folder does not exist: {out.parent}")
+    out = output_path(args.output)
     check_kind(args.baseline)
     if args.steps < 1 or args.max_samples < 0 or args.top < 1:
         raise DataError("--steps and --top must be >= 1 and --max-samples >= 0")

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, pool
+from realtime_fer.models.network import Network, activate, pool
 
 Precision = Literal["float64", "float32"]
 
@@ -26,23 +26,6 @@ def logit(net: Network, windows: np.ndarray) -> np.ndarray:
     return (net.platt_a * net.score(windows).astype(np.float64) + net.platt_b).astype(np.float64)
 
 
-def pool_exact(windows: np.ndarray, pooling: tuple[str, ...], dtype: Precision = "float64") -> np.ndarray:
-    """:func:`~realtime_fer.models.network.pool` without the cast to float32: (N, T, L, 3) ->
-    (N, len(pooling) * 3L) in ``dtype``."""
-    w = np.asarray(windows, dtype=dtype)
-    if w.ndim != 4 or w.shape[-1] != 3:
-        raise ValueError(f"expected windows of shape (N, T, L, 3), got {w.shape}")
-    parts = []
-    for p in pooling:
-        if p == "mean":
-            parts.append(w.mean(axis=1))
-        elif p == "delta":
-            parts.append(w[:, -1] - w[:, 0])
-        else:
-            return pool(w, pooling)  # raises the usual error for an unknown pooling
-    return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
-
-
 def _act_grad(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
     if kind == "tanh":
         return 1.0 - post * post
@@ -50,16 +33,6 @@ def _act_grad(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
         return (pre > 0).astype(post.dtype)
     if kind == "sigmoid":
         return post * (1.0 - post)
-    raise ValueError(f"unknown activation {kind!r}")
-
-
-def _activate(pre: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "tanh":
-        return np.tanh(pre)
-    if kind == "relu":
-        return np.maximum(pre, 0)
-    if kind == "sigmoid":
-        return 1 / (1 + np.exp(-pre))
     raise ValueError(f"unknown activation {kind!r}")
 
 
@@ -80,7 +53,7 @@ def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float6
     for wk, bk in net.layers:
         pre = reps[-1] @ np.asarray(wk, dt) + np.asarray(bk, dt)
         pres.append(pre)
-        reps.append(_activate(pre, net.activation))
+        reps.append(activate(pre, net.activation))
     # score and the head's direct contribution to each representation's gradient
     grads = [np.zeros_like(r) for r in reps]
     offset = 0
@@ -126,5 +99,5 @@ def input_gradient(net: Network, windows: np.ndarray, dtype: Precision = "float6
         ``(logits, grads)``: (N,) logits and (N, T, L, 3) gradients, in ``dtype``.
     """
     w = np.asarray(windows)
-    logits, g = pooled_gradient(net, pool_exact(w, net.pooling, dtype), dtype)
+    logits, g = pooled_gradient(net, pool(w, net.pooling, dtype), dtype)
     return logits, expand_gradient(net, g, w.shape[1])

@@ -23,8 +23,8 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.explain.gradients import Precision, expand_gradient, pool_exact, pooled_gradient
-from realtime_fer.models.network import Network
+from realtime_fer.explain.gradients import Precision, expand_gradient, pooled_gradient
+from realtime_fer.models.network import Network, pool
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ class IntegratedGradients:
         if x.ndim != 4:
             raise ValueError(f"inputs must be (N, T, L, 3), got {x.shape}")
         base = np.broadcast_to(np.asarray(baselines, dtype=self.dtype), x.shape)
-        px = pool_exact(x, self.net.pooling, self.dtype)
-        pb = pool_exact(np.ascontiguousarray(base), self.net.pooling, self.dtype)
+        px = pool(x, self.net.pooling, self.dtype)
+        pb = pool(np.ascontiguousarray(base), self.net.pooling, self.dtype)
         grad = expand_gradient(self.net, self.integrated_gradient(px, pb, n_steps, method, batch_size), x.shape[1])
         return self._finish((x - base) * grad, px, pb)
 

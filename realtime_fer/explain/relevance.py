@@ -23,10 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from realtime_fer.explain.baselines import BaselineSet
-from realtime_fer.explain.gradients import Precision, pool_exact
+from realtime_fer.explain.gradients import Precision
 from realtime_fer.explain.integrated_gradients import Attribution, IntegratedGradients, Method
 from realtime_fer.explain.regions import face_regions
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, pool
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def attribute_against(
             continue
         window = baselines.windows(k, net.window_length, landmarks)
         if pooled:
-            a = ig.attribute_pooled(x[rows], pool_exact(window[None], net.pooling, ig.dtype)[0], n_steps=n_steps, method=method, batch_size=batch_size)
+            a = ig.attribute_pooled(x[rows], pool(window[None], net.pooling, ig.dtype)[0], n_steps=n_steps, method=method, batch_size=batch_size)
         else:
             a = ig.attribute(x[rows], window, n_steps=n_steps, method=method, batch_size=batch_size)
         wk = w[rows].astype(ig.dtype)

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing  # noqa: F401 - for the DTypeLike annotation
 
 Activation = Literal["tanh", "relu", "sigmoid"]
 POOLINGS = ("mean", "delta")
 
 
-def pool(windows: np.ndarray, pooling: tuple[str, ...]) -> np.ndarray:
-    """(N, T, L, 3) windows -> (N, len(pooling) * 3L) pooled, flattened features."""
-    w = np.asarray(windows, dtype=np.float32)
+def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+    """(N, T, L, 3) windows -> (N, len(pooling) * 3L) pooled, flattened features in ``dtype``
+    (float32 for the models; float64 where explanations need the extra precision)."""
+    w = np.asarray(windows, dtype=dtype)
     if w.ndim != 4 or w.shape[-1] != 3:
         raise ValueError(f"expected windows of shape (N, T, L, 3), got {w.shape}")
     parts = []
