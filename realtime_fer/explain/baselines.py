@@ -33,11 +33,11 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Literal, Sequence
 
 import numpy as np
 
+from realtime_fer.assets import load_array
 from realtime_fer.errors import DataError
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 
@@ -50,11 +50,7 @@ BASELINE_KINDS: tuple[str, ...] = ("neutral", "others", "zero")
 @functools.lru_cache(maxsize=1)
 def shipped_neutral_face() -> np.ndarray:
     """(468, 3) float32 mean normalised neutral face of RAF-DB train (fallback neutral baseline)."""
-    with resources.files("realtime_fer.assets").joinpath("neutral_face.npy").open("rb") as fh:
-        face = np.load(fh).astype(np.float32)
-    if face.shape != (NUM_MESH_LANDMARKS, 3):
-        raise RuntimeError(f"neutral_face.npy has shape {face.shape}, expected (468, 3)")
-    return face
+    return load_array("neutral_face.npy", (NUM_MESH_LANDMARKS, 3), np.float32)
 
 
 def check_kind(kind: str) -> str:

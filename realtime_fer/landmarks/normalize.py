@@ -18,10 +18,10 @@ units of "face size" (about 0.3 units between the outer eye corners).
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 import numpy as np
 
+from realtime_fer.assets import load_array
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 
 #: Rigid anchor landmarks of the MediaPipe face mesh used for the similarity fit.
@@ -37,11 +37,7 @@ ANCHOR_INDEX = np.asarray(ANCHORS, dtype=np.int64)
 @functools.lru_cache(maxsize=1)
 def reference_face() -> np.ndarray:
     """The (468, 3) float64 reference face shipped with the package."""
-    with resources.files("realtime_fer.assets").joinpath("reference_face.npy").open("rb") as fh:
-        ref = np.load(fh).astype(np.float64)
-    if ref.shape != (NUM_MESH_LANDMARKS, 3):
-        raise RuntimeError(f"reference_face.npy has shape {ref.shape}, expected (468, 3)")
-    return ref
+    return load_array("reference_face.npy", (NUM_MESH_LANDMARKS, 3), np.float64)
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,8 +45,7 @@ def mirror_index() -> np.ndarray:
     """(468,) left/right correspondence of the mesh (``tools/build_reference_face.py``): landmark
     ``i`` of a face is landmark ``mirror_index()[i]`` of its mirror image; an involution with
     28 midline points mapped to themselves."""
-    with resources.files("realtime_fer.assets").joinpath("mirror_index.npy").open("rb") as fh:
-        return np.load(fh).astype(np.int64)
+    return load_array("mirror_index.npy", (NUM_MESH_LANDMARKS,), np.int64)
 
 
 def mirror_normalized(faces: np.ndarray) -> np.ndarray:
