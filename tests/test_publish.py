@@ -353,21 +353,28 @@ def _publish_until(proc: subprocess.Popen[str], pub: Publisher, make: Any) -> No
         time.sleep(0.02)
 
 
+def _listen_while_publishing(pub: Publisher, args: list[str], make) -> tuple[int, str, str]:  # noqa: ANN001
+    """Run ``realtime-fer listen ARGS`` while a thread publishes ``make(i)`` messages until it
+    exits; returns its exit code, stdout and stderr (the process is always reaped)."""
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        feeder = threading.Thread(target=_publish_until, args=(proc, pub, make))
+        feeder.start()
+        out, err = proc.communicate(timeout=30)
+        feeder.join(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_listen_prints_messages(as_json: bool) -> None:
     with Publisher("tcp://127.0.0.1:0", encoding="json" if as_json else "msgpack") as pub:
         args = ["listen", "--connect", pub.endpoint, "--count", "3", "--timeout", "20"] + (["--json"] if as_json else [])
-        proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        try:
-            feeder = threading.Thread(target=_publish_until, args=(proc, pub, lambda i: _prediction(face=2, frame=i, landmarks=None)))
-            feeder.start()
-            out, err = proc.communicate(timeout=30)
-            feeder.join(timeout=5)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, err
+        returncode, out, err = _listen_while_publishing(pub, args, lambda i: _prediction(face=2, frame=i, landmarks=None))
+    assert returncode == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 3
     if as_json:
@@ -380,20 +387,11 @@ def test_listen_prints_messages(as_json: bool) -> None:
 def test_listen_status_and_topic_filter() -> None:
     with Publisher("tcp://127.0.0.1:0") as pub:
         args = ["listen", "--connect", pub.endpoint, "--topic", status_topic("cam0"), "--count", "2", "--timeout", "20"]
-        proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        try:
-            def make(i: int) -> Prediction | Status:
-                return _prediction(landmarks=None) if i % 2 else Status("cam0", "source_lost", time.time(), detail="camera unplugged")
+        def make(i: int) -> Prediction | Status:
+            return _prediction(landmarks=None) if i % 2 else Status("cam0", "source_lost", time.time(), detail="camera unplugged")
 
-            feeder = threading.Thread(target=_publish_until, args=(proc, pub, make))
-            feeder.start()
-            out, err = proc.communicate(timeout=30)
-            feeder.join(timeout=5)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, err
+        returncode, out, err = _listen_while_publishing(pub, args, make)
+    assert returncode == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 2 and all("[source_lost]" in line and "camera unplugged" in line for line in lines)
 

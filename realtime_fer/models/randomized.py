@@ -146,7 +146,7 @@ def fit_randomized(
             window_length=window_length,
             n_landmarks=n_landmarks,
             pooling=tuple(pooling),
-            mean=mean.astype(np.float32),
+            mean=mean,
             std=std,
             layers=layers,
             activation=options.activation,

@@ -131,7 +131,7 @@ def fit_torch(
             window_length=window_length,
             n_landmarks=n_landmarks,
             pooling=tuple(pooling),
-            mean=mean.astype(np.float32),
+            mean=mean,
             std=std,
             layers=layers,
             activation="relu",
