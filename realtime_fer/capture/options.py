@@ -30,6 +30,11 @@ class CaptureOptions:
     """Upper bound of the reconnect wait."""
     max_reconnect_attempts: int | None = None
     """Give up (and end the run) after this many failed reopen attempts; ``None``: never."""
+    decode_threads: int = 1
+    """FFmpeg decoder threads for files and network streams; ``0``: FFmpeg's choice (one per
+    core). One thread decodes a 640x360 H.264 frame in about 1 ms and leaves the other core to
+    the landmarker; FFmpeg's default of 2 threads here cost 1.4 ms of CPU per frame instead of
+    0.95 ms and competed with MediaPipe."""
     camera_width: int | None = None
     """Requested camera frame width in pixels (cameras only; the driver may pick another)."""
     camera_height: int | None = None
@@ -44,5 +49,7 @@ class CaptureOptions:
             raise ValueError("open_timeout_s and read_timeout_s must be > 0")
         if self.reconnect_initial_s <= 0 or self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("need 0 < reconnect_initial_s <= reconnect_max_s")
+        if self.decode_threads < 0:
+            raise ValueError("decode_threads must be >= 0 (0: FFmpeg's choice)")
         if self.max_reconnect_attempts is not None and self.max_reconnect_attempts < 0:
             raise ValueError("max_reconnect_attempts must be >= 0 or null")

@@ -255,6 +255,7 @@ class Source:
             int(o.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(o.read_timeout_s * 1000),
+            *_decoder_params(o),
         ]
         cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
@@ -276,7 +277,7 @@ class Source:
 
         path = Path(str(self.spec.target))
         _check_file(path, "video file")
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, _decoder_params(self.options))
         if not cap.isOpened():
             cap.release()
             # Not a video FFmpeg knows; it may still be an image with an unusual suffix.
@@ -324,6 +325,13 @@ def open_source(spec: str | int | os.PathLike[str], options: CaptureOptions | No
     """
     _quiet_ffmpeg_by_default()
     return Source(parse_source(spec), options)
+
+
+def _decoder_params(options: CaptureOptions) -> list[int]:
+    """OpenCV open parameters for FFmpeg's decoder threads (none: FFmpeg's default)."""
+    import cv2
+
+    return [cv2.CAP_PROP_N_THREADS, int(options.decode_threads)] if options.decode_threads > 0 else []
 
 
 def _check_file(path: Path, what: str) -> None:

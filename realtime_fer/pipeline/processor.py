@@ -6,6 +6,11 @@ the ring buffers) and turns each :class:`~realtime_fer.capture.Frame` into a
 :class:`~realtime_fer.publish.Prediction` for each face whose window is full. All ready faces
 of a scoring step are scored together: one ``session.run`` per emotion model.
 
+:meth:`FrameProcessor.process` is :meth:`~FrameProcessor.prepare` (landmarks, tracking, ring
+buffers, a copy of the ready windows) followed by :meth:`~FrameProcessor.finish` (emotion models,
+attributions, predictions). The two halves share no mutable state, so the recognizer runs
+``finish`` of frame k in a worker thread while the landmarker works on frame k+1.
+
 It does no I/O: the :class:`~realtime_fer.pipeline.recognizer.Recognizer` publishes what it
 returns, and ``bench`` times it stage by stage.
 """
@@ -71,10 +76,26 @@ class FrameResult:
     lost: list[int] = field(default_factory=list)
     """Track ids that ended in this frame."""
     times: StageTimes = field(default_factory=StageTimes)
+    timestamp_ms: int = -1
+    """The VIDEO-mode timestamp the landmarker was given for this frame."""
 
     @property
     def predictions(self) -> list[Prediction]:
         return [f.prediction for f in self.faces if f.prediction is not None]
+
+
+@dataclass
+class PendingFrame:
+    """A frame between :meth:`FrameProcessor.prepare` and :meth:`FrameProcessor.finish`."""
+
+    result: FrameResult
+    """Faces, track changes, landmark and feature times; predictions are added by ``finish``."""
+    ready: list[int]
+    """Indices into ``result.faces`` of the faces to score (empty on non-scoring frames)."""
+    inputs: dict[str, np.ndarray] | None
+    """Emotion -> (len(ready), T, L_e, 3) model inputs, owned by this object."""
+    forget: list[int]
+    """Track ids that ended before this frame: the explainer drops their baselines."""
 
 
 class FrameProcessor:
@@ -106,6 +127,7 @@ class FrameProcessor:
         """Frames processed."""
         self._last_ts = -1
         self._t0: float | None = None
+        self._forget: list[int] = []
 
     @classmethod
     def create(cls, config: RuntimeConfig, bundle: ModelBundle | None = None) -> FrameProcessor:
@@ -146,25 +168,35 @@ class FrameProcessor:
         return ts
 
     def process(self, frame: Frame, *, still: bool = False) -> FrameResult:
-        """Run one frame through every stage.
+        """Run one frame through every stage: :meth:`finish` of :meth:`prepare`.
 
         Args:
             frame: the captured frame.
             still: the frame is a still image: a new face's window is filled with copies of it
                 and scored at once (a video needs ``window_length`` frames first).
         """
+        return self.finish(self.prepare(frame, still=still))
+
+    def prepare(self, frame: Frame, *, still: bool = False) -> PendingFrame:
+        """The first half of :meth:`process`: landmarks, tracking, the ring buffers and, on a
+        scoring frame, a private copy of the ready faces' model inputs.
+
+        Frames must be prepared in order, from one thread. The returned work is finished by
+        :meth:`finish`, possibly in another thread while the next frame is prepared; that thread
+        must finish the frames in the order they were prepared.
+        """
         result = FrameResult(frame=frame)
         times = result.times
         t0 = time.perf_counter()
-        detections: list[FaceLandmarks] = self.detector.detect_for_video(frame.image, self.timestamp_ms(frame))
+        result.timestamp_ms = self.timestamp_ms(frame)
+        detections: list[FaceLandmarks] = self.detector.detect_for_video(frame.image, result.timestamp_ms)
         t1 = time.perf_counter()
         times.landmarks = t1 - t0
 
         update = self.tracker.update([d.bbox for d in detections], frame.index)
         for track in update.lost:
             result.lost.append(track.track_id)
-            if self.explainer is not None:
-                self.explainer.forget(track.track_id)
+            self._forget.append(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
             self.selector.reset(track.slot)
         for track in update.new:
@@ -183,16 +215,32 @@ class FrameProcessor:
         self.frames += 1
         scoring = still or (self.frames - 1) % self.hop == 0
         ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
-        inputs = self.selector.gather([tracks[i].slot for i in ready]) if ready else None
-        t2 = time.perf_counter()
-        times.features = t2 - t1
+        inputs = None
+        if ready:  # the selector's batches are reused by the next gather: keep a copy
+            inputs = {name: arr.copy() for name, arr in self.selector.gather([tracks[i].slot for i in ready]).items()}
+        pending = PendingFrame(result=result, ready=ready, inputs=inputs, forget=self._forget)
+        self._forget = []
+        times.features = time.perf_counter() - t1
+        return pending
 
+    def finish(self, pending: PendingFrame) -> FrameResult:
+        """The second half of :meth:`process`: score the ready faces with every emotion model,
+        explain the decisions and attach a :class:`Prediction` to each scored face."""
+        result = pending.result
+        frame = result.frame
+        times = result.times
+        if self.explainer is not None:
+            for track_id in pending.forget:
+                self.explainer.forget(track_id)
+        inputs = pending.inputs
         if inputs is not None:
+            ready = pending.ready
+            t2 = time.perf_counter()
             probs = self.models.predict(inputs)
             tops = self.bundle.decide(probs)
             t3 = time.perf_counter()
             times.inference = t3 - t2
-            attributions = self._explain(inputs, probs, tops, [tracks[i].track_id for i in ready])
+            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready])
             times.explain = time.perf_counter() - t3
             h, w = frame.image.shape[:2]
             for row, i in enumerate(ready):
@@ -225,12 +273,18 @@ class FrameProcessor:
 
     def end_tracks(self) -> list[int]:
         """End every live track (source lost, end of run); returns their ids."""
-        ended = self.tracker.end_all()
+        ended = [t.track_id for t in self.tracker.end_all()]
         self.selector.reset_all()
+        self._forget.extend(ended)  # the explainer forgets them in frame order (see finish)
+        return ended
+
+    def release_ended(self) -> None:
+        """Forget the tracks ended since the last prepared frame now (end of a run, after the
+        last :meth:`finish`); otherwise the next finished frame does it."""
         if self.explainer is not None:
-            for t in ended:
-                self.explainer.forget(t.track_id)
-        return [t.track_id for t in ended]
+            for track_id in self._forget:
+                self.explainer.forget(track_id)
+        self._forget = []
 
     @property
     def last_timestamp_ms(self) -> int:

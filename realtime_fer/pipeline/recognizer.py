@@ -13,13 +13,22 @@ and sends to every sink, in order:
   running while the stream is down; the tracks end when it is lost);
 * ``ended`` last, with the frame rate and the dropped-frame count.
 
+With ``pipelined: true`` (the default) the main thread runs the landmarker, the tracker and the
+feature selector (:meth:`FrameProcessor.prepare`), and an :class:`OrderedWorker` thread runs the
+emotion models and the attributions (:meth:`FrameProcessor.finish`) and sends every message, so
+that frame k is scored while the landmarker works on frame k+1. Every message goes through that
+one worker, in the order above; the display and ``on_frame`` still run on the main thread, as
+each frame is finished. ``pipelined: false`` runs everything on the main thread, one frame at a
+time.
+
 :meth:`Recognizer.stop` may be called from another thread or a signal handler; the loop then
-finishes the current frame, stops and joins the capture thread, sends ``ended`` and closes the
-landmarker and the sinks. :meth:`Recognizer.run` returns a :class:`RunSummary`.
+finishes the current frame, stops and joins the capture thread, finishes every frame already
+taken, sends ``ended`` and closes the landmarker and the sinks. :meth:`Recognizer.run` returns a :class:`RunSummary`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import time
@@ -31,9 +40,10 @@ from realtime_fer.capture.reader import CaptureThread
 from realtime_fer.capture.sources import Source, open_source
 from realtime_fer.models.bundle import ModelBundle
 from realtime_fer.pipeline.config import RuntimeConfig
-from realtime_fer.pipeline.processor import FrameProcessor, FrameResult
+from realtime_fer.pipeline.processor import FrameProcessor, FrameResult, PendingFrame
 from realtime_fer.pipeline.sinks import MessageSink
 from realtime_fer.pipeline.stats import RateMeter, Summary, TimingLog
+from realtime_fer.pipeline.worker import OrderedWorker
 from realtime_fer.publish.schema import Message, Status, StatusEvent
 
 log = logging.getLogger(__name__)
@@ -125,6 +135,11 @@ class Recognizer:
         self._messages = 0
         self._predictions = 0
         self._frames = 0
+        """Frames finished (scored, explained and published)."""
+        self._taken = 0
+        """Frames taken from the capture (prepared)."""
+        self._worker: OrderedWorker | None = None
+        self._finished: queue.SimpleQueue[tuple[Frame, FrameResult]] = queue.SimpleQueue()
         self._t_first: float | None = None
         self._t_last: float | None = None
         self._in_no_face = False
@@ -137,7 +152,7 @@ class Recognizer:
 
     @property
     def frames(self) -> int:
-        """Frames processed so far."""
+        """Frames finished so far (scored, explained, published)."""
         return self._frames
 
     @property
@@ -151,6 +166,9 @@ class Recognizer:
         self._ran = True
         cap = CaptureThread(self.source, self.config.capture)
         self.capture = cap
+        if self.config.pipelined:
+            self._worker = OrderedWorker(name=f"fer-{self.stream_id}-worker")
+        worker_error: BaseException | None = None
         try:
             self._send_status("started", detail=self._describe())
             cap.start()  # from here on the capture thread owns (and closes) the source
@@ -168,14 +186,33 @@ class Recognizer:
                 cap.stop()
             else:
                 self.source.close()
+            worker_error = self._stop_worker()  # from here on, messages are sent from this thread
+            self._deliver()
             self._forward_events(cap)
             reason = cap.end_reason if cap.end_reason and not cap.is_alive() else "stopped"
+            if worker_error is not None:
+                reason = "error"
             for track_id in self.processor.end_tracks():
                 self._send_status("face_lost", face=track_id, detail="end of run")
+            self.processor.release_ended()
             self._send_status("ended", detail=reason, fps=self._average_fps())
             summary = self._summary(reason)
             self.close()
+        if worker_error is not None:
+            raise worker_error
         return summary
+
+    def _stop_worker(self) -> BaseException | None:
+        """Finish the frames already taken and join the worker; returns what a job raised."""
+        worker, self._worker = self._worker, None  # later messages are sent from this thread
+        if worker is None:
+            return None
+        try:
+            worker.close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run() after the clean-up
+            log.error("the pipeline worker failed: %s: %s", type(exc).__name__, exc)
+            return exc
+        return None
 
     def close(self) -> None:
         """Release the landmarker, the sinks and the source. Idempotent."""
@@ -209,19 +246,27 @@ class Recognizer:
             sink.send(message)
         self._messages += 1
 
+    def _emit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the worker after the frames already taken (or now, without one)."""
+        if self._worker is not None:
+            self._worker.submit(job)
+        else:
+            job()
+
     def _send_status(self, event: StatusEvent, *, detail: str = "", face: int | None = None, fps: float | None = None, timestamp: float | None = None) -> None:
+        self._emit(functools.partial(self._send, self._status(event, detail=detail, face=face, fps=fps, timestamp=timestamp)))
+
+    def _status(self, event: StatusEvent, *, detail: str = "", face: int | None = None, fps: float | None = None, timestamp: float | None = None) -> Status:
         cap = self.capture
-        self._send(
-            Status(
-                stream=self.stream_id,
-                event=event,
-                timestamp=time.time() if timestamp is None else timestamp,
-                fps=self._rate.rate() if fps is None else fps,
-                frames=self._frames,
-                dropped=cap.dropped if cap is not None else 0,
-                detail=detail,
-                face=face,
-            )
+        return Status(
+            stream=self.stream_id,
+            event=event,
+            timestamp=time.time() if timestamp is None else timestamp,
+            fps=self._rate.rate() if fps is None else fps,
+            frames=self._taken,
+            dropped=cap.dropped if cap is not None else 0,
+            detail=detail,
+            face=face,
         )
 
     def _forward_events(self, cap: CaptureThread) -> None:
@@ -238,29 +283,38 @@ class Recognizer:
             self._send_status(event.kind, detail=event.detail, timestamp=event.timestamp)
 
     def _process(self, frame: Frame) -> None:
-        t_taken = time.perf_counter()
+        """Prepare ``frame`` here and finish it on the worker (or here, without one)."""
         if self._t_first is None:
-            self._t_first = t_taken
-        result = self.processor.process(frame, still=self._still)
-        self._frames += 1
-        t_pub = time.perf_counter()
-        for track_id in result.lost:
-            self._send_status("face_lost", face=track_id)
-        for track_id in result.found:
-            self._send_status("face_found", face=track_id)
+            self._t_first = time.perf_counter()
+        pending = self.processor.prepare(frame, still=self._still)
+        self._taken += 1
+        result = pending.result
+        statuses = [self._status("face_lost", face=t) for t in result.lost]
+        statuses += [self._status("face_found", face=t) for t in result.found]
         if not result.faces and self.processor.live_tracks == 0:
             now = time.monotonic()
             if not self._in_no_face or now - self._last_no_face >= self.config.no_face_interval_s:
                 self._in_no_face = True
                 self._last_no_face = now
-                self._send_status("no_face")
+                statuses.append(self._status("no_face"))
         else:
             self._in_no_face = False
+        self._emit(functools.partial(self._finish, pending, statuses))
+        self._deliver()
+
+    def _finish(self, pending: PendingFrame, statuses: list[Status]) -> None:
+        """Score and explain one prepared frame and send its messages (worker thread)."""
+        result = self.processor.finish(pending)
+        frame = result.frame
+        t_pub = time.perf_counter()
+        for status in statuses:
+            self._send(status)
         predictions = result.predictions
         for prediction in predictions:
             self._send(prediction)
         self._predictions += len(predictions)
         t_done = time.perf_counter()
+        self._frames += 1
         self._t_last = t_done
         self._rate.tick(t_done)
         times = result.times
@@ -274,11 +328,21 @@ class Recognizer:
         self.timings.add("frame_latency", t_done - frame.t_capture)
         if predictions:
             self.timings.add("latency", t_done - frame.t_capture)
-        if self.display is not None and not self.display.update(frame, result):  # type: ignore[attr-defined]
-            log.info("display window closed; stopping")
-            self.stop()
-        if self.on_frame is not None:
-            self.on_frame(frame, result)
+        if self.display is not None or self.on_frame is not None:
+            self._finished.put((frame, result))
+
+    def _deliver(self) -> None:
+        """Show the finished frames and hand them to ``on_frame`` (main thread)."""
+        while True:
+            try:
+                frame, result = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            if self.display is not None and not self.display.update(frame, result):  # type: ignore[attr-defined]
+                log.info("display window closed; stopping")
+                self.stop()
+            if self.on_frame is not None:
+                self.on_frame(frame, result)
 
     def _average_fps(self) -> float:
         if self._t_first is None or self._t_last is None or self._frames < 2 or self._t_last <= self._t_first:
