@@ -271,6 +271,37 @@ def test_decide_argmax_above_threshold_else_neutral() -> None:
     assert decide({"happy": 0.7, "sad": 0.1}, {"happy": 0.5, "sad": 0.5}).tolist() == ["happy"]
 
 
+def test_one_fused_session_equals_each_emotion_model_run_alone(windows: np.ndarray) -> None:
+    """The scorer joins the bundle's ONNX files into one graph; every output must equal the
+    emotion's own file run in its own session."""
+    import onnx
+    import onnxruntime as ort
+
+    from realtime_fer.models.fused import fuse_models
+
+    if not (default_bundle_path() / MANIFEST).is_file():
+        pytest.skip(f"no default model shipped yet at {default_bundle_path()}")
+    b = load_bundle()
+    scorer = BundleScorer(b, device="cpu")
+    w = np.resize(windows, (6, b.window_length, NUM_MESH_LANDMARKS, 3))
+    fused = scorer.predict(w)
+    assert list(fused) == list(b.emotions)
+    spread = []
+    for name, entry in b.emotions.items():
+        alone = ort.InferenceSession(str(b.path / entry.file), providers=["CPUExecutionProvider"])
+        x = np.ascontiguousarray(w[:, :, entry.landmarks, :])
+        want = alone.run(["probability"], {"window": x})[0]
+        np.testing.assert_allclose(fused[name], want, rtol=1e-6, atol=1e-7)
+        spread.append(float(np.ptp(want)))
+    assert max(spread) > 0.01  # the windows move the outputs
+    models = {name: onnx.load(str(b.path / entry.file)) for name, entry in b.emotions.items()}
+    graph = fuse_models(models).graph
+    assert [i.name for i in graph.input] == [f"{e}/window" for e in b.emotions]
+    assert [o.name for o in graph.output] == [f"{e}/probability" for e in b.emotions]
+    with pytest.raises(ValueError, match="cannot contain"):
+        fuse_models({"a/b": models["happy"]})
+
+
 def test_bundle_decide_uses_its_thresholds(bundle_dir: Path) -> None:
     b = load_bundle(bundle_dir)
     probs = {"happy": np.array([0.56, 0.54]), "sad": np.array([0.1, 0.1]), "surprise": np.array([0.59, 0.1])}

@@ -88,9 +88,9 @@ def _prediction_key(p: Prediction) -> tuple:
     return (p.frame, p.face, p.top, tuple(round(v, 6) for v in p.probabilities.values()), tuple(sorted((e, tuple(a["landmark"] for a in v["top"])) for e, v in p.attributions.items())))
 
 
-def test_frames_prepared_ahead_are_finished_as_if_processed_one_by_one(shared_data: Path) -> None:
-    """The ready windows are copied at prepare time: preparing frame k+1 before finishing frame
-    k (as the worker does) must not change frame k's scores or attributions."""
+def test_frames_detected_ahead_are_finished_as_if_processed_one_by_one(shared_data: Path) -> None:
+    """Detecting frame k+1 before finishing frame k (as the pipelined recognizer does) must not
+    change frame k's tracks, scores or attributions."""
     bundle = require_bundle()
     frames = _frames(video(shared_data, "single_face.mp4"), 24)
     config = RuntimeConfig(model=bundle_arg(), device="cpu")
@@ -103,9 +103,9 @@ def test_frames_prepared_ahead_are_finished_as_if_processed_one_by_one(shared_da
     ahead = FrameProcessor.create(config, bundle)
     try:
         results = []
-        pending = [ahead.prepare(frames[0])]
+        pending = [ahead.detect(frames[0])]
         for f in frames[1:]:
-            pending.append(ahead.prepare(f))  # k+1 prepared before k is finished
+            pending.append(ahead.detect(f))  # k+1 detected before k is finished
             results.append(ahead.finish(pending.pop(0)))
         results.append(ahead.finish(pending.pop(0)))
     finally:

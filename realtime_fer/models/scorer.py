@@ -1,55 +1,80 @@
-"""Scoring windows with every emotion model of a bundle through onnxruntime."""
+"""Scoring windows with every emotion model of a bundle through onnxruntime.
+
+The bundle's per-emotion ONNX files are checked one by one and then joined into one graph
+(:mod:`realtime_fer.models.fused`), so that a scoring step costs one ``session.run`` for all
+emotions and all faces.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 import numpy as np
 
 from realtime_fer.errors import BundleError
 from realtime_fer.models.bundle import ModelBundle
-from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY
+from realtime_fer.models.fused import fuse_models, input_name, input_shape, output_name
+from realtime_fer.models.onnx_export import INPUT_NAME
 from realtime_fer.models.runtime import Device, make_session
 
 log = logging.getLogger(__name__)
 
 
 class BundleScorer:
-    """Runs each emotion's ONNX model on its own landmark subset of full-mesh windows.
+    """Runs each emotion's model on its own landmark subset, all in one onnxruntime session.
 
     Args:
         bundle: a verified :class:`ModelBundle`.
         device: ``auto`` (CUDA when usable, else CPU), ``cpu`` or ``cuda``.
+
+    Raises:
+        BundleError: a model file is not valid ONNX or does not take the windows the manifest
+            describes.
     """
 
     def __init__(self, bundle: ModelBundle, device: Device = "auto") -> None:
+        import onnx
+
         self.bundle = bundle
-        self.sessions = {}
-        self.indices = {}
+        self.emotions: tuple[str, ...] = tuple(bundle.emotions)
+        self.indices: dict[str, np.ndarray] = {}
+        models = {}
         for name, entry in bundle.emotions.items():
             path = bundle.path / entry.file
             try:
-                sess = make_session(path, device)
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-                raise BundleError(f"bundle {bundle.path}: cannot load {entry.file} with onnxruntime: {str(exc).splitlines()[0]}") from None
-            shape = sess.get_inputs()[0].shape
-            if sess.get_inputs()[0].name != INPUT_NAME or len(shape) != 4 or shape[1] != bundle.window_length or shape[2] != len(entry.landmarks):
+                model = onnx.load(str(path))
+                onnx.checker.check_model(model)
+            except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise several unrelated types
+                raise BundleError(f"bundle {bundle.path}: cannot load {entry.file} with onnx: {str(exc).splitlines()[0]}") from None
+            shape = input_shape(model) if model.graph.input else []
+            in_name = model.graph.input[0].name if model.graph.input else None
+            if in_name != INPUT_NAME or len(shape) != 4 or shape[1] != bundle.window_length or shape[2] != len(entry.landmarks):
                 raise BundleError(
-                    f"bundle {bundle.path}: {entry.file} takes input {sess.get_inputs()[0].name}{shape}, but the manifest says "
+                    f"bundle {bundle.path}: {entry.file} takes input {in_name}{shape}, but the manifest says "
                     f"{INPUT_NAME}[batch, {bundle.window_length}, {len(entry.landmarks)}, 3]"
                 )
-            self.sessions[name] = sess
+            models[name] = model
             self.indices[name] = np.asarray(entry.landmarks, np.int64)
-        self.provider = next(iter(self.sessions.values())).get_providers()[0]
-        log.info("emotion models run on onnxruntime %s", self.provider)
+        try:
+            fused = fuse_models(models)
+            self.session = make_session(fused.SerializeToString(), device)
+        except Exception as exc:  # noqa: BLE001 - onnx / onnxruntime raise several unrelated types
+            raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
+        self._outputs = [output_name(e) for e in self.emotions]
+        self._inputs = {e: input_name(e) for e in self.emotions}
+        self.provider: str = self.session.get_providers()[0]
+        log.info("%d emotion models run in one onnxruntime session on %s", len(self.emotions), self.provider)
+
+    def predict_subsets(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Emotion -> (N,) calibrated probabilities (float32) for per-emotion windows
+        (N, T, L_e, 3) float32, each already holding its model's landmarks in order."""
+        outs = self.session.run(self._outputs, {self._inputs[e]: inputs[e] for e in self.emotions})
+        return {e: o.reshape(-1) for e, o in zip(self.emotions, outs)}
 
     def predict(self, windows: np.ndarray) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per emotion for windows (N, T, 468, 3)."""
+        """Calibrated probabilities per emotion for full-mesh windows (N, T, 468, 3)."""
         w = np.asarray(windows, dtype=np.float32)
         if w.ndim != 4 or w.shape[1] != self.bundle.window_length or w.shape[3] != 3:
             raise ValueError(f"expected windows (N, {self.bundle.window_length}, 468, 3), got {w.shape}")
-        out = {}
-        for name, sess in self.sessions.items():
-            x = np.ascontiguousarray(w[:, :, self.indices[name], :])
-            out[name] = sess.run([OUTPUT_PROBABILITY], {INPUT_NAME: x})[0]
-        return out
+        return self.predict_subsets({e: np.ascontiguousarray(w[:, :, self.indices[e], :]) for e in self.emotions})

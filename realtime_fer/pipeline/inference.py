@@ -9,7 +9,6 @@ import numpy as np
 
 from realtime_fer.errors import BundleError
 from realtime_fer.features.selector import FeatureSelector
-from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY
 from realtime_fer.models.scorer import BundleScorer
 
 log = logging.getLogger(__name__)
@@ -22,12 +21,13 @@ class WindowScorer:
     ``BundleScorer.predict`` takes full-mesh windows and slices each emotion's landmarks itself;
     the live pipeline keeps only the landmark union and gathers each emotion's subset in
     compiled code, so here every model gets its ready-made (N, T, L_e, 3) batch: one
-    ``session.run`` per emotion per scoring step, whatever the number of faces.
+    ``session.run`` (all emotions in one fused graph) per scoring step, whatever the number of
+    faces.
     """
 
     def __init__(self, scorer: BundleScorer, selector: FeatureSelector) -> None:
         self.scorer = scorer
-        self.emotions: tuple[str, ...] = tuple(scorer.sessions)
+        self.emotions: tuple[str, ...] = scorer.emotions
         if set(self.emotions) != set(selector.emotions):
             raise BundleError(f"selector emotions {selector.emotions} differ from the bundle's {self.emotions}")
         for name in self.emotions:
@@ -39,7 +39,4 @@ class WindowScorer:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3)."""
-        out: dict[str, np.ndarray] = {}
-        for name, sess in self.scorer.sessions.items():
-            out[name] = np.asarray(sess.run([OUTPUT_PROBABILITY], {INPUT_NAME: inputs[name]})[0], dtype=np.float64).reshape(-1)
-        return out
+        return {e: p.astype(np.float64) for e, p in self.scorer.predict_subsets(inputs).items()}

@@ -6,10 +6,12 @@ the ring buffers) and turns each :class:`~realtime_fer.capture.Frame` into a
 :class:`~realtime_fer.publish.Prediction` for each face whose window is full. All ready faces
 of a scoring step are scored together: one ``session.run`` per emotion model.
 
-:meth:`FrameProcessor.process` is :meth:`~FrameProcessor.prepare` (landmarks, tracking, ring
-buffers, a copy of the ready windows) followed by :meth:`~FrameProcessor.finish` (emotion models,
-attributions, predictions). The two halves share no mutable state, so the recognizer runs
-``finish`` of frame k in a worker thread while the landmarker works on frame k+1.
+:meth:`FrameProcessor.process` is :meth:`~FrameProcessor.detect` (the landmarker) followed by
+:meth:`~FrameProcessor.finish` (tracking, ring buffers, emotion models, attributions,
+predictions). The two halves share no mutable state: ``detect`` owns the landmarker and its
+timestamps, ``finish`` the tracker, the selector and the explainer. So the recognizer runs
+``finish`` of frame k in a worker thread while the landmarker works on frame k+1, and the
+thread that runs the landmarker does nothing else.
 
 It does no I/O: the :class:`~realtime_fer.pipeline.recognizer.Recognizer` publishes what it
 returns, and ``bench`` times it stage by stage.
@@ -86,16 +88,14 @@ class FrameResult:
 
 @dataclass
 class PendingFrame:
-    """A frame between :meth:`FrameProcessor.prepare` and :meth:`FrameProcessor.finish`."""
+    """A frame between :meth:`FrameProcessor.detect` and :meth:`FrameProcessor.finish`."""
 
-    result: FrameResult
-    """Faces, track changes, landmark and feature times; predictions are added by ``finish``."""
-    ready: list[int]
-    """Indices into ``result.faces`` of the faces to score (empty on non-scoring frames)."""
-    inputs: dict[str, np.ndarray] | None
-    """Emotion -> (len(ready), T, L_e, 3) model inputs, owned by this object."""
-    forget: list[int]
-    """Track ids that ended before this frame: the explainer drops their baselines."""
+    frame: Frame
+    detections: list[FaceLandmarks]
+    timestamp_ms: int
+    landmarks_s: float
+    """Seconds the landmarker took."""
+    still: bool = False
 
 
 class FrameProcessor:
@@ -127,7 +127,6 @@ class FrameProcessor:
         """Frames processed."""
         self._last_ts = -1
         self._t0: float | None = None
-        self._forget: list[int] = []
 
     @classmethod
     def create(cls, config: RuntimeConfig, bundle: ModelBundle | None = None) -> FrameProcessor:
@@ -168,35 +167,45 @@ class FrameProcessor:
         return ts
 
     def process(self, frame: Frame, *, still: bool = False) -> FrameResult:
-        """Run one frame through every stage: :meth:`finish` of :meth:`prepare`.
+        """Run one frame through every stage: :meth:`finish` of :meth:`detect`.
 
         Args:
             frame: the captured frame.
             still: the frame is a still image: a new face's window is filled with copies of it
                 and scored at once (a video needs ``window_length`` frames first).
         """
-        return self.finish(self.prepare(frame, still=still))
+        return self.finish(self.detect(frame, still=still))
 
-    def prepare(self, frame: Frame, *, still: bool = False) -> PendingFrame:
-        """The first half of :meth:`process`: landmarks, tracking, the ring buffers and, on a
-        scoring frame, a private copy of the ready faces' model inputs.
+    def detect(self, frame: Frame, *, still: bool = False) -> PendingFrame:
+        """The first half of :meth:`process`: the Face Landmarker on ``frame`` (VIDEO mode).
 
-        Frames must be prepared in order, from one thread. The returned work is finished by
-        :meth:`finish`, possibly in another thread while the next frame is prepared; that thread
-        must finish the frames in the order they were prepared.
+        Call it from one thread, in frame order. The result is finished by :meth:`finish`,
+        possibly in another thread while the next frame is detected; that thread must finish
+        the frames in the order they were detected.
         """
-        result = FrameResult(frame=frame)
-        times = result.times
         t0 = time.perf_counter()
-        result.timestamp_ms = self.timestamp_ms(frame)
-        detections: list[FaceLandmarks] = self.detector.detect_for_video(frame.image, result.timestamp_ms)
-        t1 = time.perf_counter()
-        times.landmarks = t1 - t0
+        ts = self.timestamp_ms(frame)
+        detections: list[FaceLandmarks] = self.detector.detect_for_video(frame.image, ts)
+        return PendingFrame(frame, detections, ts, time.perf_counter() - t0, still)
 
+    def finish(self, pending: PendingFrame) -> FrameResult:
+        """The second half of :meth:`process`: tracking, the ring buffers and, on a scoring
+        frame, every emotion model and the attributions of each face whose window is full.
+
+        Finish frames from one thread, in the order :meth:`detect` returned them; the tracker,
+        the selector and the explainer belong to that thread (:meth:`end_tracks` too).
+        """
+        frame = pending.frame
+        detections = pending.detections
+        result = FrameResult(frame=frame, timestamp_ms=pending.timestamp_ms)
+        times = result.times
+        times.landmarks = pending.landmarks_s
+        t1 = time.perf_counter()
         update = self.tracker.update([d.bbox for d in detections], frame.index)
         for track in update.lost:
             result.lost.append(track.track_id)
-            self._forget.append(track.track_id)
+            if self.explainer is not None:
+                self.explainer.forget(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
             self.selector.reset(track.slot)
         for track in update.new:
@@ -209,33 +218,17 @@ class FrameProcessor:
             result.faces.append(FaceResult(track.track_id, det.bbox, det.points, new=update.is_new(track)))
         slots = [t.slot for t in tracks]
         points = [f.points for f in result.faces]
-        repeats = self.window_length if still else 1
+        repeats = self.window_length if pending.still else 1
         for _ in range(repeats):
             self.selector.push(slots, points)
         self.frames += 1
-        scoring = still or (self.frames - 1) % self.hop == 0
+        scoring = pending.still or (self.frames - 1) % self.hop == 0
         ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
-        inputs = None
-        if ready:  # the selector's batches are reused by the next gather: keep a copy
-            inputs = {name: arr.copy() for name, arr in self.selector.gather([tracks[i].slot for i in ready]).items()}
-        pending = PendingFrame(result=result, ready=ready, inputs=inputs, forget=self._forget)
-        self._forget = []
-        times.features = time.perf_counter() - t1
-        return pending
+        inputs = self.selector.gather([tracks[i].slot for i in ready]) if ready else None
+        t2 = time.perf_counter()
+        times.features = t2 - t1
 
-    def finish(self, pending: PendingFrame) -> FrameResult:
-        """The second half of :meth:`process`: score the ready faces with every emotion model,
-        explain the decisions and attach a :class:`Prediction` to each scored face."""
-        result = pending.result
-        frame = result.frame
-        times = result.times
-        if self.explainer is not None:
-            for track_id in pending.forget:
-                self.explainer.forget(track_id)
-        inputs = pending.inputs
         if inputs is not None:
-            ready = pending.ready
-            t2 = time.perf_counter()
             probs = self.models.predict(inputs)
             tops = self.bundle.decide(probs)
             t3 = time.perf_counter()
@@ -275,16 +268,10 @@ class FrameProcessor:
         """End every live track (source lost, end of run); returns their ids."""
         ended = [t.track_id for t in self.tracker.end_all()]
         self.selector.reset_all()
-        self._forget.extend(ended)  # the explainer forgets them in frame order (see finish)
-        return ended
-
-    def release_ended(self) -> None:
-        """Forget the tracks ended since the last prepared frame now (end of a run, after the
-        last :meth:`finish`); otherwise the next finished frame does it."""
         if self.explainer is not None:
-            for track_id in self._forget:
+            for track_id in ended:
                 self.explainer.forget(track_id)
-        self._forget = []
+        return ended
 
     @property
     def last_timestamp_ms(self) -> int:

@@ -13,13 +13,13 @@ and sends to every sink, in order:
   running while the stream is down; the tracks end when it is lost);
 * ``ended`` last, with the frame rate and the dropped-frame count.
 
-With ``pipelined: true`` (the default) the main thread runs the landmarker, the tracker and the
-feature selector (:meth:`FrameProcessor.prepare`), and an :class:`OrderedWorker` thread runs the
-emotion models and the attributions (:meth:`FrameProcessor.finish`) and sends every message, so
-that frame k is scored while the landmarker works on frame k+1. Every message goes through that
-one worker, in the order above; the display and ``on_frame`` still run on the main thread, as
-each frame is finished. ``pipelined: false`` runs everything on the main thread, one frame at a
-time.
+With ``pipelined: true`` (the default) the main thread only takes frames and runs the
+landmarker (:meth:`FrameProcessor.detect`); an :class:`OrderedWorker` thread does the rest of each
+frame (:meth:`FrameProcessor.finish`: tracking, features, emotion models, attributions) and
+sends every message, so frame k is scored while the landmarker works on frame k+1. All messages
+and all tracker state go through that one worker, in order; the display and ``on_frame`` still
+run on the main thread, as each frame is finished. ``pipelined: false`` runs everything on the
+main thread, one frame at a time; both modes send the same messages.
 
 :meth:`Recognizer.stop` may be called from another thread or a signal handler; the loop then
 finishes the current frame, stops and joins the capture thread, finishes every frame already
@@ -137,7 +137,7 @@ class Recognizer:
         self._frames = 0
         """Frames finished (scored, explained and published)."""
         self._taken = 0
-        """Frames taken from the capture (prepared)."""
+        """Frames taken from the capture (landmarks detected)."""
         self._worker: OrderedWorker | None = None
         self._finished: queue.SimpleQueue[tuple[Frame, FrameResult]] = queue.SimpleQueue()
         self._t_first: float | None = None
@@ -192,9 +192,7 @@ class Recognizer:
             reason = cap.end_reason if cap.end_reason and not cap.is_alive() else "stopped"
             if worker_error is not None:
                 reason = "error"
-            for track_id in self.processor.end_tracks():
-                self._send_status("face_lost", face=track_id, detail="end of run")
-            self.processor.release_ended()
+            self._end_tracks("end of run")
             self._send_status("ended", detail=reason, fps=self._average_fps())
             summary = self._summary(reason)
             self.close()
@@ -254,7 +252,9 @@ class Recognizer:
             job()
 
     def _send_status(self, event: StatusEvent, *, detail: str = "", face: int | None = None, fps: float | None = None, timestamp: float | None = None) -> None:
-        self._emit(functools.partial(self._send, self._status(event, detail=detail, face=face, fps=fps, timestamp=timestamp)))
+        """Send a status after the frames already taken (its counts are those of that moment)."""
+        when = time.time() if timestamp is None else timestamp
+        self._emit(lambda: self._send(self._status(event, detail=detail, face=face, fps=fps, timestamp=when)))
 
     def _status(self, event: StatusEvent, *, detail: str = "", face: int | None = None, fps: float | None = None, timestamp: float | None = None) -> Status:
         cap = self.capture
@@ -263,7 +263,7 @@ class Recognizer:
             event=event,
             timestamp=time.time() if timestamp is None else timestamp,
             fps=self._rate.rate() if fps is None else fps,
-            frames=self._taken,
+            frames=self._frames,
             dropped=cap.dropped if cap is not None else 0,
             detail=detail,
             face=face,
@@ -278,43 +278,46 @@ class Recognizer:
             if event.kind not in _FORWARDED:
                 continue
             if event.kind == "source_lost":
-                for track_id in self.processor.end_tracks():
-                    self._send_status("face_lost", face=track_id, detail="source lost")
+                self._emit(functools.partial(self._end_tracks, "source lost"))
             self._send_status(event.kind, detail=event.detail, timestamp=event.timestamp)
 
+    def _end_tracks(self, detail: str) -> None:
+        """End every live track and send its ``face_lost`` (worker order)."""
+        for track_id in self.processor.end_tracks():
+            self._send(self._status("face_lost", face=track_id, detail=detail))
+
     def _process(self, frame: Frame) -> None:
-        """Prepare ``frame`` here and finish it on the worker (or here, without one)."""
+        """Detect the faces of ``frame`` here; finish it on the worker (or here, without one)."""
         if self._t_first is None:
             self._t_first = time.perf_counter()
-        pending = self.processor.prepare(frame, still=self._still)
+        pending = self.processor.detect(frame, still=self._still)
         self._taken += 1
-        result = pending.result
-        statuses = [self._status("face_lost", face=t) for t in result.lost]
-        statuses += [self._status("face_found", face=t) for t in result.found]
+        self._emit(functools.partial(self._finish, pending))
+        self._deliver()
+
+    def _finish(self, pending: PendingFrame) -> None:
+        """Track, score and explain one detected frame and send its messages (worker thread)."""
+        result = self.processor.finish(pending)
+        frame = result.frame
+        self._frames += 1
+        t_pub = time.perf_counter()
+        for track_id in result.lost:
+            self._send(self._status("face_lost", face=track_id))
+        for track_id in result.found:
+            self._send(self._status("face_found", face=track_id))
         if not result.faces and self.processor.live_tracks == 0:
             now = time.monotonic()
             if not self._in_no_face or now - self._last_no_face >= self.config.no_face_interval_s:
                 self._in_no_face = True
                 self._last_no_face = now
-                statuses.append(self._status("no_face"))
+                self._send(self._status("no_face"))
         else:
             self._in_no_face = False
-        self._emit(functools.partial(self._finish, pending, statuses))
-        self._deliver()
-
-    def _finish(self, pending: PendingFrame, statuses: list[Status]) -> None:
-        """Score and explain one prepared frame and send its messages (worker thread)."""
-        result = self.processor.finish(pending)
-        frame = result.frame
-        t_pub = time.perf_counter()
-        for status in statuses:
-            self._send(status)
         predictions = result.predictions
         for prediction in predictions:
             self._send(prediction)
         self._predictions += len(predictions)
         t_done = time.perf_counter()
-        self._frames += 1
         self._t_last = t_done
         self._rate.tick(t_done)
         times = result.times
