@@ -106,10 +106,12 @@ class Display:
         self.emotions = list(emotions)
         self._latest: dict[int, Prediction] = {}
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            # resizable, aspect kept, no toolbar or status bar (Qt builds show them otherwise)
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as exc:
             raise FerError(f"--show cannot open a window: {str(exc).strip().splitlines()[-1]}") from None
         self._open = True
+        self._sized = False
 
     def update(self, frame: Frame, result: FrameResult) -> bool:
         """Draw and show one frame; False when the user pressed q/Esc or closed the window."""
@@ -120,6 +122,10 @@ class Display:
             self._latest.pop(track_id, None)
         for prediction in result.predictions:
             self._latest[prediction.face] = prediction
+        if not self._sized:  # open at the frame's own size (the user may resize it later)
+            h, w = frame.image.shape[:2]
+            cv2.resizeWindow(self.title, int(w), int(h))
+            self._sized = True
         cv2.imshow(self.title, draw_overlay(frame.image, result.faces, self._latest, self.emotions))
         key = cv2.waitKey(1) & 0xFF
         visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
