@@ -3,6 +3,7 @@ landmarks. Same messages, same order, and failures in the worker are not lost.""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -190,3 +191,60 @@ def test_files_decode_on_the_configured_number_of_ffmpeg_threads(shared_data: Pa
             src.close()
     with pytest.raises(ValueError, match="decode_threads"):
         CaptureOptions(decode_threads=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU placement
+# --------------------------------------------------------------------------------------------
+def _allowed(tid: int) -> set[int]:
+    """The CPUs thread ``tid`` of this process may run on."""
+    return set(os.sched_getaffinity(tid))
+
+
+class _AffinitySink(ListSink):
+    """Records the CPUs of the thread that sends (the worker, when pipelined)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpus: set[frozenset[int]] = set()
+
+    def send(self, message) -> None:  # noqa: ANN001
+        self.cpus.add(frozenset(os.sched_getaffinity(0)))
+        super().send(message)
+
+
+@pytest.mark.parametrize("pin", [True, False])
+def test_landmarker_and_the_other_threads_run_on_their_own_cpus(shared_data: Path, pin: bool) -> None:
+    from realtime_fer.affinity import plan_cpus, usable_cpus
+
+    plan = plan_cpus()
+    if plan is None:
+        pytest.skip(f"pinning needs 2+ usable CPUs on Linux; this process may use {len(usable_cpus())}")
+    everything = set(usable_cpus())
+    seen: dict[str, set[frozenset[int]]] = {"main": set(), "capture": set(), "landmarker threads": set()}
+    main_thread = threading.get_ident()
+
+    def on_frame(frame, result) -> None:  # noqa: ANN001
+        assert threading.get_ident() == main_thread
+        seen["main"].add(frozenset(os.sched_getaffinity(0)))
+        for t in threading.enumerate():
+            if t.name.startswith("fer-capture") and t.native_id is not None:
+                seen["capture"].add(frozenset(_allowed(t.native_id)))
+        # every thread of the process pinned to the landmarker CPU: ours and MediaPipe's
+        pinned_threads = [tid for tid in os.listdir("/proc/self/task") if _allowed(int(tid)) == set(plan.landmarker)]
+        seen["landmarker threads"].add(frozenset({len(pinned_threads)}))
+
+    sink = _AffinitySink()
+    config = RuntimeConfig(model=bundle_arg(), device="cpu", pin_threads=pin)
+    rec = open_recognizer(str(video(shared_data, "single_face.mp4")), config, [sink], bundle=require_bundle(), on_frame=on_frame)
+    summary = rec.run()
+    assert summary.frames > 20
+    if pin:
+        assert seen["main"] == {plan.landmarker}
+        assert seen["capture"] == {plan.others}
+        assert frozenset(plan.others) in sink.cpus  # the worker sends every frame's messages
+        assert min(n for s in seen["landmarker threads"] for n in s) >= 2  # the main thread and MediaPipe's
+    else:
+        assert seen["main"] == {frozenset(everything)} and seen["capture"] == {frozenset(everything)}
+        assert sink.cpus == {frozenset(everything)}
+    assert set(os.sched_getaffinity(0)) == everything  # restored after the run

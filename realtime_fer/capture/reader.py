@@ -26,10 +26,11 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import numpy as np
 
+from realtime_fer.affinity import pin_current_thread
 from realtime_fer.capture.frame import CaptureEvent, CaptureEventKind, Frame
 from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.capture.sources import Source
@@ -82,6 +83,7 @@ class CaptureThread(threading.Thread):
         *,
         on_event: EventCallback | None = None,
         name: str = "fer-capture",
+        cpus: Collection[int] | None = None,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.source = source
@@ -94,6 +96,7 @@ class CaptureThread(threading.Thread):
         """Every event in order (the oldest are discarded beyond 1000 unread events)."""
         self._on_event = on_event
         self._stop_requested = threading.Event()
+        self._cpus = cpus
         self._ended = False  # consumer side: the end sentinel was taken
         self._launched = False
         self._meter = _RateMeter()
@@ -182,6 +185,7 @@ class CaptureThread(threading.Thread):
 
     # -- thread body -----------------------------------------------------------------------
     def run(self) -> None:
+        pin_current_thread(self._cpus)
         self._emit("started", detail=f"{self.source.name} ({'live' if self.is_live else self.source.kind})")
         reason = "stopped"
         try:

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         two = 2 * report.frame_period_ms
         console.print(f"live capture->publish p95 {report.latency.p95_ms:.1f} ms; target < {two:.1f} ms (two frame periods at {report.target_fps:g} fps): {'met' if report.latency.p95_ms < two else 'MISSED'}")
     console.print(
-        f"dropped {report.dropped}, predictions {report.predictions}; models on {report.provider}, landmarker delegate {report.delegate}; "
+        f"dropped {report.dropped}, predictions {report.predictions}; models on {report.provider}, landmarker delegate {report.delegate}; {report.threads}; "
         f"load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
     )
     for note in report.notes:

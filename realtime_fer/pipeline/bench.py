@@ -7,7 +7,8 @@ For a **video file** (or image) three passes run over the same frames:
    ring buffers, gathering), ``inference`` (all emotion models, on scoring frames only; also
    given amortised per frame) and ``publish`` (encoding and sending on a bound ZeroMQ PUB socket
    with one subscriber process draining it). The decoded frames are kept in memory for pass 2.
-2. *bare*: a fresh VIDEO-mode Face Landmarker alone over the decoded frames (no decoding).
+2. *bare*: a fresh VIDEO-mode Face Landmarker alone over the decoded frames (no decoding), on
+   the landmarker's CPU when ``pin_threads`` is on (see :mod:`realtime_fer.affinity`).
 3. *end-to-end*: the real :class:`~realtime_fer.pipeline.recognizer.Recognizer` (capture thread
    decoding the file, every stage, publishing to a draining subscriber), frames per second from
    its first frame to its last.
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime_fer.affinity import pinned, plan_cpus
 from realtime_fer.capture.frame import Frame
 from realtime_fer.capture.sources import open_source, parse_source
 from realtime_fer.errors import FerError
@@ -81,6 +83,8 @@ class BenchReport:
     warm_up_s: float
     provider: str
     delegate: str
+    threads: str = ""
+    """Where the threads ran: the CPU plan, or that they were not pinned; pipelined or serial."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -139,6 +143,7 @@ class BenchReport:
             "warm_up_s": self.warm_up_s,
             "provider": self.provider,
             "delegate": self.delegate,
+            "threads": self.threads,
             "notes": self.notes,
         }
 
@@ -162,6 +167,12 @@ class _Drain:
         import sys
 
         self._proc = subprocess.Popen([sys.executable, "-c", _DRAIN_CODE, endpoint], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        plan = plan_cpus()
+        if plan is not None:  # like any subscriber, free to run on every CPU (not the parent thread's)
+            try:
+                os.sched_setaffinity(self._proc.pid, plan.landmarker | plan.others)
+            except OSError:
+                pass
         time.sleep(0.5)  # let it start and its subscription reach the publisher
 
     def close(self) -> None:
@@ -174,7 +185,14 @@ class _Drain:
 
 
 def _bare_pass(images: list[np.ndarray], timestamps: list[int], config: RuntimeConfig) -> float:
-    """Frames per second of a VIDEO-mode landmarker alone over ``images``."""
+    """Frames per second of a VIDEO-mode landmarker alone over ``images``, on the same CPU as
+    the pipeline's landmarker when ``pin_threads`` is on (pinned, it runs faster too)."""
+    plan = plan_cpus(config.pin_threads)
+    with pinned(plan.landmarker if plan else None):
+        return _bare_loop(images, timestamps, config)
+
+
+def _bare_loop(images: list[np.ndarray], timestamps: list[int], config: RuntimeConfig) -> float:
     with FaceLandmarkDetector(config.landmarker, running_mode="video") as det:
         det.detect_for_video(images[0], 0)  # first-call set-up is not throughput
         t0 = time.perf_counter()
@@ -185,6 +203,12 @@ def _bare_pass(images: list[np.ndarray], timestamps: list[int], config: RuntimeC
 
 
 def _staged_pass(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, max_frames: int | None) -> tuple[TimingLog, list[np.ndarray], list[int], dict[str, Any]]:
+    plan = plan_cpus(config.pin_threads)
+    with pinned(plan.landmarker if plan else None):  # every stage on the landmarker's CPU, one at a time
+        return _staged_loop(source_arg, config, bundle, max_frames)
+
+
+def _staged_loop(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, max_frames: int | None) -> tuple[TimingLog, list[np.ndarray], list[int], dict[str, Any]]:
     timings = TimingLog()
     src = open_source(source_arg, config.capture)
     info = {"name": src.name, "width": src.width, "height": src.height, "fps": src.fps, "kind": src.kind}
@@ -240,6 +264,11 @@ def _record(timings: TimingLog, result: FrameResult, publish_s: float) -> None:
         timings.add("inference", t.inference)
         timings.add("explain/face", t.explain / t.scored)
     timings.add("publish", publish_s)
+
+
+def _threads(config: RuntimeConfig) -> str:
+    plan = plan_cpus(config.pin_threads)
+    return ("pipelined" if config.pipelined else "serial") + "; " + (plan.describe() if plan else "threads not pinned")
 
 
 def _bench_publish_options(config: RuntimeConfig):  # noqa: ANN202
@@ -343,6 +372,7 @@ def run_bench(
         warm_up_s=info["warm_up_s"],
         provider=info["provider"],
         delegate=info["delegate"],
+        threads=_threads(config),
         notes=notes,
     )
 
@@ -381,6 +411,7 @@ def _bench_live(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, dur
         warm_up_s=float("nan"),
         provider=rec.processor.models.provider,
         delegate=rec.processor.detector.delegate,
+        threads=_threads(config),
         notes=["live source: decoding runs in the capture thread (not timed); end-to-end fps is bounded by the source's frame rate",
                f"bare landmarker over the first {len(keep)} frames the recognizer processed"],
     )

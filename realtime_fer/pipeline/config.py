@@ -67,6 +67,9 @@ class RuntimeConfig:
     """Threads of numpy's BLAS in the runtime commands. The per-frame matrix products
     (attributions) are small, and on a busy 2-core machine OpenBLAS's thread hand-offs made a
     (16 x 1404) @ (1404 x 512) product 50x slower (56 ms vs 1.1 ms with one thread)."""
+    pin_threads: bool = True
+    """Linux, 2+ CPUs: the landmarker on the first usable CPU, the capture and worker threads on
+    the others (see :mod:`realtime_fer.affinity`); ``false`` leaves placement to the OS."""
     pipelined: bool = True
     """Score, explain and publish frame k in a worker thread while the landmarker runs on frame
     k+1 (messages keep their order). ``false``: one frame at a time on the main thread."""

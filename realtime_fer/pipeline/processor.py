@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from realtime_fer.affinity import CpuPlan, pinned, plan_cpus
 from realtime_fer.capture.frame import Frame
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.selector import FeatureSelector
@@ -106,14 +107,17 @@ class FrameProcessor:
         scorer: onnxruntime sessions of that bundle.
         detector: a Face Landmarker in VIDEO mode; this object closes it in :meth:`close`.
         config: tracking options, number of faces, stream id, ``include_landmarks``.
+        cpus: the CPU plan the detector was created under (see :mod:`realtime_fer.affinity`);
+            the recognizer pins its threads by it.
     """
 
-    def __init__(self, bundle: ModelBundle, scorer: BundleScorer, detector: FaceLandmarkDetector, config: RuntimeConfig) -> None:
+    def __init__(self, bundle: ModelBundle, scorer: BundleScorer, detector: FaceLandmarkDetector, config: RuntimeConfig, cpus: CpuPlan | None = None) -> None:
         if detector.running_mode != "video":
             raise ValueError("FrameProcessor needs a FaceLandmarkDetector in VIDEO mode")
         self.bundle = bundle
         self.config = config
         self.detector = detector
+        self.cpus = cpus
         self.stream_id = config.publish.stream_id
         self.max_faces = config.max_faces
         self.tracker = FaceTracker(self.max_faces, config.tracking)
@@ -130,14 +134,22 @@ class FrameProcessor:
 
     @classmethod
     def create(cls, config: RuntimeConfig, bundle: ModelBundle | None = None) -> FrameProcessor:
-        """Load the bundle (``config.model``), its onnxruntime sessions and a VIDEO-mode landmarker."""
+        """Load the bundle (``config.model``), its onnxruntime sessions and a VIDEO-mode landmarker.
+
+        With ``config.pin_threads`` (and two or more usable CPUs) the landmarker is created on
+        the landmarker CPU, so that the threads MediaPipe starts stay there.
+        """
         from realtime_fer.models.bundle import load_bundle
 
         bundle = bundle if bundle is not None else load_bundle(config.model)
         scorer = BundleScorer(bundle, config.device)
-        detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
+        plan = plan_cpus(config.pin_threads)
+        if plan is not None:
+            log.info("CPU plan: %s", plan.describe())
+        with pinned(plan.landmarker if plan else None):
+            detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
         try:
-            return cls(bundle, scorer, detector, config)
+            return cls(bundle, scorer, detector, config, plan)
         except Exception:
             detector.close()
             raise

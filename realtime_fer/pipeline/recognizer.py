@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from realtime_fer.affinity import pinned
 from realtime_fer.capture.frame import CaptureEvent, Frame
 from realtime_fer.capture.reader import CaptureThread
 from realtime_fer.capture.sources import Source, open_source
@@ -164,10 +165,15 @@ class Recognizer:
         if self._ran:
             raise RuntimeError("a Recognizer runs once")
         self._ran = True
-        cap = CaptureThread(self.source, self.config.capture)
+        plan = self.processor.cpus
+        with pinned(plan.landmarker if plan else None):  # this thread runs the landmarker
+            return self._run(plan.others if plan else None)
+
+    def _run(self, other_cpus: frozenset[int] | None) -> RunSummary:
+        cap = CaptureThread(self.source, self.config.capture, cpus=other_cpus)
         self.capture = cap
         if self.config.pipelined:
-            self._worker = OrderedWorker(name=f"fer-{self.stream_id}-worker")
+            self._worker = OrderedWorker(name=f"fer-{self.stream_id}-worker", cpus=other_cpus)
         worker_error: BaseException | None = None
         try:
             self._send_status("started", detail=self._describe())
@@ -236,7 +242,8 @@ class Recognizer:
         return (
             f"{s.name} ({s.kind}, {s.width}x{s.height}, {fps}); model {self.processor.bundle.path.name} "
             f"({len(self.processor.emotions)} emotions, window {self.processor.window_length}, hop {self.processor.hop}) "
-            f"on {self.processor.models.provider}; landmarker delegate {self.processor.detector.delegate}"
+            f"on {self.processor.models.provider}; landmarker delegate {self.processor.detector.delegate}; "
+            + (self.processor.cpus.describe() if self.processor.cpus else "threads not pinned")
         )
 
     def _send(self, message: Message) -> None:

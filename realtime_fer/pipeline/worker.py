@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+from typing import Callable, Collection
+
+from realtime_fer.affinity import pin_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,16 @@ class OrderedWorker:
     Args:
         name: thread name (shows in logs and debuggers).
         depth: jobs that may wait; :meth:`submit` blocks while the queue is full.
+        cpus: CPUs the thread may run on (``None``: any; see :mod:`realtime_fer.affinity`).
     """
 
-    def __init__(self, name: str = "fer-worker", depth: int = 2) -> None:
+    def __init__(self, name: str = "fer-worker", depth: int = 2, cpus: Collection[int] | None = None) -> None:
         if depth < 1:
             raise ValueError("depth must be >= 1")
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._closed = False
+        self._cpus = cpus
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -89,6 +93,7 @@ class OrderedWorker:
             raise self._error
 
     def _loop(self) -> None:
+        pin_current_thread(self._cpus)
         while True:
             job = self._queue.get()
             if job is None:
