@@ -374,7 +374,7 @@ class Recognizer:
             reconnects=cap.reconnects if cap is not None else 0,
             latency=self.timings.summary("latency"),
             frame_latency=self.timings.summary("frame_latency"),
-            stages={name: self.timings.summary(name) for name in ("landmarks", "features", "inference", "publish")},
+            stages={name: self.timings.summary(name) for name in ("landmarks", "features", "inference", "explain", "publish")},
         )
 
 
