@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -35,6 +36,10 @@ class CaptureOptions:
     core). One thread decodes a 640x360 H.264 frame in about 1 ms and leaves the other core to
     the landmarker; FFmpeg's default of 2 threads here cost 1.4 ms of CPU per frame instead of
     0.95 ms and competed with MediaPipe."""
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    """How an ``rtsp://`` stream is carried: ``tcp`` (RTP interleaved in the RTSP connection,
+    OpenCV's default; passes firewalls) or ``udp`` (for cameras and relays that only send RTP
+    over UDP). Ignored when the user sets ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` themselves."""
     camera_width: int | None = None
     """Requested camera frame width in pixels (cameras only; the driver may pick another)."""
     camera_height: int | None = None

@@ -257,7 +257,8 @@ class Source:
             int(o.read_timeout_s * 1000),
             *_decoder_params(o),
         ]
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        with _ffmpeg_capture_options(url, o):
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -325,6 +326,23 @@ def open_source(spec: str | int | os.PathLike[str], options: CaptureOptions | No
     """
     _quiet_ffmpeg_by_default()
     return Source(parse_source(spec), options)
+
+
+_CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+@contextlib.contextmanager
+def _ffmpeg_capture_options(url: str, options: CaptureOptions) -> Iterator[None]:
+    """OpenCV passes FFmpeg options only through ``OPENCV_FFMPEG_CAPTURE_OPTIONS``, read when a
+    capture opens: set the RTSP transport there for the open, unless the user set it."""
+    if not url.lower().startswith(("rtsp://", "rtsps://")) or _CAPTURE_OPTIONS_ENV in os.environ:
+        yield
+        return
+    os.environ[_CAPTURE_OPTIONS_ENV] = f"rtsp_transport;{options.rtsp_transport}"
+    try:
+        yield
+    finally:
+        os.environ.pop(_CAPTURE_OPTIONS_ENV, None)
 
 
 def _decoder_params(options: CaptureOptions) -> list[int]:
