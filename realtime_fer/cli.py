@@ -3,7 +3,8 @@
 Each subcommand lives in :mod:`realtime_fer.commands` as a module with
 ``add_arguments(parser)`` and ``run(args) -> int``; command modules import only argparse at
 module level and their heavy dependencies inside ``run``, so ``--help`` starts fast. Expected failures (:class:`~realtime_fer.errors.FerError`) print one
-``error:`` line and exit non-zero; no traceback is shown unless ``--debug`` is given.
+``error:`` line and exit non-zero (2); so do OS errors while a command runs (a full disk, a
+permission denied: 1) and unexpected ones (1). No traceback is shown unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permission denied, ... while the command ran
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only with --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -142,3 +142,15 @@ def _listening(port: int) -> bool:
 def _next_prediction(sub: Subscriber) -> bool:
     msg = sub.recv()
     return isinstance(msg, Prediction)
+
+
+def test_a_full_disk_while_writing_results_is_a_clear_error(shared_data: Path) -> None:
+    """The JSONL sink fails on the worker thread; the run stops and says why, in one line."""
+    require_bundle()
+    if not Path("/dev/full").exists():
+        pytest.skip("needs Linux's /dev/full")
+    r = _cli("analyze", str(video(shared_data, "single_face.mp4")), "--output", "/dev/full", *model_cli_args())
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr + r.stdout
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: No space left on device"], r.stderr[-2000:]

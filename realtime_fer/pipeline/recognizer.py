@@ -229,8 +229,9 @@ class Recognizer:
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
-                log.exception("closing a message sink failed")
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
+                log.error("closing a message sink failed: %s: %s", type(exc).__name__, exc)
+                log.debug("closing a message sink failed", exc_info=True)
         close = getattr(self.display, "close", None)
         if close is not None:
             close()
