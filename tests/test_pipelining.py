@@ -248,3 +248,23 @@ def test_landmarker_and_the_other_threads_run_on_their_own_cpus(shared_data: Pat
         assert seen["main"] == {frozenset(everything)} and seen["capture"] == {frozenset(everything)}
         assert sink.cpus == {frozenset(everything)}
     assert set(os.sched_getaffinity(0)) == everything  # restored after the run
+
+
+def test_a_run_limits_numpys_blas_threads_and_restores_them(shared_data: Path) -> None:
+    """The attributions' small products are fastest on one BLAS thread; a library user who
+    calls ``Recognizer.run`` gets that too, not only the command-line tools."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("numpy reports no BLAS library to threadpoolctl")
+    with threadpool_limits(limits=2, user_api="blas"):
+        seen: set[int] = set()
+        config = RuntimeConfig(model=bundle_arg(), device="cpu", blas_threads=1)
+        rec = open_recognizer(str(video(shared_data, "single_face.mp4")), config, [ListSink()], bundle=require_bundle(),
+                              on_frame=lambda frame, result: seen.update(blas_threads()))
+        rec.run()
+        assert seen == {1}
+        assert blas_threads() == {2}  # the caller's setting is back

@@ -64,7 +64,7 @@ class RuntimeConfig:
     include_landmarks: bool = False
     """Put each face's 478 pixel landmarks into its predictions (larger messages)."""
     blas_threads: int = 1
-    """Threads of numpy's BLAS in the runtime commands. The per-frame matrix products
+    """Threads of numpy's BLAS while a recognizer runs (restored after :meth:`Recognizer.run`). The per-frame matrix products
     (attributions) are small, and on a busy 2-core machine OpenBLAS's thread hand-offs made a
     (16 x 1404) @ (1404 x 512) product 50x slower (56 ms vs 1.1 ms with one thread)."""
     pin_threads: bool = True

@@ -165,8 +165,11 @@ class Recognizer:
         if self._ran:
             raise RuntimeError("a Recognizer runs once")
         self._ran = True
+        from threadpoolctl import threadpool_limits
+
         plan = self.processor.cpus
-        with pinned(plan.landmarker if plan else None):  # this thread runs the landmarker
+        # numpy's BLAS (the attributions) on config.blas_threads threads; this thread runs the landmarker
+        with threadpool_limits(limits=self.config.blas_threads, user_api="blas"), pinned(plan.landmarker if plan else None):
             return self._run(plan.others if plan else None)
 
     def _run(self, other_cpus: frozenset[int] | None) -> RunSummary:
