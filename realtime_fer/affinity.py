@@ -13,6 +13,9 @@ Measured on the 2-core VM of ``docs/benchmarks.md``: the bare landmarker loop ra
 faster pinned to one CPU than free, and the whole pipeline pinned this way ran as fast as the
 free bare loop. With fewer than two usable CPUs, on other systems, or with
 ``pin_threads: false``, nothing is pinned.
+
+Several recognizers in one process (several cameras) each reserve their own landmarker CPU
+(:func:`reserve_plan`); when no CPU is left to reserve, a recognizer runs unpinned.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Collection, Iterator
 
@@ -74,6 +78,33 @@ def pin_current_thread(cpus: Collection[int] | None) -> bool:
     except (AttributeError, OSError, ValueError) as exc:
         log.debug("cannot pin the thread to CPUs %s: %s", _cpus(cpus), exc)
         return False
+
+
+_reserved: set[int] = set()
+_reserved_lock = threading.Lock()
+
+
+def reserve_plan(enabled: bool = True) -> CpuPlan | None:
+    """Like :func:`plan_cpus`, but the landmarker CPU is reserved for the caller until
+    :func:`release_plan`: the next reservation gets another CPU, or ``None`` when fewer than two
+    unreserved CPUs are left (that recognizer then runs unpinned)."""
+    if not enabled:
+        return None
+    with _reserved_lock:
+        allowed = usable_cpus()
+        free = [c for c in allowed if c not in _reserved]
+        if len(free) < 2:
+            return None
+        landmarker = free[0]
+        _reserved.add(landmarker)
+        return CpuPlan(frozenset({landmarker}), frozenset(c for c in allowed if c not in _reserved))
+
+
+def release_plan(plan: CpuPlan | None) -> None:
+    """Give a plan's landmarker CPU back (idempotent)."""
+    if plan is not None:
+        with _reserved_lock:
+            _reserved.difference_update(plan.landmarker)
 
 
 @contextlib.contextmanager

@@ -268,3 +268,34 @@ def test_a_run_limits_numpys_blas_threads_and_restores_them(shared_data: Path) -
         rec.run()
         assert seen == {1}
         assert blas_threads() == {2}  # the caller's setting is back
+
+
+def test_each_recognizer_in_a_process_reserves_its_own_landmarker_cpu() -> None:
+    """Two cameras in one process must not share the landmarker CPU: the second one gets the
+    next free CPU, or runs unpinned when none is left; closing gives the CPU back."""
+    from realtime_fer.affinity import usable_cpus
+
+    cpus = usable_cpus()
+    if len(cpus) < 2:
+        pytest.skip(f"pinning needs 2+ usable CPUs on Linux; this process may use {len(cpus)}")
+    bundle = require_bundle()
+    config = RuntimeConfig(model=bundle_arg(), device="cpu")
+    first = FrameProcessor.create(config, bundle)
+    try:
+        assert first.cpus is not None and first.cpus.landmarker == {cpus[0]}
+        second = FrameProcessor.create(config, bundle)
+        try:
+            if len(cpus) >= 3:
+                assert second.cpus is not None and second.cpus.landmarker == {cpus[1]}
+                assert cpus[0] not in second.cpus.others and cpus[1] not in second.cpus.others
+            else:
+                assert second.cpus is None  # no second free CPU: unpinned
+        finally:
+            second.close()
+    finally:
+        first.close()
+    third = FrameProcessor.create(config, bundle)
+    try:
+        assert third.cpus is not None and third.cpus.landmarker == {cpus[0]}
+    finally:
+        third.close()

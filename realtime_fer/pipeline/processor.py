@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime_fer.affinity import CpuPlan, pinned, plan_cpus
+from realtime_fer.affinity import CpuPlan, pinned, release_plan, reserve_plan
 from realtime_fer.capture.frame import Frame
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.selector import FeatureSelector
@@ -143,15 +143,20 @@ class FrameProcessor:
 
         bundle = bundle if bundle is not None else load_bundle(config.model)
         scorer = BundleScorer(bundle, config.device)
-        plan = plan_cpus(config.pin_threads)
+        plan = reserve_plan(config.pin_threads)
         if plan is not None:
             log.info("CPU plan: %s", plan.describe())
-        with pinned(plan.landmarker if plan else None):
-            detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
+        try:
+            with pinned(plan.landmarker if plan else None):
+                detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
+        except BaseException:
+            release_plan(plan)
+            raise
         try:
             return cls(bundle, scorer, detector, config, plan)
         except Exception:
             detector.close()
+            release_plan(plan)
             raise
 
     def warm_up(self) -> float:
@@ -164,6 +169,7 @@ class FrameProcessor:
 
     def close(self) -> None:
         self.detector.close()
+        release_plan(self.cpus)
 
     # -- per frame ----------------------------------------------------------------------------
     def timestamp_ms(self, frame: Frame) -> int:
