@@ -97,6 +97,10 @@ def test_bench_prints_the_stage_table(tmp_path: Path, shared_data: Path) -> None
     data = json.loads(out.read_text())
     assert data["frames"] == 30 and data["bare_fps"][0] > 0 and data["pipeline_fps"][0] > 0
     assert data["stages"]["landmarks"]["n"] == 30 and data["stages"]["decode"]["n"] == 29
+    # the budget of features + models + publishing excludes the attributions, which are reported too
+    assert 0 < data["attributions_ms_per_frame"] < data["after_landmarks_ms_per_frame"]
+    assert abs(data["models_ms_per_frame"] + data["attributions_ms_per_frame"] - data["after_landmarks_ms_per_frame"]) < 1e-9
+    assert "features + emotion models + publishing" in r.stdout and "pipelined" in r.stdout
 
 
 def test_sigterm_stops_run_on_a_live_stream_cleanly(tmp_path: Path, shared_data: Path) -> None:

