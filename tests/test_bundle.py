@@ -271,6 +271,16 @@ def test_decide_argmax_above_threshold_else_neutral() -> None:
     assert decide({"happy": 0.7, "sad": 0.1}, {"happy": 0.5, "sad": 0.5}).tolist() == ["happy"]
 
 
+def _score_shipped_model(windows: np.ndarray, n: int) -> tuple[ModelBundle, np.ndarray, dict[str, np.ndarray]]:
+    """The shipped default bundle, ``n`` full-mesh windows of its length, and its scores of them
+    (skips while no default model is shipped)."""
+    if not (default_bundle_path() / MANIFEST).is_file():
+        pytest.skip(f"no default model shipped yet at {default_bundle_path()}")
+    b = load_bundle()
+    w = np.resize(windows, (n, b.window_length, NUM_MESH_LANDMARKS, 3))
+    return b, w, BundleScorer(b, device="cpu").predict(w)
+
+
 def test_one_fused_session_equals_each_emotion_model_run_alone(windows: np.ndarray) -> None:
     """The scorer joins the bundle's ONNX files into one graph; every output must equal the
     emotion's own file run in its own session."""
@@ -279,12 +289,7 @@ def test_one_fused_session_equals_each_emotion_model_run_alone(windows: np.ndarr
 
     from realtime_fer.models.fused import fuse_models
 
-    if not (default_bundle_path() / MANIFEST).is_file():
-        pytest.skip(f"no default model shipped yet at {default_bundle_path()}")
-    b = load_bundle()
-    scorer = BundleScorer(b, device="cpu")
-    w = np.resize(windows, (6, b.window_length, NUM_MESH_LANDMARKS, 3))
-    fused = scorer.predict(w)
+    b, w, fused = _score_shipped_model(windows, 6)
     assert list(fused) == list(b.emotions)
     spread = []
     for name, entry in b.emotions.items():
@@ -320,12 +325,7 @@ def test_cpu_provider_and_cuda_fallback(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_shipped_default_model_loads_and_scores(windows: np.ndarray) -> None:
-    if not (default_bundle_path() / MANIFEST).is_file():
-        pytest.skip(f"no default model shipped yet at {default_bundle_path()}")
-    b = load_bundle()
-    scorer = BundleScorer(b, device="cpu")
-    w = np.resize(windows, (4, b.window_length, NUM_MESH_LANDMARKS, 3))
-    probs = scorer.predict(w)
+    b, _, probs = _score_shipped_model(windows, 4)
     assert set(probs) == set(b.emotions)
     assert all(((p >= 0) & (p <= 1)).all() for p in probs.values())
     assert b.manifest.get("training", {}).get("sources"), "the model card data: training sources with licences"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -36,12 +36,26 @@ class RtspCamera:
                 "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-f", "rtsp", f"rtsp://127.0.0.1:{source_port}/live"]
         self._log = open(log_dir / "rtsp.log", "ab")  # noqa: SIM115 - closed in stop()
         self.relay = subprocess.Popen(relay, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
-        time.sleep(0.5)
-        self.push = subprocess.Popen(push, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        self.push: subprocess.Popen[bytes] | None = None
+        try:
+            # the relay (Perl, Moose) may take seconds to start on a busy machine: push only once it listens
+            wait_until(lambda: self.relay.poll() is None and _listening(source_port), 30, "the RTSP relay to listen")
+            self.push = subprocess.Popen(push, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def open(self, options: CaptureOptions):  # noqa: ANN201
+        """The opened stream, or None while it is not up yet (for :func:`wait_until`)."""
+        assert self.push is not None and self.push.poll() is None, f"the ffmpeg push exited ({self.push.returncode if self.push else None})"
+        try:
+            return open_source(self.url, options)
+        except SourceError:
+            return None
 
     def stop(self) -> None:
         for proc in (self.push, self.relay):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=5)
         self._log.close()
@@ -62,15 +76,14 @@ def rtsp_camera(shared_data: Path, tmp_path: Path) -> Iterator[RtspCamera]:
 UDP = CaptureOptions(queue_size=1, rtsp_transport="udp", open_timeout_s=3.0)
 
 
-def _open(url: str, options: CaptureOptions):  # noqa: ANN202
-    try:
-        return open_source(url, options)
-    except SourceError:
-        return None
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_recognizer_pulls_an_rtsp_camera(rtsp_camera: RtspCamera) -> None:
-    source = wait_until(lambda: _open(rtsp_camera.url, UDP), 30, "the RTSP stream to open")
+    source = wait_until(lambda: rtsp_camera.open(UDP), 30, "the RTSP stream to open")
     assert source.kind == "stream" and (source.width, source.height) == (640, 360)
     source.close()
 
@@ -91,6 +104,6 @@ def test_recognizer_pulls_an_rtsp_camera(rtsp_camera: RtspCamera) -> None:
 
 
 def test_rtsp_over_tcp_to_a_udp_only_relay_fails_with_a_clear_error(rtsp_camera: RtspCamera) -> None:
-    wait_until(lambda: _open(rtsp_camera.url, UDP), 30, "the RTSP stream to open").close()  # the stream is up...
+    wait_until(lambda: rtsp_camera.open(UDP), 30, "the RTSP stream to open").close()  # the stream is up...
     with pytest.raises(SourceError, match="cannot open stream"):  # ...but not over TCP
         open_source(rtsp_camera.url, replace(UDP, rtsp_transport="tcp"))

@@ -137,8 +137,6 @@ class Recognizer:
         self._predictions = 0
         self._frames = 0
         """Frames finished (scored, explained and published)."""
-        self._taken = 0
-        """Frames taken from the capture (landmarks detected)."""
         self._worker: OrderedWorker | None = None
         self._finished: queue.SimpleQueue[tuple[Frame, FrameResult]] = queue.SimpleQueue()
         self._t_first: float | None = None
@@ -302,7 +300,6 @@ class Recognizer:
         if self._t_first is None:
             self._t_first = time.perf_counter()
         pending = self.processor.detect(frame, still=self._still)
-        self._taken += 1
         self._emit(functools.partial(self._finish, pending))
         self._deliver()
 
