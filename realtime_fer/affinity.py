@@ -42,6 +42,11 @@ class CpuPlan:
         return f"landmarker on CPU {_cpus(self.landmarker)}, capture and worker threads on CPU {_cpus(self.others)}"
 
 
+def describe_plan(plan: CpuPlan | None) -> str:
+    """Where the threads run, for logs and reports."""
+    return plan.describe() if plan is not None else "threads not pinned"
+
+
 def _cpus(cpus: Collection[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 

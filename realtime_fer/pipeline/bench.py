@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_fer.affinity import pinned, plan_cpus
+from realtime_fer.affinity import describe_plan, pinned, plan_cpus, usable_cpus
 from realtime_fer.capture.frame import Frame
 from realtime_fer.capture.sources import open_source, parse_source
 from realtime_fer.errors import FerError
@@ -183,10 +183,9 @@ class _Drain:
         import sys
 
         self._proc = subprocess.Popen([sys.executable, "-c", _DRAIN_CODE, endpoint], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        plan = plan_cpus()
-        if plan is not None:  # like any subscriber, free to run on every CPU (not the parent thread's)
+        if usable_cpus():  # like any subscriber, free to run on every CPU (not the parent thread's)
             try:
-                os.sched_setaffinity(self._proc.pid, plan.landmarker | plan.others)
+                os.sched_setaffinity(self._proc.pid, usable_cpus())
             except OSError:
                 pass
         time.sleep(0.5)  # let it start and its subscription reach the publisher
@@ -283,8 +282,7 @@ def _record(timings: TimingLog, result: FrameResult, publish_s: float) -> None:
 
 
 def _threads(config: RuntimeConfig) -> str:
-    plan = plan_cpus(config.pin_threads)
-    return ("pipelined" if config.pipelined else "serial") + "; " + (plan.describe() if plan else "threads not pinned")
+    return ("pipelined" if config.pipelined else "serial") + "; " + describe_plan(plan_cpus(config.pin_threads))
 
 
 def _bench_publish_options(config: RuntimeConfig):  # noqa: ANN202

@@ -292,10 +292,5 @@ class FrameProcessor:
         return ended
 
     @property
-    def last_timestamp_ms(self) -> int:
-        """The VIDEO-mode timestamp given to the landmarker for the latest frame."""
-        return self._last_ts
-
-    @property
     def live_tracks(self) -> int:
         return len(self.tracker.tracks)

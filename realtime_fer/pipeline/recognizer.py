@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from realtime_fer.affinity import pinned
+from realtime_fer.affinity import describe_plan, pinned
 from realtime_fer.capture.frame import CaptureEvent, Frame
 from realtime_fer.capture.reader import CaptureThread
 from realtime_fer.capture.sources import Source, open_source
@@ -245,7 +245,7 @@ class Recognizer:
             f"{s.name} ({s.kind}, {s.width}x{s.height}, {fps}); model {self.processor.bundle.path.name} "
             f"({len(self.processor.emotions)} emotions, window {self.processor.window_length}, hop {self.processor.hop}) "
             f"on {self.processor.models.provider}; landmarker delegate {self.processor.detector.delegate}; "
-            + (self.processor.cpus.describe() if self.processor.cpus else "threads not pinned")
+            + describe_plan(self.processor.cpus)
         )
 
     def _send(self, message: Message) -> None:
