@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from realtime_fer.data.extract import ExtractedSample
+from realtime_fer.data.motion import MotionBank, MotionOptions, moving_windows
 from realtime_fer.features.windows import WindowOptions, sliding_windows, still_windows
 from realtime_fer.landmarks.normalize import normalize_landmarks
 
@@ -31,6 +32,7 @@ def sample_windows(
     jitter: bool,
     rng: np.random.Generator | None = None,
     max_windows: int | None = None,
+    motion: tuple[MotionBank, MotionOptions] | None = None,
 ) -> np.ndarray:
     """The windows (W, T, 468, 3) of one sample; W may be 0 when no face was found.
 
@@ -38,15 +40,23 @@ def sample_windows(
         jitter: add the still-frame jitter of ``options`` (training) or not (evaluation).
         max_windows: cap on windows from one video (evenly spaced), so long clips do not
             dominate a training set.
+        motion: a bank of real talking motion and how to use it: still frames become moving
+            windows (:func:`realtime_fer.data.motion.moving_windows`) instead of jittered ones.
     """
     frames, det = normalized_frames(sample)
     t = options.length
     amount = options.still_jitter if jitter else 0.0
+
+    def stills(faces: np.ndarray) -> np.ndarray:
+        if motion is not None:
+            return moving_windows(faces, motion[0], t, rng if rng is not None else np.random.default_rng(), motion[1], amount)
+        return still_windows(faces, t, amount, rng)
+
     if sample.ref.kind == "image" or sample.n_frames == 1:
-        return still_windows(frames[det], t, amount, rng)
+        return stills(frames[det])
     wins, _ = sliding_windows(frames, det, t, options.hop)
     if len(wins) == 0:  # shorter than a window: every detected frame is a still
-        wins = still_windows(frames[det], t, amount, rng)
+        wins = stills(frames[det])
     if max_windows is not None and len(wins) > max_windows:
         wins = wins[np.linspace(0, len(wins) - 1, max_windows).round().astype(int)]
     return wins
@@ -60,15 +70,17 @@ def iter_window_chunks(
     seed: int = 0,
     max_windows: int | None = None,
     chunk: int = 2048,
+    motion: tuple[MotionBank, MotionOptions] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(windows, owner)`` chunks: windows (n, T, 468, 3) and, for each, the index of
-    its sample in ``samples``. Memory stays bounded by ``chunk`` windows."""
+    its sample in ``samples``. Memory stays bounded by ``chunk`` windows. ``motion``: see
+    :func:`sample_windows`."""
     rng = np.random.default_rng(seed)
     buf: list[np.ndarray] = []
     owners: list[np.ndarray] = []
     size = 0
     for i, s in enumerate(samples):
-        w = sample_windows(s, options, jitter=jitter, rng=rng, max_windows=max_windows)
+        w = sample_windows(s, options, jitter=jitter, rng=rng, max_windows=max_windows, motion=motion)
         if len(w) == 0:
             continue
         buf.append(w)

@@ -4,10 +4,10 @@ The explained output is the network's calibrated **logit**, ``platt_a * score + 
 (log-odds of the emotion): it is what the probability is a sigmoid of, and it is linear in the
 network's score, so attributions add up in the same units everywhere.
 
-A network starts with a *linear* temporal pooling of its window (mean over time and/or last
+A network starts with a temporal pooling of its window (mean, spread, extremes over time, last
 minus first frame), so the gradient is computed with respect to the pooled features
-(:func:`pooled_gradient`) and spread back over the frames (:func:`expand_gradient`); Integrated
-Gradients integrates in the (T times smaller) pooled space for the same reason.
+(:func:`pooled_gradient`) and spread back over the frames (:func:`expand_gradient`, through the
+pooling's Jacobian); Integrated Gradients integrates in the (T times smaller) pooled space.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, activate, pool
+from realtime_fer.models.network import Network, activate, dtype_eps, pool
 
 Precision = Literal["float64", "float32"]
 
@@ -72,20 +72,40 @@ def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float6
     return (dt.type(net.platt_a) * score + dt.type(net.platt_b)).astype(dt), g_pooled
 
 
-def expand_gradient(net: Network, g_pooled: np.ndarray, window_length: int | None = None) -> np.ndarray:
+def expand_gradient(net: Network, g_pooled: np.ndarray, windows: np.ndarray | int | None = None, parts: tuple[str, ...] | None = None) -> np.ndarray:
     """Spread a gradient over pooled features (N, D) back over the window's frames: the
-    gradient with respect to the window (N, T, L, 3) (pooling is linear)."""
-    t = window_length or net.window_length
+    gradient with respect to the window (N, T, L, 3).
+
+    ``windows`` is the (N, T, L, 3) input, needed for the pooled parts that are not linear
+    (``std``: ``(x_t - mean) / (T * std)``; ``min``/``max``: the frame that holds the extreme);
+    for linear pooling (``mean``, ``delta``) the window length alone is enough. ``parts``
+    limits the result to those pooled parts (default: all)."""
+    w = None if windows is None or isinstance(windows, (int, np.integer)) else np.asarray(windows, g_pooled.dtype)
+    t = w.shape[1] if w is not None else int(windows or net.window_length)
     n, l = len(g_pooled), net.n_landmarks
     out = np.zeros((n, t, l, 3), g_pooled.dtype)
     width = 3 * l
     for part, p in enumerate(net.pooling):
+        if parts is not None and p not in parts:
+            continue
         g = g_pooled[:, part * width : (part + 1) * width].reshape(n, l, 3)
         if p == "mean":
             out += g[:, None] / t
         elif p == "delta":
             out[:, -1] += g
             out[:, 0] -= g
+        else:
+            if w is None:
+                raise ValueError(f"the gradient through {p!r} pooling needs the windows")
+            if p == "std":
+                centred = w - w.mean(axis=1, keepdims=True)
+                std = np.sqrt((centred * centred).mean(axis=1) + dtype_eps(w.dtype))
+                out += g[:, None] * centred / (t * std[:, None])
+            elif p in ("min", "max"):
+                pick = (w.argmin if p == "min" else w.argmax)(axis=1)
+                np.put_along_axis(out, pick[:, None], np.take_along_axis(out, pick[:, None], axis=1) + g[:, None], axis=1)
+            else:
+                raise ValueError(f"unknown pooling {p!r}")
     return out
 
 
@@ -98,6 +118,6 @@ def input_gradient(net: Network, windows: np.ndarray, dtype: Precision = "float6
     Returns:
         ``(logits, grads)``: (N,) logits and (N, T, L, 3) gradients, in ``dtype``.
     """
-    w = np.asarray(windows)
+    w = np.asarray(windows, dtype=dtype)
     logits, g = pooled_gradient(net, pool(w, net.pooling, dtype), dtype)
-    return logits, expand_gradient(net, g, w.shape[1])
+    return logits, expand_gradient(net, g, w)

@@ -7,9 +7,13 @@ the input's coordinates by integrating the gradient along the straight path
     IG_i(x) = (x_i - x'_i) * integral_0^1 dF/dx_i (x' + a (x - x')) da
 
 The integral is computed by Gauss-Legendre quadrature (default; exact for polynomials up to
-degree 2n-1) or a Riemann rule. Pooling over time is linear, so the path is integrated in the
-pooled feature space and the integrated gradient spread back over the frames (identical to
-integrating over windows, and T times cheaper). The attributions of a window sum to ``F(x) - F(x')`` up to the
+degree 2n-1) or a Riemann rule. The path is integrated in the pooled feature space (T times
+cheaper) and spread back over the frames. For linear pooling (mean, delta) this is identical to
+integrating over windows. Spread and extremes (std, min, max) are not linear in general, but
+along the straight path from a *static* baseline face (every baseline we use) they are:
+``min_t(b + a (x_t - b)) = b + a (min_t x_t - b)``, and the spread grows as ``a`` (up to the
+tiny ``STD_EPSILON``), so the pooled path is the window path; their attribution is shared
+equally by the window's frames. The attributions of a window sum to ``F(x) - F(x')`` up to the
 quadrature error; every call measures that *completeness* gap and reports it. ``F`` is the
 calibrated logit (see :mod:`realtime_fer.explain.gradients`).
 """
@@ -24,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from realtime_fer.explain.gradients import Precision, expand_gradient, pooled_gradient
-from realtime_fer.models.network import Network, pool
+from realtime_fer.models.network import LINEAR_POOLINGS, Network, pool
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +166,24 @@ class IntegratedGradients:
         base = np.broadcast_to(np.asarray(baselines, dtype=self.dtype), x.shape)
         px = pool(x, self.net.pooling, self.dtype)
         pb = pool(np.ascontiguousarray(base), self.net.pooling, self.dtype)
-        grad = expand_gradient(self.net, self.integrated_gradient(px, pb, n_steps, method, batch_size), x.shape[1])
-        return self._finish((x - base) * grad, px, pb)
+        ig = self.integrated_gradient(px, pb, n_steps, method, batch_size)
+        return self._finish(self._per_frame(x, base, px, pb, ig), px, pb)
+
+    def _per_frame(self, x: np.ndarray, base: np.ndarray, px: np.ndarray, pb: np.ndarray, ig: np.ndarray) -> np.ndarray:
+        """Window attributions (N, T, L, 3) from the integrated pooled gradient: exact per frame
+        for linear parts (mean, delta); a spread or extreme's attribution (the part's
+        ``(p - p') * IG``) is shared equally by the window's frames."""
+        net = self.net
+        if all(p in LINEAR_POOLINGS for p in net.pooling):
+            return (x - base) * expand_gradient(net, ig, x.shape[1])
+        n, t, l = len(x), x.shape[1], net.n_landmarks
+        width = 3 * l
+        out = (x - base) * expand_gradient(net, ig, t, parts=LINEAR_POOLINGS)
+        for part, p in enumerate(net.pooling):
+            if p not in LINEAR_POOLINGS:
+                cols = slice(part * width, (part + 1) * width)
+                out += ((px[:, cols] - pb[:, cols]) * ig[:, cols]).reshape(n, 1, l, 3) / t
+        return out
 
     def attribute_pooled(
         self,

@@ -3,8 +3,11 @@
 Both model families (the paper's deep randomized network and the gradient-trained torch
 network) end up as a :class:`Network`: numpy weights for
 
-1. **temporal pooling** of the (T, L, 3) window: ``mean`` over time (shape), optionally
-   ``delta`` (last minus first frame: movement), flattened landmark-major (x, y, z per landmark);
+1. **temporal pooling** of the (T, L, 3) window, each part flattened landmark-major (x, y, z
+   per landmark) and concatenated: ``mean`` over time (shape), ``std`` over time (spread: how
+   much a coordinate moves, e.g. a talking mouth), ``min`` / ``max`` over time (the extremes of
+   a coordinate: a mouth that closes between words has a closed ``min``), ``delta`` (last
+   minus first frame);
 2. **standardisation** with the training set's mean and std;
 3. **hidden layers** ``h_k = act(h_{k-1} W_k + b_k)``;
 4. a **linear head** on the concatenation of the chosen inputs (``head_inputs``: the
@@ -25,7 +28,12 @@ import numpy as np
 import numpy.typing  # noqa: F401 - for the DTypeLike annotation
 
 Activation = Literal["tanh", "relu", "sigmoid"]
-POOLINGS = ("mean", "delta")
+POOLINGS = ("mean", "delta", "std", "min", "max")
+#: Pooled parts that are linear in the window (the others are integrated in pooled space).
+LINEAR_POOLINGS = ("mean", "delta")
+#: Added to the variance before its square root, so that ``std`` pooling is differentiable on a
+#: still window (all frames equal) and matches the ONNX graph exactly.
+STD_EPSILON = 1e-6
 
 
 def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
@@ -40,9 +48,20 @@ def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLi
             parts.append(w.mean(axis=1))
         elif p == "delta":
             parts.append(w[:, -1] - w[:, 0])
+        elif p == "std":
+            parts.append(np.sqrt(w.var(axis=1) + dtype_eps(w.dtype)))
+        elif p == "min":
+            parts.append(w.min(axis=1))
+        elif p == "max":
+            parts.append(w.max(axis=1))
         else:
             raise ValueError(f"unknown pooling {p!r}; known: {POOLINGS}")
     return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
+
+
+def dtype_eps(dtype: np.typing.DTypeLike) -> float:
+    """:data:`STD_EPSILON` in ``dtype`` (one constant for numpy, gradients and ONNX)."""
+    return np.dtype(dtype).type(STD_EPSILON)
 
 
 def standardization(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import STD_EPSILON, Network
 
 OPSET = 17
 INPUT_NAME = "window"
@@ -72,6 +72,14 @@ def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
             last = b.op("Gather", [INPUT_NAME, b.const(np.array(t - 1, np.int64), "last_index")], "last_frame", axis=1)
             first = b.op("Gather", [INPUT_NAME, b.const(np.array(0, np.int64), "first_index")], "first_frame", axis=1)
             m = b.op("Sub", [last, first], "delta_t")
+        elif p == "std":  # sqrt(mean((x - mean)^2) + eps), exactly as network.pool
+            centred = b.op("Sub", [INPUT_NAME, b.op("ReduceMean", [INPUT_NAME], "mean_keep", axes=[1], keepdims=1)], "centred_t")
+            var = b.op("ReduceMean", [b.op("Mul", [centred, centred], "squared_t")], "var_t", axes=[1], keepdims=0)
+            m = b.op("Sqrt", [b.op("Add", [var, b.const(np.array(STD_EPSILON, np.float32), "std_epsilon")], "var_eps")], "std_t")
+        elif p == "min":
+            m = b.op("ReduceMin", [INPUT_NAME], "min_t", axes=[1], keepdims=0)
+        elif p == "max":
+            m = b.op("ReduceMax", [INPUT_NAME], "max_t", axes=[1], keepdims=0)
         else:
             raise ValueError(f"unknown pooling {p!r}")
         parts.append(b.op("Reshape", [m, flat_shape], "flat"))

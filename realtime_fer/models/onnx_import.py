@@ -74,7 +74,20 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
         if op == "Cast" and consts[0] is not None:  # float16 weights widened on load
             tr.consts[out] = consts[0].astype(np.float32)
         elif op == "ReduceMean" and kinds[0] == ("window",):
-            tr.kind[out] = ("pool", "mean")
+            keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+            tr.kind[out] = ("window_mean",) if keep else ("pool", "mean")
+        elif op in ("ReduceMin", "ReduceMax") and kinds[0] == ("window",):
+            tr.kind[out] = ("pool", "min" if op == "ReduceMin" else "max")
+        elif op == "Sub" and kinds[0] == ("window",) and kinds[1] == ("window_mean",):
+            tr.kind[out] = ("window_centred",)
+        elif op == "Mul" and kinds[0] == ("window_centred",) and ins[0] == ins[1]:
+            tr.kind[out] = ("window_squared",)
+        elif op == "ReduceMean" and kinds[0] == ("window_squared",):
+            tr.kind[out] = ("window_var",)
+        elif op == "Add" and kinds[0] == ("window_var",) and consts[1] is not None:
+            tr.kind[out] = ("window_var_eps",)
+        elif op == "Sqrt" and kinds[0] == ("window_var_eps",):
+            tr.kind[out] = ("pool", "std")
         elif op == "Gather" and kinds[0] == ("window",) and consts[1] is not None:
             tr.kind[out] = ("frame", int(consts[1]))
         elif op == "Sub" and kinds[0] and kinds[1] and kinds[0][0] == "frame" and kinds[1][0] == "frame":

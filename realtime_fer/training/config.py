@@ -11,6 +11,7 @@ from realtime_fer.errors import ConfigError
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.labels import EMOTIONS, canonical_label
 from realtime_fer.landmarks.detector import LandmarkerOptions
+from realtime_fer.models.network import POOLINGS
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.models.torch_mlp import TorchOptions
 
@@ -52,7 +53,8 @@ class ModelOptions:
     """Emotions to train a binary model for (those with too few examples are skipped)."""
     min_positives: int = 30
     pooling: list[str] = field(default_factory=lambda: ["mean"])
-    """Temporal pooling of a window: ``mean`` (shape) and/or ``delta`` (movement)."""
+    """Temporal pooling of a window: ``mean`` (shape), ``std`` (spread), ``min``/``max``
+    (extremes), ``delta`` (last minus first frame); see :func:`realtime_fer.models.network.pool`."""
     landmarks: list[int] | None = None
     """Landmark indices (of the 468-point mesh) for every emotion; default all."""
     landmark_subsets: dict[str, list[int]] = field(default_factory=dict)
@@ -64,8 +66,8 @@ class ModelOptions:
     def __post_init__(self) -> None:
         self.emotions = [canonical_label(e) for e in self.emotions]
         for p in self.pooling:
-            if p not in ("mean", "delta"):
-                raise ValueError(f"unknown pooling {p!r} (mean, delta)")
+            if p not in POOLINGS:
+                raise ValueError(f"unknown pooling {p!r} ({', '.join(POOLINGS)})")
         self.landmark_subsets = {canonical_label(k): v for k, v in self.landmark_subsets.items()}
 
 

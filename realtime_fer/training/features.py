@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from realtime_fer.data.extract import ExtractedSample
+from realtime_fer.data.motion import MotionBank, MotionOptions
 from realtime_fer.data.windows import iter_window_chunks
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
@@ -46,14 +47,16 @@ def pooled_set(
     seed: int = 0,
     max_windows: int | None = None,
     mirror: bool = False,
+    motion: tuple[MotionBank, MotionOptions] | None = None,
 ) -> PooledSet:
     """Build the windows of ``samples`` chunk by chunk and keep only their pooled features
     (pooling is per landmark, so a landmark subset is a column subset of these).
 
     With ``mirror``, every window is followed by its horizontal mirror image (training
-    augmentation; both belong to the same sample)."""
+    augmentation; both belong to the same sample). ``motion`` sets still frames in real talking
+    motion (see :func:`realtime_fer.data.windows.sample_windows`)."""
     feats, owners = [], []
-    for wins, own in iter_window_chunks(samples, window, jitter=jitter, seed=seed, max_windows=max_windows):
+    for wins, own in iter_window_chunks(samples, window, jitter=jitter, seed=seed, max_windows=max_windows, motion=motion):
         feats.append(pool(wins, tuple(pooling)))
         owners.append(own)
         if mirror:
