@@ -169,7 +169,7 @@ model:
         ("data: {sources: [{path: x}]}\nwindow: {length: 0}\n", r"train\.yaml\.window: window length must be >= 1"),
         ("data: {sources: [{path: x}], validation_fraction: 0.6, calibration_fraction: 0.5}\n", r"train\.yaml\.data: validation_fraction \+ calibration_fraction"),
         ("data: {sources: [{path: x}]}\nmodel: {emotions: [happy, hapy]}\n", r"train\.yaml\.model: unknown emotion label 'hapy'"),
-        ("data: {sources: [{path: x}]}\nmodel: {pooling: [max]}\n", r"train\.yaml\.model: unknown pooling 'max'"),
+        ("data: {sources: [{path: x}]}\nmodel: {pooling: [median]}\n", r"train\.yaml\.model: unknown pooling 'median'"),
         ("data: {sources: [{path: x}]}\nlandmarker: {delegate: tpu}\n", r"train\.yaml\.landmarker\.delegate: must be one of 'cpu', 'gpu'"),
         ("data: {sources: []}\n", r"data\.sources lists no dataset folder"),
         ("", r"data\.sources lists no dataset folder"),

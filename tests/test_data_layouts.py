@@ -159,10 +159,29 @@ def test_cremad_layout(shared_data: Path, tmp_path: Path) -> None:
 def test_named_files_layout_on_mead(shared_data: Path) -> None:
     found = discover(shared_data / "video" / "mead")
     assert found.layout == "named"
-    labels = sorted(s.label for s in found.samples)
-    assert labels == ["contempt", "disgust", "fear", "happy", "sad", "sad", "surprise"]
+    by_name = {s.path.name: s.label for s in found.samples}
+    expected = {
+        "contempt.mp4": "contempt", "disgust.mp4": "disgust", "fear.mp4": "fear", "happy.mp4": "happy",
+        "neutral.mp4": "neutral", "sad.mp4": "sad", "sad_m030_1080p.mp4": "sad", "surprise.mp4": "surprise",
+    }
+    assert {k: by_name.get(k) for k in expected} == expected  # the folder may grow
     big = next(s for s in found.samples if s.path.name == "sad_m030_1080p.mp4")
     assert big.kind == "video" and big.group == "sad_m030_1080p" and big.dataset == "named"
+
+
+def test_mead_names_give_label_and_actor(shared_data: Path, tmp_path: Path) -> None:
+    clip = shared_data / "video" / "mead" / "fear.mp4"
+    for name in ("W009_front_fear_level3_001.mp4", "M030_left_30_angry_level_1_002.mp4", "W009_front_calm_level1_003.mp4"):
+        _link(clip, tmp_path / name)
+    _link(clip, tmp_path / "W009_front_bored_level1_001.mp4")  # unknown emotion: skipped
+    found = discover(tmp_path)
+    got = {s.path.name: (s.label, s.group) for s in found.samples}
+    assert got == {
+        "W009_front_fear_level3_001.mp4": ("fear", "W009"),
+        "M030_left_30_angry_level_1_002.mp4": ("anger", "M030"),
+        "W009_front_calm_level1_003.mp4": ("neutral", "W009"),
+    }
+    assert [Path(p).name for p, _ in found.skipped] == ["W009_front_bored_level1_001.mp4"]
 
 
 def test_named_files_with_unlabelled_names_only_is_an_error(shared_data: Path) -> None:

@@ -80,6 +80,8 @@ _CKPLUS_NAME = re.compile(r"^(S\d+)_\d+_\d+$")
 _RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _CREMAD_NAME = re.compile(r"^(\d{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})$")
 _TOKEN_SPLIT = re.compile(r"[_.\-]")
+#: MEAD clips flattened to one name: ``<actor>_<view>_<emotion>_level<k>_<take>`` (W009_front_fear_level3_001).
+_MEAD_NAME = re.compile(r"^([MW]\d{3})_([A-Za-z]+(?:_\d+)?)_([A-Za-z]+)_level_?(\d+)_(\d+)$")
 
 SUPPORTED_LAYOUTS_HELP = (
     "supported layouts: ImageFolder (DATA_DIR/<label>/*.jpg|*.mp4 ...), the original CK+ release "
@@ -302,9 +304,13 @@ def _discover_named(data_dir: Path, dirs: list[Path], files: list[Path]) -> Disc
         if kind is None:
             out.skipped.append((str(f), "not an image or video file"))
             continue
+        mead = _MEAD_NAME.match(f.stem)
+        if mead is not None and is_known_label(mead.group(3)):
+            out.samples.append(SampleRef(f, canonical_label(mead.group(3)), mead.group(1), kind, (), "named"))
+            continue
         token = _TOKEN_SPLIT.split(f.name, maxsplit=1)[0]
         if not is_known_label(token):
-            out.skipped.append((str(f), f"file name does not start with a known label ({token!r})"))
+            out.skipped.append((str(f), f"file name does not start with a known label ({token!r}) nor follows MEAD's W009_front_fear_level3_001"))
             continue
         out.samples.append(SampleRef(f, canonical_label(token), _file_group(f), kind, (), "named"))
     for d in dirs:

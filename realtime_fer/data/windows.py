@@ -62,6 +62,19 @@ def sample_windows(
     return wins
 
 
+def video_windows(sample: ExtractedSample, options: WindowOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Sliding windows of a video or sequence without augmentation, with the index of each
+    window's **last** frame (the frame at which a live stream would score it). Clips shorter
+    than a window give each detected frame as a still, ending at that frame."""
+    frames, det = normalized_frames(sample)
+    t = options.length
+    wins, starts = sliding_windows(frames, det, t, options.hop)
+    if len(wins) == 0 and sample.n_frames < t:
+        idx = np.flatnonzero(det)
+        return still_windows(frames[det], t), idx.astype(np.int64)
+    return wins, starts + t - 1
+
+
 def iter_window_chunks(
     samples: Sequence[ExtractedSample],
     options: WindowOptions,

@@ -11,6 +11,7 @@ section                   class
 ``tracking``              :class:`~realtime_fer.landmarks.tracking.TrackerOptions`
 ``publish``               :class:`~realtime_fer.publish.PublisherOptions`
 ``explain``               :class:`~realtime_fer.explain.stream.StreamExplainOptions`
+``smoothing``             :class:`~realtime_fer.models.smoothing.SmoothingOptions`
 ========================  ====================================================================
 
 plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
@@ -28,6 +29,7 @@ from realtime_fer.config_io import from_dict, load_yaml
 from realtime_fer.explain.stream import StreamExplainOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
+from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.publish.publisher import PublisherOptions
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -55,6 +57,9 @@ class RuntimeConfig:
     publish: PublisherOptions = field(default_factory=PublisherOptions)
     explain: StreamExplainOptions = field(default_factory=StreamExplainOptions)
     """Integrated Gradients attributions in every prediction (``enabled: false`` to skip)."""
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    """Each face's ``top`` is decided on its probabilities smoothed over time (published as
+    ``smoothed``), so that a talking face does not flicker between emotions."""
     model: str | None = None
     """Model bundle folder; ``null``: the default model shipped in the package."""
     device: Device = "auto"

@@ -73,8 +73,9 @@ def draw_overlay(image: np.ndarray, faces: Sequence[FaceResult], predictions: Ma
             continue
         draw_attributions(out, face.points, pred)
         bar_x = x1 + 8 if x1 + 150 < w else max(0, x0 - 150)
+        shown = pred.smoothed if pred.smoothed is not None else pred.probabilities  # what top is decided on
         for i, name in enumerate(emotions):
-            p = float(pred.probabilities.get(name, 0.0))
+            p = float(shown.get(name, 0.0))
             y = y0 + 14 * i
             color = _TOP if name == pred.top else _BAR
             cv2.rectangle(out, (bar_x + 64, y + 2), (bar_x + 64 + int(80 * p), y + 11), color, -1)

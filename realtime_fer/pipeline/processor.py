@@ -33,6 +33,7 @@ from realtime_fer.landmarks.detector import FaceLandmarkDetector, FaceLandmarks
 from realtime_fer.landmarks.tracking import FaceTracker, Track
 from realtime_fer.models.bundle import ModelBundle
 from realtime_fer.models.scorer import BundleScorer
+from realtime_fer.models.smoothing import TrackSmoother
 from realtime_fer.pipeline.config import RuntimeConfig
 from realtime_fer.pipeline.inference import WindowScorer
 from realtime_fer.publish.schema import Prediction
@@ -125,6 +126,7 @@ class FrameProcessor:
         self.models = WindowScorer(scorer, self.selector)
         self.emotions = self.models.emotions
         self.explainer = StreamExplainer(bundle, config.explain) if config.explain.enabled else None
+        self.smoother = TrackSmoother(config.smoothing)
         self.hop = bundle.hop
         self.window_length = bundle.window_length
         self.frames = 0
@@ -222,10 +224,12 @@ class FrameProcessor:
         update = self.tracker.update([d.bbox for d in detections], frame.index)
         for track in update.lost:
             result.lost.append(track.track_id)
+            self.smoother.forget(track.track_id)
             if self.explainer is not None:
                 self.explainer.forget(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
             self.selector.reset(track.slot)
+            self.smoother.forget(track.track_id)
         for track in update.new:
             self.selector.reset(track.slot)
             result.found.append(track.track_id)
@@ -248,7 +252,9 @@ class FrameProcessor:
 
         if inputs is not None:
             probs = self.models.predict(inputs)
-            tops = self.bundle.decide(probs)
+            t_s = pending.timestamp_ms / 1000.0
+            smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
+            tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
             t3 = time.perf_counter()
             times.inference = t3 - t2
             attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready])
@@ -267,6 +273,7 @@ class FrameProcessor:
                     attributions=attributions[row],
                     landmarks=face.points.tolist() if self.config.include_landmarks else None,
                     image_size=[int(w), int(h)],
+                    smoothed=smoothed[row],
                 )
             times.scored = len(ready)
         return result
@@ -286,6 +293,7 @@ class FrameProcessor:
         """End every live track (source lost, end of run); returns their ids."""
         ended = [t.track_id for t in self.tracker.end_all()]
         self.selector.reset_all()
+        self.smoother.clear()
         if self.explainer is not None:
             for track_id in ended:
                 self.explainer.forget(track_id)

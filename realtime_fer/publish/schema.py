@@ -111,6 +111,10 @@ class Prediction:
     """Optional ``[[x, y, z], ...]`` face landmarks, x and y in pixels, z in the same scale."""
     image_size: list[int] | None = None
     """Optional ``[width, height]`` of the captured frame in pixels."""
+    smoothed: dict[str, float] | None = None
+    """Emotion -> the face's probability smoothed over time (see
+    :mod:`realtime_fer.models.smoothing`): what ``top`` is decided on. ``None`` in messages of
+    producers without smoothing, where ``top`` is decided on ``probabilities``."""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -133,6 +137,7 @@ class Prediction:
             "attributions": _plain(self.attributions),
             "landmarks": None if self.landmarks is None else _plain(self.landmarks),
             "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
+            "smoothed": None if self.smoothed is None else {str(k): float(v) for k, v in self.smoothed.items()},
         }
 
     @classmethod
@@ -152,6 +157,7 @@ class Prediction:
             attributions=v.mapping("attributions", optional=True) or {},
             landmarks=v.points("landmarks"),
             image_size=v.ints("image_size", length=2, optional=True),
+            smoothed=v.probabilities("smoothed", optional=True),
         )
 
 
@@ -397,8 +403,10 @@ class _Validator:
             raise self.fail(name, "a map with string keys")
         return value
 
-    def probabilities(self, name: str) -> dict[str, float]:
-        _, value = self._get(name, False)
+    def probabilities(self, name: str, optional: bool = False) -> dict[str, float] | None:
+        present, value = self._get(name, optional)
+        if optional and (not present or value is None):
+            return None
         ok = isinstance(value, dict) and all(
             isinstance(k, str) and _is_number(p) and -1e-6 <= p <= 1 + 1e-6 for k, p in value.items()
         )

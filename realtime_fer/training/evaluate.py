@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.data.extract import extract_dataset
-from realtime_fer.data.windows import iter_window_chunks
+from realtime_fer.data._worker import FALLBACK_FPS
+from realtime_fer.data.windows import iter_window_chunks, video_windows
 from realtime_fer.errors import DataError
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
@@ -30,6 +31,8 @@ from realtime_fer.models.bundle import FALLBACK, decide, load_bundle
 from realtime_fer.models.metrics import binary_metrics
 from realtime_fer.models.runtime import Device
 from realtime_fer.models.scorer import BundleScorer
+from realtime_fer.models.smoothing import SmoothingOptions, smooth_sequence
+from realtime_fer.training.video_protocol import video_protocol
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +47,49 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
     max_video_frames: int | None = None,
+    smoothing: SmoothingOptions | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``bundle`` (default: the shipped model) on ``data_dir``; returns the metrics dict."""
+    """Evaluate ``bundle`` (default: the shipped model) on ``data_dir``; returns the metrics dict.
+
+    ``smoothing`` (default: the live recognizer's, :class:`SmoothingOptions`) is applied to each
+    clip's windows in time order before the video protocol's decisions, as the stream does."""
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
     res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
     if not res.samples:
         raise DataError(f"no readable sample in {data_dir}")
     window = WindowOptions(length=model.window_length, hop=model.hop)
+    smoothing = smoothing or SmoothingOptions()
     probs: dict[str, list[np.ndarray]] = {e: [] for e in model.emotions}
+    decided: list[np.ndarray] = []
     owners = []
-    for wins, own in iter_window_chunks(res.samples, window, jitter=False):
-        for e, p in scorer.predict(wins).items():
-            probs[e].append(p)
-        owners.append(own)
+    stills = [i for i, s in enumerate(res.samples) if s.ref.kind == "image"]
+    for wins, own in iter_window_chunks([res.samples[i] for i in stills], window, jitter=False):
+        p = scorer.predict(wins)
+        for e in model.emotions:
+            probs[e].append(p[e])
+        decided.append(decide(p, model.thresholds))
+        owners.append(np.asarray(stills, np.int64)[own])
+    clip_rows: dict[int, np.ndarray] = {}
+    n_rows = sum(len(o) for o in owners)
+    for i, s in enumerate(res.samples):
+        if s.ref.kind == "image":
+            continue
+        wins, ends = video_windows(s, window)
+        if len(wins) == 0:
+            clip_rows[i] = np.zeros(0, np.int64)
+            continue
+        p = {e: np.concatenate([scorer.predict(wins[k : k + 2048])[e] for k in range(0, len(wins), 2048)]) for e in model.emotions}
+        smooth = smooth_clip(p, ends, s.fps or FALLBACK_FPS, window.hop, smoothing)
+        for e in model.emotions:
+            probs[e].append(p[e])
+        decided.append(decide(smooth, model.thresholds))
+        owners.append(np.full(len(wins), i, np.int64))
+        clip_rows[i] = np.arange(n_rows, n_rows + len(wins))
+        n_rows += len(wins)
     owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
     p_all = {e: (np.concatenate(v) if v else np.zeros(0, np.float32)) for e, v in probs.items()}
+    published = np.concatenate(decided) if decided else np.zeros(0, str)
     truth = np.array([res.samples[i].ref.label for i in owner], dtype=object).astype(str) if len(owner) else np.zeros(0, str)
 
     emotions = {}
@@ -67,7 +97,7 @@ def evaluate(
         m = binary_metrics(p_all[e], truth == e, entry.threshold)
         m["threshold"] = entry.threshold
         emotions[e] = m
-    top = decide(p_all, model.thresholds) if len(owner) else np.zeros(0, str)
+    top = decide(p_all, model.thresholds) if len(owner) else np.zeros(0, str)  # per window, unsmoothed
     keep = np.isin(truth, list(model.emotions) + [FALLBACK])
     frames = sum(s.n_frames for s in res.samples)
     frames_det = sum(int(s.detected.sum()) for s in res.samples)
@@ -113,4 +143,19 @@ def evaluate(
         },
         "data": {"path": str(data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed]},
         "videos": videos,
+        "video": video_protocol(res.samples, clip_rows, published, list(model.emotions), smoothing),
     }
+
+
+def smooth_clip(probabilities: dict[str, np.ndarray], ends: np.ndarray, fps: float, hop: int, options: SmoothingOptions) -> dict[str, np.ndarray]:
+    """The live stream's smoothing over one clip's windows (``ends``: each window's last frame):
+    a gap in the windows (the face was lost) restarts it, as a lost track does in the stream."""
+    out = {e: np.empty(len(p), np.float32) for e, p in probabilities.items()}
+    breaks = np.flatnonzero(np.diff(ends) != hop) + 1
+    for seg in np.split(np.arange(len(ends)), breaks):
+        if len(seg) == 0:
+            continue
+        sm = smooth_sequence({e: p[seg] for e, p in probabilities.items()}, ends[seg] / fps, options)
+        for e in out:
+            out[e][seg] = sm[e]
+    return out
