@@ -43,6 +43,8 @@ NETS = {
     "tanh-direct-all-mean-delta": (RandomizedOptions(hidden=[40, 30], activation="tanh", direct_link=True, head_layers="all", seed=1), ("mean", "delta")),
     "relu-last-f32-mean": (RandomizedOptions(hidden=[50], activation="relu", direct_link=False, head_layers="last", weight_dtype="float32", seed=2), ("mean",)),
     "sigmoid-direct-last-delta": (RandomizedOptions(hidden=[20, 30, 25], activation="sigmoid", direct_link=True, head_layers="last", seed=3), ("delta",)),
+    "tanh-direct-all-mean-std": (RandomizedOptions(hidden=[40, 30], activation="tanh", seed=4), ("mean", "std")),
+    "tanh-direct-all-mean-min-max": (RandomizedOptions(hidden=[30], activation="tanh", seed=5), ("mean", "min", "max")),
 }
 
 

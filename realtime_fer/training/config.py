@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from realtime_fer.config_io import from_dict, load_yaml
+from realtime_fer.data.motion import MotionOptions
 from realtime_fer.errors import ConfigError
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.labels import EMOTIONS, canonical_label
@@ -38,6 +39,9 @@ class DataOptions:
     workers: int = 0
     """Extraction processes; 0 = all cores."""
     max_windows_per_video: int = 60
+    motion: MotionOptions = field(default_factory=MotionOptions)
+    """Speech and head-motion augmentation of still faces (``motion.sources``: clips of people
+    talking); empty sources: none."""
 
     def __post_init__(self) -> None:
         if not 0 < self.validation_fraction < 0.9 or not 0 < self.calibration_fraction < 0.9:

@@ -190,9 +190,12 @@ def run_prune(config: PruneConfig, *, progress: Callable[[str], None] | None = N
     counts = [c for c in opts.schedule if c < full_size]
     grid = [full_size] + counts
     train_samples = np.nonzero(prep.split == TRAIN)[0]
-    rows = np.nonzero(np.isin(prep.plain.owner, train_samples))[0]
-    owner = prep.plain.owner[rows]
-    explain = ExplainSet.build(prep.plain, rows, prep.data.labels[owner], prep.data.groups[owner])
+    # with motion augmentation the models read movement (spread, extremes): explain the moving
+    # training windows they were fitted on, else the still ones
+    source = prep.jittered if config.data.motion.sources else prep.plain
+    rows = np.nonzero(np.isin(source.owner, train_samples))[0]
+    owner = source.owner[rows]
+    explain = ExplainSet.build(source, rows, prep.data.labels[owner], prep.data.groups[owner])
     timing: dict[str, float] = {"prepare_s": round(prep.seconds, 2)}
 
     fits: dict[int, FitResult] = {}

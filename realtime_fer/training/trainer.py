@@ -12,6 +12,7 @@ import numpy as np
 
 from realtime_fer.config_io import to_dict
 from realtime_fer.data.extract import ExtractedSample, extract_dataset
+from realtime_fer.data.motion import MotionBank, MotionOptions
 from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
@@ -88,7 +89,8 @@ class PreparedData:
     jittered: PooledSet
     """Training windows (stills with landmark jitter), full mesh."""
     plain: PooledSet
-    """Windows without jitter (calibration, validation, explanation), full mesh."""
+    """Windows without jitter (validation, explanation) and the calibration windows (set in
+    motion when ``data.motion.calibrate_with_motion``), full mesh."""
     train_rows: np.ndarray
     cal_rows: np.ndarray
     val_rows: np.ndarray
@@ -130,13 +132,23 @@ def prepare(config: TrainConfig, *, progress: bool = True) -> PreparedData:
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
-    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video)
+    motion_train, motion_cal = motion_banks(config, progress)
+    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video)
     train_rows = _rows_of(jittered.owner, split == TRAIN)
-    cal_rows = _rows_of(plain.owner, split == CALIBRATION)
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
     codes_plain = codes_of_sample[plain.owner]
+    if motion_cal is not None:
+        # calibration windows set in motion by clips that training never saw: thresholds for
+        # talking faces; they are appended to ``plain`` so rows index one set
+        cal_samples = np.flatnonzero(split == CALIBRATION)
+        moving = pooled_set([data.samples[i] for i in cal_samples], config.window, pooling, jitter=True, seed=config.seed + 1, max_windows=config.data.max_windows_per_video, motion=motion_cal)
+        cal_rows = len(plain.features) + np.arange(len(moving.features))
+        plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling)
+        codes_plain = codes_of_sample[plain.owner]
+    else:
+        cal_rows = _rows_of(plain.owner, split == CALIBRATION)
 
     emotions, skipped = [], {}
     for e in config.model.emotions:
@@ -151,6 +163,20 @@ def prepare(config: TrainConfig, *, progress: bool = True) -> PreparedData:
     if not emotions:
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0)
+
+
+def motion_banks(config: TrainConfig, progress: bool = False) -> tuple[tuple[MotionBank, MotionOptions] | None, tuple[MotionBank, MotionOptions] | None]:
+    """The motion for training windows and (``calibrate_with_motion``) for calibration windows,
+    from disjoint clips of ``data.motion.sources``; ``(None, None)`` without sources."""
+    opts = config.data.motion
+    if not opts.sources:
+        return None, None
+    bank = MotionBank.from_videos(opts.sources, config.data.cache_dir, workers=config.data.workers or None, progress=progress)
+    if not opts.calibrate_with_motion or bank.n_clips < 2:
+        return (bank, opts), None
+    train_bank, cal_bank = bank.split(opts.calibration_share, seed=config.seed)
+    log.info("motion: %d clips for training windows, %d for calibration windows", train_bank.n_clips, cal_bank.n_clips)
+    return (train_bank, opts), (cal_bank, opts)
 
 
 def default_subsets(config: TrainConfig, emotions: list[str]) -> dict[str, list[int]]:
