@@ -141,7 +141,7 @@ def evaluate(
             "window": model.manifest.get("window"),
             "provider": scorer.provider,
         },
-        "data": {"path": str(data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed]},
+        "data": {"path": str(data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed], "skipped": [{"path": p, "reason": r} for p, r in res.skipped]},
         "videos": videos,
         "video": video_protocol(res.samples, clip_rows, published, list(model.emotions), smoothing),
     }
