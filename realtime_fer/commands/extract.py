@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="black border around stills (and videos under 200 px), as a fraction of the longer side (default: 0.25)",
     )
     parser.add_argument("--landmarker-model", metavar="PATH", default=None, help="face_landmarker.task to use (default: see docs)")
+    parser.add_argument("--blendshapes", action="store_true", help="also store MediaPipe's 52 blendshape scores per frame (a separate cache entry)")
     parser.add_argument("--report", metavar="PATH", default=None, help="write a JSON report (all counts, failed and skipped files)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         options.pad_fraction = args.pad_fraction
     if args.landmarker_model:
         options.model_path = args.landmarker_model
+    options.blendshapes = bool(args.blendshapes)
     result = extract_dataset(
         args.data_dir,
         args.output,

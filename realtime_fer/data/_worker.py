@@ -22,7 +22,7 @@ import numpy as np
 
 from realtime_fer.data.cache import CachedLandmarks
 from realtime_fer.data.layouts import SampleRef
-from realtime_fer.landmarks.detector import NUM_LANDMARKS, FaceLandmarkDetector, FaceLandmarks, LandmarkerOptions
+from realtime_fer.landmarks.detector import NUM_BLENDSHAPES, NUM_LANDMARKS, FaceLandmarkDetector, FaceLandmarks, LandmarkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,14 @@ def extract_one(ref: SampleRef, config: WorkerConfig) -> CachedLandmarks:
         return _extract_video(ref, config)
     frames = ref.frames if ref.kind == "sequence" else (ref.path,)
     detector = _get_image_detector(config.options)
-    rows, size = [], (0, 0)
+    rows, blends, size = [], [], (0, 0)
     for f in frames:
         image = _read_image(f)
         size = (int(image.shape[1]), int(image.shape[0]))
-        rows.append(_largest(detector.detect(image)))
-    return CachedLandmarks(np.stack(rows).astype(np.float32), None, size)
+        points, blend = _largest(detector.detect(image))
+        rows.append(points)
+        blends.append(blend)
+    return CachedLandmarks(np.stack(rows).astype(np.float32), None, size, blendshapes=_blend_array(blends, config.options))
 
 
 def _get_image_detector(options: LandmarkerOptions) -> FaceLandmarkDetector:
@@ -126,12 +128,24 @@ def _read_image(path: os.PathLike[str]) -> np.ndarray:
     return image
 
 
-def _largest(faces: list[FaceLandmarks]) -> np.ndarray:
-    """Landmarks of the largest face, or a NaN row when there is none."""
+def _largest(faces: list[FaceLandmarks]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Landmarks (and blendshapes, when computed) of the largest face, or NaN rows when there
+    is none."""
     if not faces:
-        return np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
+        return np.full((NUM_LANDMARKS, 3), np.nan, dtype=np.float32), None
     best = max(faces, key=lambda f: (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]))
-    return best.points.astype(np.float32, copy=False)
+    return best.points.astype(np.float32, copy=False), best.blendshapes
+
+
+def _blend_array(rows: list[np.ndarray | None], options: LandmarkerOptions) -> np.ndarray | None:
+    """(F, 52) blendshapes with NaN rows for frames without a face; ``None`` when not asked for."""
+    if not options.blendshapes:
+        return None
+    out = np.full((len(rows), NUM_BLENDSHAPES), np.nan, np.float32)
+    for i, b in enumerate(rows):
+        if b is not None and len(b) == NUM_BLENDSHAPES:
+            out[i] = b
+    return out
 
 
 def _video_fps(cap: Any) -> float | None:
@@ -157,15 +171,18 @@ def _extract_video(ref: SampleRef, config: WorkerConfig) -> CachedLandmarks:
         options = dataclasses.replace(config.options, pad_fraction=pad)
         step_ms = 1000.0 / (fps or FALLBACK_FPS)
         rows: list[np.ndarray] = []
+        blends: list[np.ndarray | None] = []
         with FaceLandmarkDetector(options, running_mode="video") as detector:
             last_ts = -1
             while ok and frame is not None:
                 ts = max(int(round(len(rows) * step_ms)), last_ts + 1)
-                rows.append(_largest(detector.detect_for_video(frame, ts)))
+                points, blend = _largest(detector.detect_for_video(frame, ts))
+                rows.append(points)
+                blends.append(blend)
                 last_ts = ts
                 if config.max_video_frames is not None and len(rows) >= config.max_video_frames:
                     break
                 ok, frame = cap.read()
-        return CachedLandmarks(np.stack(rows).astype(np.float32), fps, (int(w), int(h)))
+        return CachedLandmarks(np.stack(rows).astype(np.float32), fps, (int(w), int(h)), blendshapes=_blend_array(blends, config.options))
     finally:
         cap.release()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.data.layouts import SampleRef
-from realtime_fer.landmarks.detector import NUM_LANDMARKS
+from realtime_fer.landmarks.detector import NUM_BLENDSHAPES, NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class CachedLandmarks:
     """(width, height) of the frames as read."""
     failure: str | None = None
     """Why the sample cannot be read (a deterministic decode failure); landmarks are then empty."""
+    blendshapes: np.ndarray | None = None
+    """(F, 52) float32 MediaPipe blendshape scores (NaN rows where no face was found), when the
+    extraction asked for them (``LandmarkerOptions.blendshapes``)."""
 
 
 def content_sha256(ref: SampleRef) -> str:
@@ -79,13 +82,16 @@ def load_entry(path: Path) -> CachedLandmarks | None:
             landmarks = np.asarray(z["landmarks"])
             meta = np.asarray(z["meta"], dtype=np.float64)
             failure = str(z["failure"]) if "failure" in z.files else ""
+            blend = np.asarray(z["blendshapes"]) if "blendshapes" in z.files else None
+        if blend is not None and (blend.dtype != np.float32 or blend.shape != (len(landmarks), NUM_BLENDSHAPES)):
+            raise ValueError(f"unexpected blendshapes {blend.shape} {blend.dtype}")
         if landmarks.dtype != np.float32 or landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 3) or meta.shape != (3,):
             raise ValueError(f"unexpected arrays: landmarks {landmarks.shape} {landmarks.dtype}, meta {meta.shape}")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("cache entry %s is unreadable (%s); recomputing it", path, exc)
         return None
     fps = float(meta[0])
-    return CachedLandmarks(landmarks, None if np.isnan(fps) else fps, (int(meta[1]), int(meta[2])), failure or None)
+    return CachedLandmarks(landmarks, None if np.isnan(fps) else fps, (int(meta[1]), int(meta[2])), failure or None, blend)
 
 
 def failure_entry(reason: str) -> CachedLandmarks:
@@ -97,7 +103,7 @@ def save_entry(path: Path, value: CachedLandmarks) -> None:
     """Write an entry atomically (a reader sees the old entry, or the complete new one).
 
     Two arrays keep reading fast: ``landmarks`` and ``meta`` = (fps or NaN, width, height);
-    a ``failure`` string is added only for unreadable samples.
+    a ``failure`` string is added only for unreadable samples, ``blendshapes`` only when asked for.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -106,6 +112,8 @@ def save_entry(path: Path, value: CachedLandmarks) -> None:
     }
     if value.failure:
         arrays["failure"] = np.str_(value.failure)
+    if value.blendshapes is not None:
+        arrays["blendshapes"] = np.asarray(value.blendshapes, dtype=np.float32)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

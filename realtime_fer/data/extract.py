@@ -60,6 +60,9 @@ class ExtractedSample:
     frame_size: tuple[int, int]
     """(width, height) of the frames."""
     from_cache: bool = False
+    blendshapes: np.ndarray | None = None
+    """(F, 52) MediaPipe blendshape scores (NaN rows: no face), when extracted with
+    ``LandmarkerOptions.blendshapes``."""
 
     @property
     def detected(self) -> np.ndarray:
@@ -153,6 +156,7 @@ def _settings(options: LandmarkerOptions, max_video_frames: int | None) -> dict[
         "min_tracking_confidence": options.min_tracking_confidence,
         "small_video_px": _worker.SMALL_VIDEO_PX,
         "max_video_frames": max_video_frames,
+        **({"blendshapes": True} if options.blendshapes else {}),  # keys without them stay as they were
     }
 
 
@@ -368,7 +372,7 @@ def _extract_all(
         if entry.failure:
             result.failed.append((str(ref.path), entry.failure))
         else:
-            out[i] = ExtractedSample(ref, entry.landmarks, entry.fps, entry.frame_size, from_cache=True)
+            out[i] = ExtractedSample(ref, entry.landmarks, entry.fps, entry.frame_size, from_cache=True, blendshapes=entry.blendshapes)
     if not pending:
         return out
 
@@ -381,7 +385,7 @@ def _extract_all(
         if status == "ok":
             _store(cache, key, value, ref)
             for i in indices:
-                out[i] = ExtractedSample(refs[i], value.landmarks, value.fps, value.frame_size)
+                out[i] = ExtractedSample(refs[i], value.landmarks, value.fps, value.frame_size, blendshapes=value.blendshapes)
         else:
             if status == "failed":  # a decode failure is a property of the bytes: remember it
                 _store(cache, key, failure_entry(value), ref)

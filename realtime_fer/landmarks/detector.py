@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 NUM_LANDMARKS = 478
 #: The 468 face-mesh landmarks (the 10 iris points, 468..477, are not used as features).
 NUM_MESH_LANDMARKS = 468
+#: MediaPipe's blendshape categories, in the order the Face Landmarker reports them
+#: (``LandmarkerOptions.blendshapes``; Apple ARKit names, plus ``_neutral``).
+BLENDSHAPE_NAMES: tuple[str, ...] = (
+    '_neutral', 'browDownLeft', 'browDownRight', 'browInnerUp', 'browOuterUpLeft', 'browOuterUpRight',
+    'cheekPuff', 'cheekSquintLeft', 'cheekSquintRight', 'eyeBlinkLeft', 'eyeBlinkRight', 'eyeLookDownLeft',
+    'eyeLookDownRight', 'eyeLookInLeft', 'eyeLookInRight', 'eyeLookOutLeft', 'eyeLookOutRight', 'eyeLookUpLeft',
+    'eyeLookUpRight', 'eyeSquintLeft', 'eyeSquintRight', 'eyeWideLeft', 'eyeWideRight', 'jawForward',
+    'jawLeft', 'jawOpen', 'jawRight', 'mouthClose', 'mouthDimpleLeft', 'mouthDimpleRight',
+    'mouthFrownLeft', 'mouthFrownRight', 'mouthFunnel', 'mouthLeft', 'mouthLowerDownLeft', 'mouthLowerDownRight',
+    'mouthPressLeft', 'mouthPressRight', 'mouthPucker', 'mouthRight', 'mouthRollLower', 'mouthRollUpper',
+    'mouthShrugLower', 'mouthShrugUpper', 'mouthSmileLeft', 'mouthSmileRight', 'mouthStretchLeft', 'mouthStretchRight',
+    'mouthUpperUpLeft', 'mouthUpperUpRight', 'noseSneerLeft', 'noseSneerRight',
+)
+NUM_BLENDSHAPES = len(BLENDSHAPE_NAMES)
 
 
 @dataclass
