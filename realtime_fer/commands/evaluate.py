@@ -12,6 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="onnxruntime device")
     p.add_argument("--smoothing-tau", type=float, metavar="S", help="time constant of the published probabilities' moving average on clips, seconds (default: the live recognizer's)")
     p.add_argument("--no-smoothing", action="store_true", help="decide every window of a clip alone")
+    p.add_argument("--adapt", action="store_true", help="person-adaptive normalisation on clips, as the live recognizer's adaptation.enabled")
     p.add_argument("--confusion-png", metavar="PATH", help="the clips' window confusion matrix as a PNG (default: next to --output, <name>.confusion.png, when DIR holds clips)")
 
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from realtime_fer.errors import FerError
+    from realtime_fer.features.adaptation import AdaptationOptions
     from realtime_fer.models.smoothing import SmoothingOptions
     from realtime_fer.training.evaluate import evaluate
     from realtime_fer.training.video_protocol import confusion_png, confusion_rows
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         smoothing = SmoothingOptions(method="none") if args.no_smoothing else SmoothingOptions(**({"time_constant_s": args.smoothing_tau} if args.smoothing_tau is not None else {}))
     except ValueError as exc:
         raise FerError(f"--smoothing-tau: {exc}") from None
-    metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames, smoothing=smoothing)
+    metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames, smoothing=smoothing, adaptation=AdaptationOptions(enabled=args.adapt))
     video = metrics.get("video")
     png = None
     if video is not None:

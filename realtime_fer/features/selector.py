@@ -336,6 +336,11 @@ class FeatureSelector:
         """True when ``slot`` holds a full window."""
         return bool(self._filled[slot] >= self.window_length)
 
+    def window(self, slot: int) -> np.ndarray:
+        """A copy of ``slot``'s window over the landmark union (T, L_union, 3), oldest frame
+        first (valid once :meth:`ready`)."""
+        return np.roll(self._ring[slot], -int(self._head[slot]), axis=0)
+
     # -- per frame ----------------------------------------------------------------------------
     def push(self, slots: Sequence[int], points: Sequence[np.ndarray]) -> None:
         """Normalise and append one frame for each face: ``points[i]`` (478|468, 3) pixel

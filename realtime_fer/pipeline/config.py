@@ -12,6 +12,7 @@ section                   class
 ``publish``               :class:`~realtime_fer.publish.PublisherOptions`
 ``explain``               :class:`~realtime_fer.explain.stream.StreamExplainOptions`
 ``smoothing``             :class:`~realtime_fer.models.smoothing.SmoothingOptions`
+``adaptation``            :class:`~realtime_fer.features.adaptation.AdaptationOptions`
 ========================  ====================================================================
 
 plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
@@ -27,6 +28,7 @@ from typing import Literal
 from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.config_io import from_dict, load_yaml
 from realtime_fer.explain.stream import StreamExplainOptions
+from realtime_fer.features.adaptation import AdaptationOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
@@ -60,6 +62,9 @@ class RuntimeConfig:
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     """Each face's ``top`` is decided on its probabilities smoothed over time (published as
     ``smoothed``), so that a talking face does not flicker between emotions."""
+    adaptation: AdaptationOptions = field(default_factory=AdaptationOptions)
+    """Person-adaptive normalisation: each face's resting face, learnt from its own still,
+    neutral windows, is removed from its features (``enabled: true``; off by default)."""
     model: str | None = None
     """Model bundle folder; ``null``: the default model shipped in the package."""
     device: Device = "auto"

@@ -27,11 +27,13 @@ import numpy as np
 
 from realtime_fer.affinity import CpuPlan, pinned, release_plan, reserve_plan
 from realtime_fer.capture.frame import Frame
+from realtime_fer.explain.baselines import shipped_neutral_face
 from realtime_fer.explain.stream import StreamExplainer
+from realtime_fer.features.adaptation import PersonAdaptation
 from realtime_fer.features.selector import FeatureSelector
 from realtime_fer.landmarks.detector import FaceLandmarkDetector, FaceLandmarks
 from realtime_fer.landmarks.tracking import FaceTracker, Track
-from realtime_fer.models.bundle import ModelBundle
+from realtime_fer.models.bundle import FALLBACK, ModelBundle
 from realtime_fer.models.scorer import BundleScorer
 from realtime_fer.models.smoothing import TrackSmoother
 from realtime_fer.pipeline.config import RuntimeConfig
@@ -127,6 +129,11 @@ class FrameProcessor:
         self.emotions = self.models.emotions
         self.explainer = StreamExplainer(bundle, config.explain) if config.explain.enabled else None
         self.smoother = TrackSmoother(config.smoothing)
+        self.adaptation = (
+            PersonAdaptation(self.selector.union, {e: self.selector.landmarks_of(e) for e in self.emotions}, shipped_neutral_face(), config.adaptation)
+            if config.adaptation.enabled
+            else None
+        )
         self.hop = bundle.hop
         self.window_length = bundle.window_length
         self.frames = 0
@@ -225,6 +232,8 @@ class FrameProcessor:
         for track in update.lost:
             result.lost.append(track.track_id)
             self.smoother.forget(track.track_id)
+            if self.adaptation is not None:
+                self.adaptation.forget(track.track_id)
             if self.explainer is not None:
                 self.explainer.forget(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
@@ -250,11 +259,20 @@ class FrameProcessor:
         t2 = time.perf_counter()
         times.features = t2 - t1
 
+        adapted: list[bool] = []
+        if inputs is not None and self.adaptation is not None:
+            ids = [result.faces[i].track_id for i in ready]
+            unadapted = [self.selector.window(tracks[i].slot) for i in ready]
+            adapted = [self.adaptation.track(t).ready for t in ids]
+            self.adaptation.correct(inputs, ids)
         if inputs is not None:
             probs = self.models.predict(inputs)
             t_s = pending.timestamp_ms / 1000.0
             smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
+            if self.adaptation is not None:
+                for row, i in enumerate(ready):
+                    self.adaptation.observe(result.faces[i].track_id, unadapted[row], t_s, str(tops[row]) == FALLBACK)
             t3 = time.perf_counter()
             times.inference = t3 - t2
             attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready])
@@ -274,6 +292,7 @@ class FrameProcessor:
                     landmarks=face.points.tolist() if self.config.include_landmarks else None,
                     image_size=[int(w), int(h)],
                     smoothed=smoothed[row],
+                    adapted=adapted[row] if adapted else None,
                 )
             times.scored = len(ready)
         return result
@@ -294,6 +313,8 @@ class FrameProcessor:
         ended = [t.track_id for t in self.tracker.end_all()]
         self.selector.reset_all()
         self.smoother.clear()
+        if self.adaptation is not None:
+            self.adaptation.clear()
         if self.explainer is not None:
             for track_id in ended:
                 self.explainer.forget(track_id)

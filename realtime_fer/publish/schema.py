@@ -115,6 +115,9 @@ class Prediction:
     """Emotion -> the face's probability smoothed over time (see
     :mod:`realtime_fer.models.smoothing`): what ``top`` is decided on. ``None`` in messages of
     producers without smoothing, where ``top`` is decided on ``probabilities``."""
+    adapted: bool | None = None
+    """Whether person-adaptive normalisation corrected this face's features (its resting face is
+    known); ``None`` when adaptation is off."""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -138,6 +141,7 @@ class Prediction:
             "landmarks": None if self.landmarks is None else _plain(self.landmarks),
             "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
             "smoothed": None if self.smoothed is None else {str(k): float(v) for k, v in self.smoothed.items()},
+            "adapted": None if self.adapted is None else bool(self.adapted),
         }
 
     @classmethod
@@ -158,6 +162,7 @@ class Prediction:
             landmarks=v.points("landmarks"),
             image_size=v.ints("image_size", length=2, optional=True),
             smoothed=v.probabilities("smoothed", optional=True),
+            adapted=v.boolean("adapted", optional=True),
         )
 
 
@@ -369,6 +374,14 @@ class _Validator:
         present, value = self._get(name, optional)
         if present and not isinstance(value, str):
             raise self.fail(name, "a string")
+        return value
+
+    def boolean(self, name: str, optional: bool = False) -> bool | None:
+        present, value = self._get(name, optional)
+        if not present:
+            return None
+        if not isinstance(value, bool):
+            raise self.fail(name, "true or false")
         return value
 
     def integer(self, name: str, minimum: int | None = None, optional: bool = False) -> Any:

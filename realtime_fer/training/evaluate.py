@@ -30,8 +30,10 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.bundle import FALLBACK, decide, load_bundle
 from realtime_fer.models.metrics import binary_metrics
 from realtime_fer.models.runtime import Device
+from realtime_fer.explain.baselines import shipped_neutral_face
+from realtime_fer.features.adaptation import AdaptationOptions, PersonAdaptation
 from realtime_fer.models.scorer import BundleScorer
-from realtime_fer.models.smoothing import SmoothingOptions, smooth_sequence
+from realtime_fer.models.smoothing import SmoothingOptions, TrackSmoother, smooth_sequence
 from realtime_fer.training.video_protocol import video_protocol
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,14 @@ def evaluate(
     progress: bool = True,
     max_video_frames: int | None = None,
     smoothing: SmoothingOptions | None = None,
+    adaptation: AdaptationOptions | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``bundle`` (default: the shipped model) on ``data_dir``; returns the metrics dict.
 
     ``smoothing`` (default: the live recognizer's, :class:`SmoothingOptions`) is applied to each
-    clip's windows in time order before the video protocol's decisions, as the stream does."""
+    clip's windows in time order before the video protocol's decisions, as the stream does;
+    ``adaptation`` (default off) corrects each clip's windows by the clip's resting face, window
+    by window as the stream does (:mod:`realtime_fer.features.adaptation`)."""
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
     res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
@@ -79,11 +84,15 @@ def evaluate(
         if len(wins) == 0:
             clip_rows[i] = np.zeros(0, np.int64)
             continue
-        p = {e: np.concatenate([scorer.predict(wins[k : k + 2048])[e] for k in range(0, len(wins), 2048)]) for e in model.emotions}
-        smooth = smooth_clip(p, ends, s.fps or FALLBACK_FPS, window.hop, smoothing)
+        fps = s.fps or FALLBACK_FPS
+        if adaptation is not None and adaptation.enabled:
+            p, tops = adapted_clip(scorer, model, wins, ends, fps, window.hop, smoothing, adaptation)
+        else:
+            p = {e: np.concatenate([scorer.predict(wins[k : k + 2048])[e] for k in range(0, len(wins), 2048)]) for e in model.emotions}
+            tops = decide(smooth_clip(p, ends, fps, window.hop, smoothing), model.thresholds)
         for e in model.emotions:
             probs[e].append(p[e])
-        decided.append(decide(smooth, model.thresholds))
+        decided.append(tops)
         owners.append(np.full(len(wins), i, np.int64))
         clip_rows[i] = np.arange(n_rows, n_rows + len(wins))
         n_rows += len(wins)
@@ -159,3 +168,38 @@ def smooth_clip(probabilities: dict[str, np.ndarray], ends: np.ndarray, fps: flo
         for e in out:
             out[e][seg] = sm[e]
     return out
+
+
+def adapted_clip(
+    scorer: BundleScorer,
+    model: Any,
+    wins: np.ndarray,
+    ends: np.ndarray,
+    fps: float,
+    hop: int,
+    smoothing: SmoothingOptions,
+    adaptation: AdaptationOptions,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Score one clip window by window as the live stream does with person adaptation: each
+    window is corrected by the resting face learnt from the windows before it, smoothed and
+    decided, then (unadapted) fed to the estimate with its decision. A gap restarts both (a
+    lost track). Returns the raw probabilities of the corrected windows and the tops."""
+    union = model.landmark_union
+    subsets = {e: np.asarray(entry.landmarks, np.int64) for e, entry in model.emotions.items()}
+    adapt = PersonAdaptation(union, subsets, shipped_neutral_face(), adaptation)
+    smoother = TrackSmoother(smoothing)
+    probs = {e: np.empty(len(wins), np.float32) for e in model.emotions}
+    tops = np.empty(len(wins), dtype=object)
+    track = 0
+    for k in range(len(wins)):
+        if k and ends[k] - ends[k - 1] != hop:
+            track += 1
+        inputs = {e: np.ascontiguousarray(wins[k : k + 1][:, :, idx, :]) for e, idx in subsets.items()}
+        adapt.correct(inputs, [track])
+        p = scorer.predict_subsets(inputs)
+        for e in probs:
+            probs[e][k] = p[e][0]
+        sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, ends[k] / fps)
+        tops[k] = str(decide({e: np.array([v]) for e, v in sm.items()}, model.thresholds)[0])
+        adapt.observe(track, wins[k][:, union, :], ends[k] / fps, tops[k] == FALLBACK)
+    return probs, tops.astype(str)
