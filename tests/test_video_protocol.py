@@ -81,3 +81,37 @@ def test_table_and_png(run: tuple[dict, str, Path]) -> None:
     img = cv2.imread(str(png))
     assert img is not None and img.shape[0] > 300 and img.shape[1] > 600
     assert (img.std(axis=2) > 20).any()  # coloured cells
+
+
+def test_leave_one_actor_out(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two actors of the shared MEAD clips (named in a groups file): each fold trains a recipe
+    with speech motion and spread pooling on stills plus the other actor's clips, and scores
+    its own actor's clips; every clip is scored once."""
+    from fer_testdata import RAF_LABELS, ck_subset, imagefolder
+    from test_train_cli import assert_clean_error, write_config
+
+    root = tmp_path_factory.mktemp("loao")
+    data = root / "clips"
+    mead = shared_data / "video" / "mead"
+    for name in ("happy.mp4", "neutral.mp4", "fear.mp4", "surprise.mp4"):
+        link(mead / name, data / name)
+    groups = root / "actors.yaml"
+    groups.write_text("happy.mp4: man\nneutral.mp4: man\nfear.mp4: woman\nsurprise.mp4: woman\n")
+    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
+    talking = shared_data / "video" / "talking"
+    cfg = write_config(root / "train.yaml", srcs, session_cache(tmp_path_factory))
+    text = cfg.read_text().replace("  workers: 2\n", f"  workers: 2\n  motion: {{sources: ['{talking / 'nice_clip1.mp4'}', '{talking / 'happyenglish_clip1.mp4'}']}}\n")
+    cfg.write_text(text.replace("model:\n", "model:\n  pooling: [mean, std]\n"))
+    out = root / "loao.json"
+    proc = fer("evaluate", "--data", data, "--output", out, "--leave-one-actor-out", cfg, "--groups", groups, "--cache", session_cache(tmp_path_factory), "--workers", "0", "--no-progress", cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = json.loads(out.read_text())
+    assert m["actors"] == ["man", "woman"]
+    assert sorted(Path(p).name for p in m["folds"]["man"]["clips"]) == ["happy.mp4", "neutral.mp4"]
+    assert sorted(Path(p).name for p in m["video"]["clips"]) == ["fear.mp4", "happy.mp4", "neutral.mp4", "surprise.mp4"]
+    assert np.array(m["video"]["confusion"]["clips"]).sum() == 4
+    assert m["video"]["clips_right"] == sum(c["correct"] for c in m["video"]["clips"].values())
+    assert "clips right" in proc.stdout and Path(m["video"]["confusion_png"]).is_file()
+    groups.write_text("happy.mp4: man\nneutral.mp4: man\n")
+    bad = fer("evaluate", "--data", data, "--output", root / "bad.json", "--leave-one-actor-out", cfg, "--groups", groups, "--cache", session_cache(tmp_path_factory), "--workers", "0", "--no-progress", cwd=root)
+    assert_clean_error(bad, "no group for", "fear.mp4")

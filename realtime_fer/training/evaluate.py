@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.layouts import Discovery
 from realtime_fer.data._worker import FALLBACK_FPS
 from realtime_fer.data.windows import iter_window_chunks, video_windows
 from realtime_fer.errors import DataError
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(
-    data_dir: str | Path,
+    data_dir: str | Path | Discovery,
     bundle: str | Path | None = None,
     *,
     cache_dir: str | Path = ".fer_cache",
@@ -150,7 +151,7 @@ def evaluate(
             "window": model.manifest.get("window"),
             "provider": scorer.provider,
         },
-        "data": {"path": str(data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed], "skipped": [{"path": p, "reason": r} for p, r in res.skipped]},
+        "data": {"path": str(res.data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed], "skipped": [{"path": p, "reason": r} for p, r in res.skipped]},
         "videos": videos,
         "video": video_protocol(res.samples, clip_rows, published, list(model.emotions), smoothing),
     }

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -125,11 +125,23 @@ class FitResult:
     AUC; used when the validation split lacks an emotion)."""
 
 
-def prepare(config: TrainConfig, *, progress: bool = True) -> PreparedData:
-    """Load the sources, split them by group, build the pooled windows and pick the emotions."""
+def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence[ExtractedSample] = (), extra_name: str = "extra") -> PreparedData:
+    """Load the sources, split them by group, build the pooled windows and pick the emotions.
+
+    ``extra_train``: samples added to the training split whole (e.g. the labelled clips of the
+    actors a leave-one-actor-out fold trains on), after the sources' split."""
     t0 = time.perf_counter()
     data = load_sources(config, progress=progress)
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
+    kept = [s for s in extra_train if s.detected.any()]
+    if kept:
+        data = LabelledData(
+            data.samples + kept,
+            np.concatenate([data.labels, [s.ref.label for s in kept]]),
+            np.concatenate([data.groups, [f"{extra_name}:{s.ref.group}" for s in kept]]),
+            data.sources + [{"name": extra_name, "n_samples": len(kept), "split": "train only", "per_label": {e: sum(s.ref.label == e for s in kept) for e in EMOTIONS if any(s.ref.label == e for s in kept)}}],
+        )
+        split = np.concatenate([split, np.full(len(kept), TRAIN)])
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     motion_train, motion_cal = motion_banks(config, progress)
