@@ -68,6 +68,33 @@ VARIANTS: dict[str, dict] = {
     "motion_t24_meanstd_nocal": dict(length=24, pooling=["mean", "std"], motion=True, calibrate_with_motion=False),
 }
 
+# sweep around motion_t24_meanstd: one lever at a time (runs/recipes_sweep.json)
+_MS = dict(length=24, pooling=["mean", "std"], motion=True)
+SWEEP: dict[str, dict] = {
+    "ms24": dict(_MS),
+    "ms24_nocal": dict(_MS, calibrate_with_motion=False),
+    "ms24_ridge1": dict(_MS, ridge=0.1),
+    "ms24_seed1": dict(_MS, seed=1),
+    "ms24_seed2": dict(_MS, seed=2),
+    "ms8": dict(_MS, length=8),
+    "ms16": dict(_MS, length=16),
+    "ms30": dict(_MS, length=30),
+    "ms24_p05": dict(_MS, probability=0.5),
+    "ms24_p08": dict(_MS, probability=0.8),
+    "ms24_s03_10": dict(_MS, scale=[0.3, 1.0]),
+    "ms24_s1_1": dict(_MS, scale=[1.0, 1.0]),
+    "ms24_nomirror": dict(_MS, mirror=False),
+    "ms24_balacc": dict(_MS, criterion="balanced_accuracy"),
+    "ms24_ridge001": dict(_MS, ridge=0.001),
+    "ms24_ridge01": dict(_MS, ridge=0.01),
+    "ms24_ridge03": dict(_MS, ridge=0.03),
+    "msmm24": dict(_MS, pooling=["mean", "std", "min", "max"]),
+    "ms24_trainmirror": dict(_MS, train_mirror=True),
+    "ms24_pyfeat": dict(_MS, extra_motion=[str(ROOT.parent / "shared/data/video/pyfeat")]),
+    "std24_nomotion": dict(_MS, motion=False),
+}
+VARIANTS.update(SWEEP)
+
 
 def clip_windows(samples, length: int, hop: int):
     """Windows of each clip (label, windows)."""
@@ -82,6 +109,8 @@ def video_protocol(nets, thresholds, subsets, clips, pooling, dump: dict | None 
     """Window recall per emotion, its mean, clip accuracy, neutral share of the neutral clips.
     ``dump``: filled with each clip's calibrated probabilities (clip name -> (W, E) array)."""
     per_label_hits: dict[str, list[int]] = {}
+    alt_label_hits: dict[str, list[int]] = {}
+    alt_votes: dict[str, tuple] = {}
     per_clip = {}
     for name, label, wins in clips:
         if len(wins) == 0:
@@ -93,6 +122,19 @@ def video_protocol(nets, thresholds, subsets, clips, pooling, dump: dict | None 
         if dump is not None:
             dump[name] = np.stack([probs[e] for e in nets], axis=1)
         top = decide(probs, thresholds)
+        # alternative rule (reported only): the emotion furthest above its own threshold, as a
+        # ratio p / threshold, so that emotions with low thresholds do not win by default... and
+        # ones with high thresholds are not lost when every probability is lower on video
+        names = list(probs)
+        p = np.stack([probs[e] for e in names], axis=1)
+        thr = np.array([thresholds[e] for e in names])[None, :]
+        ratio = p / np.maximum(thr, 1e-6)
+        alt = np.array(names + ["neutral"])[np.where((ratio >= 1).any(axis=1), ratio.argmax(axis=1), len(names))]
+        alt_hits = alt_label_hits.setdefault(label, [0, 0])
+        alt_hits[0] += int(np.sum(alt == label))
+        alt_hits[1] += int(len(alt))
+        la, ca = np.unique(alt, return_counts=True)
+        alt_votes[name] = (label, str(la[np.argmax(ca)]), float(np.mean(alt == "neutral")))
         labels, counts = np.unique(top, return_counts=True)
         share = {str(l): float(c / len(top)) for l, c in zip(labels, counts)}
         vote = str(labels[np.argmax(counts)])
@@ -101,7 +143,15 @@ def video_protocol(nets, thresholds, subsets, clips, pooling, dump: dict | None 
         hits[0] += int(np.sum(top == label))
         hits[1] += int(len(top))
     recall = {k: v[0] / v[1] for k, v in per_label_hits.items()}
+    alt_recall = {k: v[0] / v[1] for k, v in alt_label_hits.items()}
     return {
+        "ratio_rule": {
+            "window_recall": alt_recall,
+            "mean_recall": float(np.mean(list(alt_recall.values()))) if alt_recall else None,
+            "clips_right": sum(v[0] == v[1] for v in alt_votes.values()),
+            "votes": {k: v[1] for k, v in alt_votes.items()},
+            "neutral_share": float(np.mean([v[2] for v in alt_votes.values() if v[0] == "neutral"] or [np.nan])),
+        },
         "window_recall": recall,
         "mean_recall": float(np.mean(list(recall.values()))) if recall else None,
         "clips_right": sum(c["vote"] == c["label"] for c in per_clip.values()),
@@ -117,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion", nargs="+", default=[str(ROOT.parent / "shared/data/video/talking")], help="clips of people talking (motion source)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names: " + ", ".join(VARIANTS))
     ap.add_argument("--output", default="runs/recipes.json")
+    ap.add_argument("--seeds", default=None, help="comma-separated seed offsets: run every variant once per seed (NAME@sSEED)")
     ap.add_argument("--dump", default=None, help="folder for each variant's probabilities on the clips (npz)")
     ap.add_argument("--append", action="store_true", help="keep the variants already in --output (re-run ones are replaced)")
     args = ap.parse_args(argv)
@@ -132,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(Path(args.output).read_text()) if args.append and Path(args.output).exists() else {}
     banks: dict[tuple[str, ...], MotionBank] = {}
     clip_cache: dict[int, list] = {}
-    for name in args.variants.split(","):
-        v = VARIANTS[name]
+    runs = [(n, n, VARIANTS[n]) for n in args.variants.split(",")]
+    if args.seeds:
+        runs = [(f"{n}@s{sd}", n, dict(v, seed=int(sd))) for n, _, v in runs for sd in args.seeds.split(",")]
+    for name, base_name, v in runs:
         t0 = time.perf_counter()
         window = dataclasses.replace(cfg.window, length=v["length"])
         pooling = tuple(v["pooling"])
@@ -186,12 +239,14 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.dump).mkdir(parents=True, exist_ok=True)
             np.savez(Path(args.dump) / f"{name}.npz", emotions=np.array(list(nets)), thresholds=np.array([thresholds[e] for e in nets]), **{k.replace(".", "_"): a for k, a in dump.items()})
         vp["neutral_share"] = float(np.mean([c["share"].get("neutral", 0.0) for c in vp["clips"].values() if c["label"] == "neutral"] or [np.nan]))
-        results[name] = {"variant": v, "video": vp, "rafdb_auc": aucs["rafdb"], "ckplus_auc": aucs["ckplus48"], "thresholds": thresholds, "fit_s": fit_s, "windows_s": t_win}
+        results[name] = {"variant": v, "base_variant": base_name, "video": vp, "rafdb_auc": aucs["rafdb"], "ckplus_auc": aucs["ckplus48"], "thresholds": thresholds, "fit_s": fit_s, "windows_s": t_win}
         log.info(
             "%s: clips %d/%d, mean recall %.3f, recall %s | RAF AUC %s | CK+ happy %.3f surprise %.3f | fit %.1fs",
             name, vp["clips_right"], vp["n_clips"], vp["mean_recall"], {k: round(x, 2) for k, x in vp["window_recall"].items()},
             {k: round(x, 3) for k, x in aucs["rafdb"].items() if x is not None}, aucs["ckplus48"]["happy"], aucs["ckplus48"]["surprise"], fit_s,
         )
+        rr = vp["ratio_rule"]
+        log.info("   ratio rule: clips %d, mean recall %.3f, recall %s", rr["clips_right"], rr["mean_recall"], {k: round(x, 2) for k, x in rr["window_recall"].items()})
         for c, r in vp["clips"].items():
             log.info("   %s (%s) -> %s %s", c, r["label"], r["vote"], {k: round(x, 2) for k, x in sorted(r["share"].items(), key=lambda kv: -kv[1])[:3]})
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

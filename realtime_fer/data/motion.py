@@ -98,23 +98,32 @@ class MotionBank:
     somebody else); each run's motion is its frames minus the run's mean face.
     """
 
-    def __init__(self, clips: Sequence[np.ndarray], names: Sequence[str] | None = None, min_run: int = 2) -> None:
+    def __init__(self, clips: Sequence[np.ndarray], names: Sequence[str] | None = None, min_run: int = 2, blendshapes: Sequence[np.ndarray] | None = None) -> None:
         runs: list[np.ndarray] = []
+        blend_runs: list[np.ndarray] = []
         self.names = list(names) if names is not None else [f"clip{i}" for i in range(len(clips))]
         self.run_clip: list[int] = []
         for ci, clip in enumerate(clips):
             c = np.asarray(clip, np.float32)
             ok = np.isfinite(c).all(axis=(1, 2))
+            b = None if blendshapes is None else np.asarray(blendshapes[ci], np.float32)
+            if b is not None:
+                ok &= np.isfinite(b).all(axis=1)
             edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
             for s, e in zip(edges[::2], edges[1::2]):
                 if e - s >= min_run:
                     seg = c[s:e]
                     runs.append((seg - seg.mean(axis=0, keepdims=True)).astype(np.float32))
+                    if b is not None:
+                        blend_runs.append((b[s:e] - b[s:e].mean(axis=0, keepdims=True)).astype(np.float32))
                     self.run_clip.append(ci)
         if not runs:
             raise DataError("no motion: no clip has a face in two consecutive frames")
         self.frames = np.concatenate(runs)
         """(total frames, 468, 3) motion of all runs, back to back."""
+        self.blendshapes = np.concatenate(blend_runs) if blendshapes is not None else None
+        """(total frames, 52) blendshape scores minus each run's mean, aligned with ``frames``
+        (when the bank was built with blendshapes)."""
         self.run_start = np.cumsum([0] + [len(r) for r in runs[:-1]]).astype(np.int64)
         self.run_length = np.array([len(r) for r in runs], np.int64)
 
@@ -135,6 +144,7 @@ class MotionBank:
         for path, reason in res.failed:
             log.warning("motion clip %s skipped: %s", path, reason)
         clips = [s for s in res.samples if s.detected.sum() >= 2]
+        with_blend = bool(options is not None and options.blendshapes)
         if not clips:
             raise DataError(f"no face found in any motion clip of {', '.join(map(str, paths))}")
         normed = []
@@ -142,7 +152,7 @@ class MotionBank:
             frames = np.full((s.n_frames, 468, 3), np.nan, np.float32)
             frames[s.detected] = normalize_landmarks(s.landmarks[s.detected])
             normed.append(frames)
-        bank = cls(normed, [s.ref.path.name for s in clips])
+        bank = cls(normed, [s.ref.path.name for s in clips], blendshapes=[s.blendshapes for s in clips] if with_blend else None)
         log.info("motion bank: %d clips, %d runs, %d frames", len(clips), len(bank.run_length), len(bank.frames))
         return bank
 
@@ -167,6 +177,7 @@ class MotionBank:
         out.names = [self.names[c] for c in sorted(keep)]
         out.run_clip = [remap[self.run_clip[i]] for i in runs]
         out.frames = np.concatenate([self.frames[self.run_start[i] : self.run_start[i] + self.run_length[i]] for i in runs])
+        out.blendshapes = None if self.blendshapes is None else np.concatenate([self.blendshapes[self.run_start[i] : self.run_start[i] + self.run_length[i]] for i in runs])
         out.run_length = self.run_length[runs].copy()
         out.run_start = np.cumsum(np.concatenate([[0], out.run_length[:-1]])).astype(np.int64)
         return out
@@ -175,6 +186,11 @@ class MotionBank:
         """``n`` motion segments (n, length, 468, 3) of ``length`` consecutive frames each, from
         runs chosen in proportion to the windows they hold (runs shorter than ``length`` are
         not used; when none is long enough, segments wrap around within a run)."""
+        return self.sample_with_blendshapes(n, length, rng, scale=scale, mirror=mirror)[0]
+
+    def sample_with_blendshapes(self, n: int, length: int, rng: np.random.Generator, *, scale: tuple[float, float] = (1.0, 1.0), mirror: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`sample`, and the same segments' blendshape motion (n, length, 52) when the
+        bank has blendshapes (scaled alike; mirroring swaps the Left/Right categories)."""
         windows = np.maximum(self.run_length - length + 1, 0)
         wrap = windows.sum() == 0
         weights = (self.run_length if wrap else windows).astype(np.float64)
@@ -188,13 +204,25 @@ class MotionBank:
         seg = self.frames[idx]
         factor = rng.uniform(scale[0], scale[1], size=n).astype(np.float32)
         seg = seg * factor[:, None, None, None]
+        blend = None if self.blendshapes is None else self.blendshapes[idx] * factor[:, None, None]
         if mirror:
             flip = rng.random(n) < 0.5
             if flip.any():
                 m = seg[flip][:, :, mirror_index(), :]
                 m[..., 0] = -m[..., 0]
                 seg[flip] = m
-        return seg.astype(np.float32, copy=False)
+                if blend is not None:
+                    blend[flip] = blend[flip][:, :, blendshape_mirror()]
+        return seg.astype(np.float32, copy=False), (None if blend is None else blend.astype(np.float32, copy=False))
+
+
+def blendshape_mirror() -> np.ndarray:
+    """(52,) index of each blendshape's mirror-image category (``...Left`` <-> ``...Right``)."""
+    from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
+
+    pos = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
+    swap = lambda n: n.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right")  # noqa: E731
+    return np.array([pos.get(swap(n), i) for i, n in enumerate(BLENDSHAPE_NAMES)], np.int64)
 
 
 def moving_windows(faces: np.ndarray, bank: MotionBank, length: int, rng: np.random.Generator, options: MotionOptions, jitter: float = 0.0) -> np.ndarray:
