@@ -96,3 +96,23 @@ def test_analyze_publishes_adapted_predictions(shared_data: Path, tmp_path: Path
     flags = [p.adapted for p in preds]
     assert flags[0] is False and flags[-1] is True and flags == sorted(flags)  # cold start, then adapted
     assert all(p.smoothed is not None and set(p.smoothed) == set(p.probabilities) for p in preds)
+
+
+def test_blendshapes_are_published_per_face(shared_data: Path, tmp_path: Path) -> None:
+    """With landmarker.blendshapes on, every prediction carries the face's 52 named scores."""
+    from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
+
+    require_bundle()
+    cfg = tmp_path / "bs.yaml"
+    cfg.write_text("landmarker: {blendshapes: true}\nexplain: {enabled: false}\n")
+    out = tmp_path / "out.jsonl"
+    r = subprocess.run(
+        [sys.executable, "-m", "realtime_fer", "analyze", str(shared_data / "video" / "mead" / "happy.mp4"), "--output", str(out), "--config", str(cfg), *model_cli_args()],
+        capture_output=True, text=True, cwd=ROOT, timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    preds = [m for m in (message_from_dict(json.loads(line)) for line in out.read_text().splitlines()) if isinstance(m, Prediction)]
+    assert preds and all(list(p.blendshapes) == list(BLENDSHAPE_NAMES) for p in preds)
+    smile = np.mean([(p.blendshapes["mouthSmileLeft"] + p.blendshapes["mouthSmileRight"]) / 2 for p in preds])
+    assert smile > 0.3  # the happy clip smiles
+    assert all(p.adapted is None for p in preds)  # adaptation is off by default

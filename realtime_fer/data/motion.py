@@ -43,6 +43,9 @@ class MotionOptions:
     """Each segment's motion is multiplied by a factor drawn uniformly from this range."""
     mirror: bool = True
     """Also use every clip's mirror image (left and right swapped)."""
+    copies: int = 1
+    """Moving windows made from each still (each with its own motion segment): more copies
+    sample the motion more evenly, at the cost of a larger training set."""
     calibrate_with_motion: bool = True
     """Calibration windows get motion from clips held out of training (so that thresholds are
     tuned for talking faces); validation stays still (comparable with today's figures)."""
@@ -55,6 +58,8 @@ class MotionOptions:
             raise ValueError("motion.probability must be in [0, 1]")
         if len(self.scale) != 2 or not 0.0 <= self.scale[0] <= self.scale[1]:
             raise ValueError("motion.scale must be [low, high] with 0 <= low <= high")
+        if self.copies < 1:
+            raise ValueError("motion.copies must be >= 1")
         if not 0.0 < self.calibration_share < 1.0:
             raise ValueError("motion.calibration_share must be in (0, 1)")
 
@@ -226,11 +231,12 @@ def blendshape_mirror() -> np.ndarray:
 
 
 def moving_windows(faces: np.ndarray, bank: MotionBank, length: int, rng: np.random.Generator, options: MotionOptions, jitter: float = 0.0) -> np.ndarray:
-    """Windows (N, length, 468, 3) of still faces (N, 468, 3) set in motion: a share
-    ``options.probability`` of them get a real motion segment added, the others Gaussian
-    ``jitter``. Labels are unchanged: the motion carries no expression of its own on average
-    (it is relative to each clip's mean face)."""
-    f = np.asarray(faces, np.float32)
+    """Windows (N * copies, length, 468, 3) of still faces (N, 468, 3) set in motion (the
+    ``options.copies`` windows of a face are consecutive): a share ``options.probability`` of
+    them get a real motion segment added, the others Gaussian ``jitter``. Labels are unchanged:
+    the motion carries no expression of its own on average (it is relative to each clip's mean
+    face)."""
+    f = np.repeat(np.asarray(faces, np.float32), options.copies, axis=0)
     win = np.repeat(f[:, None], length, axis=1)
     moving = rng.random(len(f)) < options.probability
     if moving.any():

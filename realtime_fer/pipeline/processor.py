@@ -31,7 +31,7 @@ from realtime_fer.explain.baselines import shipped_neutral_face
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.adaptation import PersonAdaptation
 from realtime_fer.features.selector import FeatureSelector
-from realtime_fer.landmarks.detector import FaceLandmarkDetector, FaceLandmarks
+from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, FaceLandmarkDetector, FaceLandmarks
 from realtime_fer.landmarks.tracking import FaceTracker, Track
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
 from realtime_fer.models.scorer import BundleScorer
@@ -67,6 +67,8 @@ class FaceResult:
     """(478, 3) pixel landmarks."""
     new: bool
     """The track started in this frame."""
+    blendshapes: np.ndarray | None = None
+    """(52,) MediaPipe blendshape scores, when the landmarker computes them."""
     prediction: Prediction | None = None
     """Set on scoring frames when the face's window was full."""
 
@@ -246,7 +248,7 @@ class FrameProcessor:
         for det_index, track in update.assignments:
             det = detections[det_index]
             tracks.append(track)
-            result.faces.append(FaceResult(track.track_id, det.bbox, det.points, new=update.is_new(track)))
+            result.faces.append(FaceResult(track.track_id, det.bbox, det.points, new=update.is_new(track), blendshapes=det.blendshapes))
         slots = [t.slot for t in tracks]
         points = [f.points for f in result.faces]
         repeats = self.window_length if pending.still else 1
@@ -293,6 +295,7 @@ class FrameProcessor:
                     image_size=[int(w), int(h)],
                     smoothed=smoothed[row],
                     adapted=adapted[row] if adapted else None,
+                    blendshapes=None if face.blendshapes is None else dict(zip(BLENDSHAPE_NAMES, (float(v) for v in face.blendshapes))),
                 )
             times.scored = len(ready)
         return result

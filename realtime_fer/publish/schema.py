@@ -115,6 +115,9 @@ class Prediction:
     """Emotion -> the face's probability smoothed over time (see
     :mod:`realtime_fer.models.smoothing`): what ``top`` is decided on. ``None`` in messages of
     producers without smoothing, where ``top`` is decided on ``probabilities``."""
+    blendshapes: dict[str, float] | None = None
+    """MediaPipe's 52 blendshape scores of the face in this frame (``browInnerUp``, ``jawOpen``,
+    ...), when the landmarker computes them (``landmarker.blendshapes: true``)."""
     adapted: bool | None = None
     """Whether person-adaptive normalisation corrected this face's features (its resting face is
     known); ``None`` when adaptation is off."""
@@ -142,6 +145,7 @@ class Prediction:
             "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
             "smoothed": None if self.smoothed is None else {str(k): float(v) for k, v in self.smoothed.items()},
             "adapted": None if self.adapted is None else bool(self.adapted),
+            "blendshapes": None if self.blendshapes is None else {str(k): float(v) for k, v in self.blendshapes.items()},
         }
 
     @classmethod
@@ -163,6 +167,7 @@ class Prediction:
             image_size=v.ints("image_size", length=2, optional=True),
             smoothed=v.probabilities("smoothed", optional=True),
             adapted=v.boolean("adapted", optional=True),
+            blendshapes=v.probabilities("blendshapes", optional=True),
         )
 
 
