@@ -81,3 +81,47 @@ def test_integrated_gradients_complete_against_static_baselines(pooling: tuple[s
     np.testing.assert_allclose(attr.total, attr.output - attr.baseline_output, rtol=1e-6, atol=1e-8)
     pooled = IntegratedGradients(net).attribute_pooled(pool(x, pooling, np.float64), pool(base, pooling, np.float64)[0], n_steps=32)
     np.testing.assert_allclose(attr.per_landmark(), pooled.per_landmark(), rtol=1e-6, atol=1e-9)
+
+
+# -- blendshapes beside the landmarks --------------------------------------------------------
+B = 5
+
+
+def _blend_net(pooling: tuple[str, ...]):
+    wins, y = _data()
+    rng = np.random.default_rng(1)
+    blend = np.clip(rng.random((len(wins), T, B)) * 0.3 + y[:, None, None] * 0.5, 0, 1).astype(np.float32)
+    net = fit_randomized(pool(wins, pooling, blendshapes=blend), y, {"x": [1]}, RandomizedOptions(hidden=[16], seed=2), window_length=T, n_landmarks=L, pooling=pooling, n_blendshapes=B)["x"]
+    net.platt_a, net.platt_b = 1.5, 0.2
+    return net, wins[:6].astype(np.float64), blend[:6].astype(np.float64)
+
+
+@pytest.mark.parametrize("pooling", [("mean",), ("mean", "std")], ids=["mean", "mean-std"])
+def test_networks_with_blendshapes(pooling: tuple[str, ...]) -> None:
+    from realtime_fer.explain.gradients import input_gradients
+    from realtime_fer.models.onnx_import import network_from_model
+
+    net, x, b = _blend_net(pooling)
+    model = build_onnx(net)
+    assert [i.name for i in model.graph.input] == ["window", "blendshapes"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["probability"], {"window": x.astype(np.float32), "blendshapes": b.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, net.probability(x, b), atol=2e-6)
+    back = network_from_model(model)
+    assert back.n_blendshapes == B and back.pooling == pooling
+    np.testing.assert_allclose(back.score(x, b), net.score(x, b), atol=1e-6)
+    with pytest.raises(ValueError, match="blendshapes"):
+        net.score(x)
+    # exact gradients with respect to the blendshapes too
+    _, _, gb = input_gradients(net, x, b)
+    f = lambda bb: pooled_gradient(net, pool(x, pooling, np.float64, bb))[0]  # noqa: E731
+    up, down = b.copy(), b.copy()
+    up[:, 2, 3] += 1e-6
+    down[:, 2, 3] -= 1e-6
+    np.testing.assert_allclose(gb[:, 2, 3], (f(up) - f(down)) / 2e-6, rtol=1e-4, atol=1e-8)
+    # IG: complete over landmarks and blendshapes together, per blendshape attributions
+    base = np.repeat(x.mean(axis=(0, 1), keepdims=True), T, axis=1)[0]
+    attr = IntegratedGradients(net).attribute(x, base, n_steps=32, blendshapes=b, blendshape_baselines=np.zeros(B))
+    np.testing.assert_allclose(attr.total, attr.output - attr.baseline_output, rtol=1e-6, atol=1e-8)
+    assert attr.blendshapes.shape == b.shape and attr.per_blendshape().shape == (6, B)
+    assert np.abs(attr.per_blendshape()).sum() > 0

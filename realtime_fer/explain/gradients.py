@@ -72,23 +72,37 @@ def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float6
     return (dt.type(net.platt_a) * score + dt.type(net.platt_b)).astype(dt), g_pooled
 
 
-def expand_gradient(net: Network, g_pooled: np.ndarray, windows: np.ndarray | int | None = None, parts: tuple[str, ...] | None = None) -> np.ndarray:
+def expand_gradient(
+    net: Network,
+    g_pooled: np.ndarray,
+    windows: np.ndarray | int | None = None,
+    parts: tuple[str, ...] | None = None,
+    *,
+    block: str = "landmarks",
+) -> np.ndarray:
     """Spread a gradient over pooled features (N, D) back over the window's frames: the
-    gradient with respect to the window (N, T, L, 3).
+    gradient with respect to the window (N, T, L, 3), or with ``block="blendshapes"`` with
+    respect to its blendshapes (N, T, B) (``windows`` is then the (N, T, B) blendshapes).
 
-    ``windows`` is the (N, T, L, 3) input, needed for the pooled parts that are not linear
-    (``std``: ``(x_t - mean) / (T * std)``; ``min``/``max``: the frame that holds the extreme);
-    for linear pooling (``mean``, ``delta``) the window length alone is enough. ``parts``
-    limits the result to those pooled parts (default: all)."""
+    ``windows`` is the input, needed for the pooled parts that are not linear (``std``:
+    ``(x_t - mean) / (T * std)``; ``min``/``max``: the frame that holds the extreme); for
+    linear pooling (``mean``, ``delta``) the window length alone is enough. ``parts`` limits
+    the result to those pooled parts (default: all)."""
     w = None if windows is None or isinstance(windows, (int, np.integer)) else np.asarray(windows, g_pooled.dtype)
     t = w.shape[1] if w is not None else int(windows or net.window_length)
-    n, l = len(g_pooled), net.n_landmarks
-    out = np.zeros((n, t, l, 3), g_pooled.dtype)
-    width = 3 * l
+    n = len(g_pooled)
+    if block == "landmarks":
+        inner, start = (net.n_landmarks, 3), 0
+    elif block == "blendshapes":
+        inner, start = (net.n_blendshapes,), len(net.pooling) * 3 * net.n_landmarks
+    else:
+        raise ValueError(f"unknown block {block!r}")
+    width = int(np.prod(inner))
+    out = np.zeros((n, t) + inner, g_pooled.dtype)
     for part, p in enumerate(net.pooling):
         if parts is not None and p not in parts:
             continue
-        g = g_pooled[:, part * width : (part + 1) * width].reshape(n, l, 3)
+        g = g_pooled[:, start + part * width : start + (part + 1) * width].reshape((n,) + inner)
         if p == "mean":
             out += g[:, None] / t
         elif p == "delta":
@@ -109,15 +123,29 @@ def expand_gradient(net: Network, g_pooled: np.ndarray, windows: np.ndarray | in
     return out
 
 
-def input_gradient(net: Network, windows: np.ndarray, dtype: Precision = "float64") -> tuple[np.ndarray, np.ndarray]:
+def input_gradients(net: Network, windows: np.ndarray, blendshapes: np.ndarray | None = None, dtype: Precision = "float64") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradient of the calibrated logit with respect to the window and (for networks that read
+    them) its blendshapes.
+
+    Returns:
+        ``(logits, grad_windows, grad_blendshapes)``: (N,), (N, T, L, 3) and (N, T, B) or
+        ``None``, in ``dtype``.
+    """
+    w = np.asarray(windows, dtype=dtype)
+    b = None if not net.n_blendshapes else np.asarray(blendshapes, dtype=dtype)
+    logits, g = pooled_gradient(net, net.pooled(w, b, dtype), dtype)
+    return logits, expand_gradient(net, g, w), (expand_gradient(net, g, b, block="blendshapes") if b is not None else None)
+
+
+def input_gradient(net: Network, windows: np.ndarray, dtype: Precision = "float64", blendshapes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of the calibrated logit with respect to the window.
 
     Args:
         windows: (N, T, L, 3) float.
+        blendshapes: (N, T, B), for networks that read them.
 
     Returns:
         ``(logits, grads)``: (N,) logits and (N, T, L, 3) gradients, in ``dtype``.
     """
-    w = np.asarray(windows, dtype=dtype)
-    logits, g = pooled_gradient(net, pool(w, net.pooling, dtype), dtype)
-    return logits, expand_gradient(net, g, w)
+    logits, gw, _ = input_gradients(net, windows, blendshapes, dtype)
+    return logits, gw

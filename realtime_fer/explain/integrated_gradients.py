@@ -86,11 +86,21 @@ class Attribution:
     """(N,) F(baseline)."""
     delta: np.ndarray
     """(N,) completeness gap: sum(attributions) - (output - baseline_output)."""
+    blendshapes: np.ndarray | None = None
+    """(N, T, B) (or (N, P, B) from ``attribute_pooled``): contribution of every blendshape
+    score, for networks that read them; ``None`` otherwise."""
 
     @property
     def total(self) -> np.ndarray:
-        """(N,) sum of all attributions of each window."""
-        return self.attributions.reshape(len(self.attributions), -1).sum(axis=1)
+        """(N,) sum of all attributions of each window (landmarks and blendshapes)."""
+        out = self.attributions.reshape(len(self.attributions), -1).sum(axis=1)
+        if self.blendshapes is not None:
+            out = out + self.blendshapes.reshape(len(self.blendshapes), -1).sum(axis=1)
+        return out
+
+    def per_blendshape(self) -> np.ndarray | None:
+        """(N, B) signed attribution of each blendshape (time summed), or ``None``."""
+        return None if self.blendshapes is None else self.blendshapes.sum(axis=1)
 
     def per_landmark(self) -> np.ndarray:
         """(N, L) signed attribution of each landmark (x, y, z and time summed)."""
@@ -150,6 +160,9 @@ class IntegratedGradients:
         n_steps: int = 32,
         method: Method = "gausslegendre",
         batch_size: int = 4096,
+        *,
+        blendshapes: np.ndarray | None = None,
+        blendshape_baselines: np.ndarray | float | None = None,
     ) -> Attribution:
         """Attribute the calibrated logit of each window to its coordinates.
 
@@ -159,30 +172,42 @@ class IntegratedGradients:
             n_steps: quadrature points on the path.
             method: quadrature rule.
             batch_size: most path points evaluated in one gradient call.
+            blendshapes: (N, T, B) blendshape scores of the windows, for networks that read them.
+            blendshape_baselines: their baseline: a scalar, (T, B), (B,) held over the window,
+                or (N, T, B).
         """
         x = np.asarray(inputs, dtype=self.dtype)
         if x.ndim != 4:
             raise ValueError(f"inputs must be (N, T, L, 3), got {x.shape}")
         base = np.broadcast_to(np.asarray(baselines, dtype=self.dtype), x.shape)
-        px = pool(x, self.net.pooling, self.dtype)
-        pb = pool(np.ascontiguousarray(base), self.net.pooling, self.dtype)
+        xb = bb = None
+        if self.net.n_blendshapes:
+            if blendshapes is None or blendshape_baselines is None:
+                raise ValueError("this network reads blendshapes: pass blendshapes and blendshape_baselines")
+            xb = np.asarray(blendshapes, dtype=self.dtype)
+            bb = np.ascontiguousarray(np.broadcast_to(np.asarray(blendshape_baselines, dtype=self.dtype), xb.shape))
+        px = self.net.pooled(x, xb, self.dtype)
+        pb = self.net.pooled(np.ascontiguousarray(base), bb, self.dtype)
         ig = self.integrated_gradient(px, pb, n_steps, method, batch_size)
-        return self._finish(self._per_frame(x, base, px, pb, ig), px, pb)
+        attr = self._per_frame(x, base, px, pb, ig, "landmarks")
+        battr = self._per_frame(xb, bb, px, pb, ig, "blendshapes") if xb is not None else None
+        return self._finish(attr, px, pb, battr)
 
-    def _per_frame(self, x: np.ndarray, base: np.ndarray, px: np.ndarray, pb: np.ndarray, ig: np.ndarray) -> np.ndarray:
-        """Window attributions (N, T, L, 3) from the integrated pooled gradient: exact per frame
-        for linear parts (mean, delta); a spread or extreme's attribution (the part's
-        ``(p - p') * IG``) is shared equally by the window's frames."""
+    def _per_frame(self, x: np.ndarray, base: np.ndarray, px: np.ndarray, pb: np.ndarray, ig: np.ndarray, block: str) -> np.ndarray:
+        """Per-frame attributions of one input (``block``: the window (N, T, L, 3) or its
+        blendshapes (N, T, B)) from the integrated pooled gradient: exact per frame for linear
+        parts (mean, delta); a spread or extreme's attribution (the part's ``(p - p') * IG``) is
+        shared equally by the window's frames."""
         net = self.net
-        if all(p in LINEAR_POOLINGS for p in net.pooling):
-            return (x - base) * expand_gradient(net, ig, x.shape[1])
-        n, t, l = len(x), x.shape[1], net.n_landmarks
-        width = 3 * l
-        out = (x - base) * expand_gradient(net, ig, t, parts=LINEAR_POOLINGS)
+        n, t = len(x), x.shape[1]
+        inner = x.shape[2:]
+        width = int(np.prod(inner))
+        start = 0 if block == "landmarks" else len(net.pooling) * 3 * net.n_landmarks
+        out = (x - base) * expand_gradient(net, ig, t, parts=LINEAR_POOLINGS, block=block)
         for part, p in enumerate(net.pooling):
             if p not in LINEAR_POOLINGS:
-                cols = slice(part * width, (part + 1) * width)
-                out += ((px[:, cols] - pb[:, cols]) * ig[:, cols]).reshape(n, 1, l, 3) / t
+                cols = slice(start + part * width, start + (part + 1) * width)
+                out += ((px[:, cols] - pb[:, cols]) * ig[:, cols]).reshape((n, 1) + inner) / t
         return out
 
     def attribute_pooled(
@@ -194,18 +219,21 @@ class IntegratedGradients:
         batch_size: int = 4096,
     ) -> Attribution:
         """Attributions of pooled features (N, D) against pooled baselines ((N, D) or (D,)),
-        shaped (N, P, L, 3) (P pooling parts). For windows whose frames are all equal (still
-        images) this is the window attribution summed over time."""
+        shaped (N, P, L, 3) (P pooling parts), and (N, P, B) for the blendshapes of networks
+        that read them. For windows whose frames are all equal (still images) this is the
+        window attribution summed over time."""
         px = np.asarray(pooled, dtype=self.dtype)
         pb = np.broadcast_to(np.asarray(pooled_baselines, dtype=self.dtype), px.shape)
         attr = (px - pb) * self.integrated_gradient(px, pb, n_steps, method, batch_size)
-        shape = (len(px), len(self.net.pooling), self.net.n_landmarks, 3)
-        return self._finish(attr.reshape(shape), px, np.ascontiguousarray(pb))
+        p, l, b = len(self.net.pooling), self.net.n_landmarks, self.net.n_blendshapes
+        lm = attr[:, : p * 3 * l].reshape(len(px), p, l, 3)
+        blend = attr[:, p * 3 * l :].reshape(len(px), p, b) if b else None
+        return self._finish(lm, px, np.ascontiguousarray(pb), blend)
 
-    def _finish(self, attributions: np.ndarray, px: np.ndarray, pb: np.ndarray) -> Attribution:
+    def _finish(self, attributions: np.ndarray, px: np.ndarray, pb: np.ndarray, blendshapes: np.ndarray | None = None) -> Attribution:
         both, _ = pooled_gradient(self.net, np.concatenate([px, pb]), self.dtype)  # one pass for both
         out, base_out = both[: len(px)], both[len(px) :]
-        result = Attribution(attributions, out, base_out, np.zeros(len(px)))
+        result = Attribution(attributions, out, base_out, np.zeros(len(px)), blendshapes)
         result.delta = result.total - (out - base_out)
         worst = float(np.max(result.relative_gap())) if len(px) else 0.0
         if worst > self.tolerance:

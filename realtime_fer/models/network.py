@@ -36,27 +36,37 @@ LINEAR_POOLINGS = ("mean", "delta")
 STD_EPSILON = 1e-6
 
 
-def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+def _pool_part(w: np.ndarray, p: str) -> np.ndarray:
+    """One pooled part over axis 1 (time) of (N, T, ...) ``w``: (N, ...)."""
+    if p == "mean":
+        return w.mean(axis=1)
+    if p == "delta":
+        return w[:, -1] - w[:, 0]
+    if p == "std":
+        return np.sqrt(w.var(axis=1) + dtype_eps(w.dtype))
+    if p == "min":
+        return w.min(axis=1)
+    if p == "max":
+        return w.max(axis=1)
+    raise ValueError(f"unknown pooling {p!r}; known: {POOLINGS}")
+
+
+def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLike = np.float32, blendshapes: np.ndarray | None = None) -> np.ndarray:
     """(N, T, L, 3) windows -> (N, len(pooling) * 3L) pooled, flattened features in ``dtype``
-    (float32 for the models; float64 where explanations need the extra precision)."""
+    (float32 for the models; float64 where explanations need the extra precision).
+
+    With ``blendshapes`` (N, T, B) (the MediaPipe blendshape scores of the same frames), their
+    parts follow the landmarks' (same poolings, same order): (N, len(pooling) * (3L + B))."""
     w = np.asarray(windows, dtype=dtype)
     if w.ndim != 4 or w.shape[-1] != 3:
         raise ValueError(f"expected windows of shape (N, T, L, 3), got {w.shape}")
-    parts = []
-    for p in pooling:
-        if p == "mean":
-            parts.append(w.mean(axis=1))
-        elif p == "delta":
-            parts.append(w[:, -1] - w[:, 0])
-        elif p == "std":
-            parts.append(np.sqrt(w.var(axis=1) + dtype_eps(w.dtype)))
-        elif p == "min":
-            parts.append(w.min(axis=1))
-        elif p == "max":
-            parts.append(w.max(axis=1))
-        else:
-            raise ValueError(f"unknown pooling {p!r}; known: {POOLINGS}")
-    return np.concatenate([x.reshape(len(w), -1) for x in parts], axis=1)
+    parts = [_pool_part(w, p).reshape(len(w), -1) for p in pooling]
+    if blendshapes is not None:
+        b = np.asarray(blendshapes, dtype=dtype)
+        if b.ndim != 3 or b.shape[:2] != w.shape[:2]:
+            raise ValueError(f"expected blendshapes of shape (N, T, B) = ({w.shape[0]}, {w.shape[1]}, B), got {b.shape}")
+        parts += [_pool_part(b, p) for p in pooling]
+    return np.concatenate(parts, axis=1)
 
 
 def dtype_eps(dtype: np.typing.DTypeLike) -> float:
@@ -99,14 +109,26 @@ class Network:
     platt_b: float = 0.0
     family: str = "randomized"
     extras: dict = field(default_factory=dict)
+    n_blendshapes: int = 0
+    """MediaPipe blendshape scores read beside the landmarks (0: landmarks only); their pooled
+    parts follow the landmarks' in the input (see :func:`pool`)."""
 
     @property
     def input_dim(self) -> int:
-        return len(self.pooling) * 3 * self.n_landmarks
+        return len(self.pooling) * (3 * self.n_landmarks + self.n_blendshapes)
 
-    def representations(self, windows: np.ndarray) -> list[np.ndarray]:
+    def pooled(self, windows: np.ndarray, blendshapes: np.ndarray | None = None, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
+        """The network's pooled input for windows (N, T, L, 3) and, when it reads them, their
+        blendshapes (N, T, B)."""
+        if self.n_blendshapes and blendshapes is None:
+            raise ValueError(f"this network also reads {self.n_blendshapes} blendshapes per frame")
+        if self.n_blendshapes and np.shape(blendshapes)[-1] != self.n_blendshapes:
+            raise ValueError(f"expected {self.n_blendshapes} blendshapes per frame, got {np.shape(blendshapes)[-1]}")
+        return pool(windows, self.pooling, dtype, blendshapes if self.n_blendshapes else None)
+
+    def representations(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> list[np.ndarray]:
         """[z, h_1, ..., h_K] for a batch of windows."""
-        return self.representations_pooled(pool(windows, self.pooling))
+        return self.representations_pooled(self.pooled(windows, blendshapes))
 
     def representations_pooled(self, pooled: np.ndarray) -> list[np.ndarray]:
         """[z, h_1, ..., h_K] from already pooled features (N, input_dim)."""
@@ -116,9 +138,9 @@ class Network:
             reps.append(activate(reps[-1] @ w + b, self.activation).astype(np.float32))
         return reps
 
-    def score(self, windows: np.ndarray) -> np.ndarray:
-        """Uncalibrated score (N,) of windows (N, T, L, 3)."""
-        return self.score_pooled(pool(windows, self.pooling))
+    def score(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> np.ndarray:
+        """Uncalibrated score (N,) of windows (N, T, L, 3) (and their blendshapes (N, T, B))."""
+        return self.score_pooled(self.pooled(windows, blendshapes))
 
     def score_pooled(self, pooled: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """Uncalibrated score (N,) from pooled features (N, input_dim), in chunks."""
@@ -133,6 +155,6 @@ class Network:
         """Platt-calibrated probability of uncalibrated scores."""
         return (1.0 / (1.0 + np.exp(-(self.platt_a * np.asarray(score, np.float64) + self.platt_b)))).astype(np.float32)
 
-    def probability(self, windows: np.ndarray) -> np.ndarray:
-        """Calibrated probability (N,) of windows (N, T, L, 3)."""
-        return self.calibrate(self.score(windows))
+    def probability(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability (N,) of windows (N, T, L, 3) (and their blendshapes)."""
+        return self.calibrate(self.score(windows, blendshapes))

@@ -1,7 +1,8 @@
 """Export a :class:`~realtime_fer.models.network.Network` to ONNX, without torch.
 
-The graph takes ``window`` (float32, [N, T, L, 3], N dynamic) and returns ``probability``
-(calibrated, [N]) and ``score`` (uncalibrated, [N]). Weights that are exactly representable in
+The graph takes ``window`` (float32, [N, T, L, 3], N dynamic), and for networks that read
+them ``blendshapes`` (float32, [N, T, B]: MediaPipe's blendshape scores of the same frames), and
+returns ``probability`` (calibrated, [N]) and ``score`` (uncalibrated, [N]). Weights that are exactly representable in
 float16 (the randomized network draws them so) are stored in float16 and cast on load, halving
 the file size with bit-identical results.
 
@@ -59,30 +60,44 @@ class _Builder:
         return out
 
 
+BLENDSHAPES_NAME = "blendshapes"
+"""The second input of networks that read blendshapes: float32 [N, T, B]."""
+
+
+def _pool_parts(b: _Builder, net: Network, source: str, width: int, tag: str) -> list[str]:
+    """The pooled parts of input ``source`` ([N, T, ..., ] -> [N, width] each, in ``net.pooling``
+    order); ``tag`` keeps initializer names unique per input."""
+    t = net.window_length
+    flat_shape = b.const(np.array([-1, width], np.int64), f"flat_shape{tag}")
+    parts = []
+    for p in net.pooling:
+        if p == "mean":
+            m = b.op("ReduceMean", [source], "mean_t", axes=[1], keepdims=0)
+        elif p == "delta":
+            last = b.op("Gather", [source, b.const(np.array(t - 1, np.int64), f"last_index{tag}")], "last_frame", axis=1)
+            first = b.op("Gather", [source, b.const(np.array(0, np.int64), f"first_index{tag}")], "first_frame", axis=1)
+            m = b.op("Sub", [last, first], "delta_t")
+        elif p == "std":  # sqrt(mean((x - mean)^2) + eps), exactly as network.pool
+            centred = b.op("Sub", [source, b.op("ReduceMean", [source], "mean_keep", axes=[1], keepdims=1)], "centred_t")
+            var = b.op("ReduceMean", [b.op("Mul", [centred, centred], "squared_t")], "var_t", axes=[1], keepdims=0)
+            m = b.op("Sqrt", [b.op("Add", [var, b.const(np.array(STD_EPSILON, np.float32), f"std_epsilon{tag}")], "var_eps")], "std_t")
+        elif p == "min":
+            m = b.op("ReduceMin", [source], "min_t", axes=[1], keepdims=0)
+        elif p == "max":
+            m = b.op("ReduceMax", [source], "max_t", axes=[1], keepdims=0)
+        else:
+            raise ValueError(f"unknown pooling {p!r}")
+        parts.append(b.op("Reshape", [m, flat_shape], "flat"))
+    return parts
+
+
 def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
     """The ONNX graph of ``net`` (see the module docstring for inputs and outputs)."""
     b = _Builder()
     t, l = net.window_length, net.n_landmarks
-    flat_shape = b.const(np.array([-1, 3 * l], np.int64), "flat_shape")
-    parts = []
-    for p in net.pooling:
-        if p == "mean":
-            m = b.op("ReduceMean", [INPUT_NAME], "mean_t", axes=[1], keepdims=0)
-        elif p == "delta":
-            last = b.op("Gather", [INPUT_NAME, b.const(np.array(t - 1, np.int64), "last_index")], "last_frame", axis=1)
-            first = b.op("Gather", [INPUT_NAME, b.const(np.array(0, np.int64), "first_index")], "first_frame", axis=1)
-            m = b.op("Sub", [last, first], "delta_t")
-        elif p == "std":  # sqrt(mean((x - mean)^2) + eps), exactly as network.pool
-            centred = b.op("Sub", [INPUT_NAME, b.op("ReduceMean", [INPUT_NAME], "mean_keep", axes=[1], keepdims=1)], "centred_t")
-            var = b.op("ReduceMean", [b.op("Mul", [centred, centred], "squared_t")], "var_t", axes=[1], keepdims=0)
-            m = b.op("Sqrt", [b.op("Add", [var, b.const(np.array(STD_EPSILON, np.float32), "std_epsilon")], "var_eps")], "std_t")
-        elif p == "min":
-            m = b.op("ReduceMin", [INPUT_NAME], "min_t", axes=[1], keepdims=0)
-        elif p == "max":
-            m = b.op("ReduceMax", [INPUT_NAME], "max_t", axes=[1], keepdims=0)
-        else:
-            raise ValueError(f"unknown pooling {p!r}")
-        parts.append(b.op("Reshape", [m, flat_shape], "flat"))
+    parts = _pool_parts(b, net, INPUT_NAME, 3 * l, "")
+    if net.n_blendshapes:
+        parts += _pool_parts(b, net, BLENDSHAPES_NAME, net.n_blendshapes, "_blendshapes")
     x = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=1)
     z = b.op("Div", [b.op("Sub", [x, b.const(net.mean.astype(np.float32), "mean")], "centred"), b.const(net.std.astype(np.float32), "std")], "z")
     reps = [z]
@@ -100,7 +115,8 @@ def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
     graph = helper.make_graph(
         b.nodes,
         name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", t, l, 3])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", t, l, 3])]
+        + ([helper.make_tensor_value_info(BLENDSHAPES_NAME, TensorProto.FLOAT, ["batch", t, net.n_blendshapes])] if net.n_blendshapes else []),
         [
             helper.make_tensor_value_info(OUTPUT_PROBABILITY, TensorProto.FLOAT, ["batch"]),
             helper.make_tensor_value_info(OUTPUT_SCORE, TensorProto.FLOAT, ["batch"]),
@@ -127,6 +143,7 @@ def network_metadata(net: Network) -> dict[str, str]:
         "pooling": ",".join(net.pooling),
         "window_length": str(net.window_length),
         "n_landmarks": str(net.n_landmarks),
+        "n_blendshapes": str(net.n_blendshapes),
         "n_layers": str(len(net.layers)),
         "head_inputs": ",".join(str(i) for i in net.head_inputs),
         "head_b": repr(float(net.head_b)),

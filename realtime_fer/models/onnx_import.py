@@ -22,7 +22,7 @@ from onnx import numpy_helper
 
 from realtime_fer.errors import BundleError
 from realtime_fer.models.network import Network
-from realtime_fer.models.onnx_export import INPUT_NAME, METADATA_FORMAT, OUTPUT_PROBABILITY, OUTPUT_SCORE
+from realtime_fer.models.onnx_export import BLENDSHAPES_NAME, INPUT_NAME, METADATA_FORMAT, OUTPUT_PROBABILITY, OUTPUT_SCORE
 
 _ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu", "Sigmoid": "sigmoid"}
 
@@ -32,7 +32,7 @@ class _Trace:
 
     def __init__(self, graph: onnx.GraphProto) -> None:
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.kind: dict[str, tuple[Any, ...]] = {INPUT_NAME: ("window",)}
+        self.kind: dict[str, tuple[Any, ...]] = {INPUT_NAME: ("input", INPUT_NAME)}
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name)
@@ -58,7 +58,14 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
         raise _fail(p, "the input is not [batch, T, L, 3]")
     window_length, n_landmarks = int(dims[1].dim_value), int(dims[2].dim_value)
     tr = _Trace(graph)
-    pool_parts: list[tuple[str, str]] = []  # (tensor, pooling) of each flattened part
+    n_blendshapes = 0
+    if len(graph.input) > 1:
+        bdims = graph.input[1].type.tensor_type.shape.dim
+        if graph.input[1].name != BLENDSHAPES_NAME or len(bdims) != 3 or not bdims[2].HasField("dim_value"):
+            raise _fail(p, f"the second input is not {BLENDSHAPES_NAME}[batch, T, B]")
+        n_blendshapes = int(bdims[2].dim_value)
+        tr.kind[BLENDSHAPES_NAME] = ("input", BLENDSHAPES_NAME)
+    pool_parts: list[tuple[str, str]] = []  # (pooling, source) of each flattened part, in order
     pooling: tuple[str, ...] = ()
     mean = std = head_w = None
     head_b = platt_a = platt_b = None
@@ -67,40 +74,45 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
     head_inputs: tuple[int, ...] = ()
     pending_w: dict[str, tuple[int, np.ndarray]] = {}  # MatMul output -> (layer k, W)
 
+    def src(kind: tuple | None) -> str | None:
+        """The input a per-frame tensor comes from (``window`` or ``blendshapes``)."""
+        return kind[1] if kind and kind[0] == "input" else None
+
     for node in graph.node:
         op, ins, out = node.op_type, list(node.input), node.output[0]
         kinds = [tr.kind.get(i) for i in ins]
         consts = [tr.const(i) for i in ins]
+        k0 = kinds[0] if kinds else None
         if op == "Cast" and consts[0] is not None:  # float16 weights widened on load
             tr.consts[out] = consts[0].astype(np.float32)
-        elif op == "ReduceMean" and kinds[0] == ("window",):
+        elif op == "ReduceMean" and src(k0):
             keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
-            tr.kind[out] = ("window_mean",) if keep else ("pool", "mean")
-        elif op in ("ReduceMin", "ReduceMax") and kinds[0] == ("window",):
-            tr.kind[out] = ("pool", "min" if op == "ReduceMin" else "max")
-        elif op == "Sub" and kinds[0] == ("window",) and kinds[1] == ("window_mean",):
-            tr.kind[out] = ("window_centred",)
-        elif op == "Mul" and kinds[0] == ("window_centred",) and ins[0] == ins[1]:
-            tr.kind[out] = ("window_squared",)
-        elif op == "ReduceMean" and kinds[0] == ("window_squared",):
-            tr.kind[out] = ("window_var",)
-        elif op == "Add" and kinds[0] == ("window_var",) and consts[1] is not None:
-            tr.kind[out] = ("window_var_eps",)
-        elif op == "Sqrt" and kinds[0] == ("window_var_eps",):
-            tr.kind[out] = ("pool", "std")
-        elif op == "Gather" and kinds[0] == ("window",) and consts[1] is not None:
-            tr.kind[out] = ("frame", int(consts[1]))
-        elif op == "Sub" and kinds[0] and kinds[1] and kinds[0][0] == "frame" and kinds[1][0] == "frame":
-            tr.kind[out] = ("pool", "delta")
-        elif op == "Reshape" and kinds[0] and kinds[0][0] == "pool":
-            tr.kind[out] = ("flat", kinds[0][1])
-            pool_parts.append((out, kinds[0][1]))
+            tr.kind[out] = ("input_mean", src(k0)) if keep else ("pool", "mean", src(k0))
+        elif op in ("ReduceMin", "ReduceMax") and src(k0):
+            tr.kind[out] = ("pool", "min" if op == "ReduceMin" else "max", src(k0))
+        elif op == "Sub" and src(k0) and kinds[1] == ("input_mean", src(k0)):
+            tr.kind[out] = ("centred_t", src(k0))
+        elif op == "Mul" and k0 and k0[0] == "centred_t" and ins[0] == ins[1]:
+            tr.kind[out] = ("squared_t", k0[1])
+        elif op == "ReduceMean" and k0 and k0[0] == "squared_t":
+            tr.kind[out] = ("var_t", k0[1])
+        elif op == "Add" and k0 and k0[0] == "var_t" and consts[1] is not None:
+            tr.kind[out] = ("var_eps", k0[1])
+        elif op == "Sqrt" and k0 and k0[0] == "var_eps":
+            tr.kind[out] = ("pool", "std", k0[1])
+        elif op == "Gather" and src(k0) and consts[1] is not None:
+            tr.kind[out] = ("frame", int(consts[1]), src(k0))
+        elif op == "Sub" and k0 and kinds[1] and k0[0] == "frame" and kinds[1][0] == "frame" and k0[2] == kinds[1][2]:
+            tr.kind[out] = ("pool", "delta", k0[2])
+        elif op == "Reshape" and k0 and k0[0] == "pool":
+            tr.kind[out] = ("flat", k0[1], k0[2])
+            pool_parts.append((k0[1], k0[2]))
         elif op == "Concat" and kinds and all(k and k[0] == "flat" for k in kinds):
-            pooling = tuple(k[1] for k in kinds)
+            pooling = _pooling_of([(k[1], k[2]) for k in kinds], n_blendshapes, p)
             tr.kind[out] = ("pooled",)
         elif op == "Sub" and kinds[0] and kinds[0][0] in ("pooled", "flat") and consts[1] is not None:
             if kinds[0][0] == "flat":
-                pooling = (kinds[0][1],)
+                pooling = _pooling_of([(kinds[0][1], kinds[0][2])], n_blendshapes, p)
             mean = consts[1].astype(np.float32).reshape(-1)
             tr.kind[out] = ("centred",)
         elif op == "Div" and kinds[0] == ("centred",) and consts[1] is not None:
@@ -161,9 +173,21 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
         platt_a=platt_a,
         platt_b=platt_b,
         family=meta.get("family", "randomized"),
+        n_blendshapes=n_blendshapes,
     )
     _check(net, meta, p)
     return net
+
+
+def _pooling_of(parts: list[tuple[str, str]], n_blendshapes: int, path: Path) -> tuple[str, ...]:
+    """The pooling of a graph from its concatenated parts: the window's parts, then (for
+    networks that read blendshapes) the same poolings of the blendshapes."""
+    window = tuple(p for p, s in parts if s == INPUT_NAME)
+    blend = tuple(p for p, s in parts if s == BLENDSHAPES_NAME)
+    expected = [(p, INPUT_NAME) for p in window] + [(p, BLENDSHAPES_NAME) for p in (window if n_blendshapes else ())]
+    if not window or parts != expected or (n_blendshapes and blend != window):
+        raise _fail(path, "pooled parts are not the window's followed by the same parts of the blendshapes")
+    return window
 
 
 def _feeds_activation(graph: onnx.GraphProto, tensor: str) -> bool:
@@ -189,6 +213,7 @@ def _check(net: Network, meta: dict[str, str], path: Path) -> None:
         "pooling": ",".join(net.pooling),
         "window_length": str(net.window_length),
         "n_landmarks": str(net.n_landmarks),
+        "n_blendshapes": str(net.n_blendshapes),
         "n_layers": str(len(net.layers)),
         "head_inputs": ",".join(str(i) for i in net.head_inputs),
         "activation": net.activation,

@@ -85,6 +85,7 @@ def fit_randomized(
     window_length: int,
     n_landmarks: int,
     pooling: tuple[str, ...] = ("mean",),
+    n_blendshapes: int = 0,
 ) -> dict[str, Network]:
     """Fit one binary randomized network per entry of ``positives``, sharing hidden features.
 
@@ -93,7 +94,7 @@ def fit_randomized(
         labels: (N,) integer codes, one per sample's class; used to share Gram matrices.
         positives: emotion name -> the set of label codes that count as positive for it.
         options: hyperparameters.
-        window_length, n_landmarks, pooling: recorded in the returned networks.
+        window_length, n_landmarks, pooling, n_blendshapes: recorded in the returned networks.
 
     Returns:
         emotion -> uncalibrated :class:`Network` (Platt parameters are set by the caller).
@@ -146,6 +147,7 @@ def fit_randomized(
             window_length=window_length,
             n_landmarks=n_landmarks,
             pooling=tuple(pooling),
+            n_blendshapes=n_blendshapes,
             mean=mean,
             std=std,
             layers=layers,

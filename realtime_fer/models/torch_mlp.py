@@ -86,6 +86,7 @@ def fit_torch(
     window_length: int,
     n_landmarks: int,
     pooling: tuple[str, ...] = ("mean",),
+    n_blendshapes: int = 0,
 ) -> dict[str, Network]:
     """Train one torch MLP per emotion (same arguments as
     :func:`realtime_fer.models.randomized.fit_randomized`)."""
@@ -131,6 +132,7 @@ def fit_torch(
             window_length=window_length,
             n_landmarks=n_landmarks,
             pooling=tuple(pooling),
+            n_blendshapes=n_blendshapes,
             mean=mean,
             std=std,
             layers=layers,
