@@ -56,7 +56,8 @@ RANDOMIZED_KEYS = ("ridge", "hidden", "input_scale", "bias_scale", "balance")
 """Variant keys passed to ``model.randomized`` (RandomizedOptions)."""
 # other variant keys: length, pooling, motion (bool), extra_motion (list of extra motion source
 # folders), seed (offset of the window and network seeds), criterion (threshold criterion),
-# train_mirror (add every training window's mirror image)
+# train_mirror (add every training window's mirror image), motion_ref ("mean": the bank as built;
+# "rest": see rest_referenced), rest_quantile
 
 VARIANTS: dict[str, dict] = {
     "base": dict(length=8, pooling=["mean"], motion=False),
@@ -73,6 +74,10 @@ _MS = dict(length=24, pooling=["mean", "std"], motion=True)
 SWEEP: dict[str, dict] = {
     "ms24": dict(_MS),
     "ms24_nocal": dict(_MS, calibrate_with_motion=False),
+    "ms24_rest": dict(_MS, motion_ref="rest"),
+    "ms8_rest": dict(_MS, length=8, motion_ref="rest"),
+    "m24_rest": dict(_MS, pooling=["mean"], motion_ref="rest"),
+    "m8_rest": dict(_MS, length=8, pooling=["mean"], motion_ref="rest"),
     "ms24_ridge1": dict(_MS, ridge=0.1),
     "ms24_seed1": dict(_MS, seed=1),
     "ms24_seed2": dict(_MS, seed=2),
@@ -94,6 +99,24 @@ SWEEP: dict[str, dict] = {
     "std24_nomotion": dict(_MS, motion=False),
 }
 VARIANTS.update(SWEEP)
+
+
+def rest_referenced(bank: MotionBank, quantile: float = 0.1) -> MotionBank:
+    """The bank with every run's motion relative to the speaker's *rest* face (the mean of the
+    run's frames whose mouth is most closed, the lowest ``quantile`` of inner-lip aperture)
+    instead of the run's mean face: a talking face's mean has the mouth open (speech opens it,
+    never closes it past rest), which motion relative to the mean face removes."""
+    from realtime_fer.landmarks.normalize import reference_face
+
+    ref = reference_face()
+    down = np.sign(ref[17, 1] - ref[0, 1]) or 1.0  # lower lip minus upper lip, along y
+    out = bank._subset(range(bank.n_clips))
+    for s, n in zip(out.run_start, out.run_length):
+        seg = out.frames[s : s + n]
+        aperture = down * (seg[:, 14, 1] - seg[:, 13, 1])
+        rest = seg[aperture <= np.quantile(aperture, quantile)].mean(axis=0)
+        out.frames[s : s + n] = seg - rest[None]
+    return out
 
 
 def clip_windows(samples, length: int, hop: int):
@@ -199,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             vbank = banks[key]
         else:
             vbank = bank
+        if v.get("motion_ref", "mean") == "rest":
+            key = ("rest", float(v.get("rest_quantile", 0.1))) + tuple(sources)
+            if key not in banks:
+                banks[key] = rest_referenced(vbank, float(v.get("rest_quantile", 0.1)))
+            vbank = banks[key]
         train_bank, cal_bank = vbank.split(mopts.calibration_share, seed=cfg.seed)
         seed = cfg.seed + int(v.get("seed", 0))
         ropts = dataclasses.replace(cfg.model.randomized, seed=cfg.model.randomized.seed + int(v.get("seed", 0)), **{k: v[k] for k in RANDOMIZED_KEYS if k in v})

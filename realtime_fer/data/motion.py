@@ -230,18 +230,38 @@ def blendshape_mirror() -> np.ndarray:
     return np.array([pos.get(swap(n), i) for i, n in enumerate(BLENDSHAPE_NAMES)], np.int64)
 
 
-def moving_windows(faces: np.ndarray, bank: MotionBank, length: int, rng: np.random.Generator, options: MotionOptions, jitter: float = 0.0) -> np.ndarray:
+def moving_windows(
+    faces: np.ndarray,
+    bank: MotionBank,
+    length: int,
+    rng: np.random.Generator,
+    options: MotionOptions,
+    jitter: float = 0.0,
+    blendshapes: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Windows (N * copies, length, 468, 3) of still faces (N, 468, 3) set in motion (the
     ``options.copies`` windows of a face are consecutive): a share ``options.probability`` of
     them get a real motion segment added, the others Gaussian ``jitter``. Labels are unchanged:
     the motion carries no expression of its own on average (it is relative to each clip's mean
-    face)."""
+    face).
+
+    With ``blendshapes`` (N, 52), the stills' blendshape scores, returns ``(windows,
+    blendshape_windows)``: the scores get the same segments' blendshape motion (clipped to
+    [0, 1]; the bank must hold blendshapes)."""
     f = np.repeat(np.asarray(faces, np.float32), options.copies, axis=0)
     win = np.repeat(f[:, None], length, axis=1)
+    bwin = None
+    if blendshapes is not None:
+        if bank.blendshapes is None:
+            raise ValueError("the motion bank holds no blendshapes (build it with LandmarkerOptions(blendshapes=True))")
+        bwin = np.repeat(np.repeat(np.asarray(blendshapes, np.float32), options.copies, axis=0)[:, None], length, axis=1)
     moving = rng.random(len(f)) < options.probability
     if moving.any():
-        win[moving] += bank.sample(int(moving.sum()), length, rng, scale=options.scale, mirror=options.mirror)
+        seg, bseg = bank.sample_with_blendshapes(int(moving.sum()), length, rng, scale=options.scale, mirror=options.mirror)
+        win[moving] += seg
+        if bwin is not None:
+            bwin[moving] = np.clip(bwin[moving] + bseg, 0.0, 1.0)
     still = ~moving
     if jitter > 0 and still.any():
         win[still] += rng.normal(0.0, jitter, size=win[still].shape).astype(np.float32)
-    return win
+    return win if bwin is None else (win, bwin)

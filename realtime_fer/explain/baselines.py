@@ -39,7 +39,7 @@ import numpy as np
 
 from realtime_fer.assets import load_array
 from realtime_fer.errors import DataError
-from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
+from realtime_fer.landmarks.detector import NUM_BLENDSHAPES, NUM_MESH_LANDMARKS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ BASELINE_KINDS: tuple[str, ...] = ("neutral", "others", "zero")
 def shipped_neutral_face() -> np.ndarray:
     """(468, 3) float32 mean normalised neutral face of RAF-DB train (fallback neutral baseline)."""
     return load_array("neutral_face.npy", (NUM_MESH_LANDMARKS, 3), np.float32)
+
+
+def shipped_neutral_blendshapes() -> np.ndarray:
+    """(52,) float32 mean blendshape scores of RAF-DB train's neutral faces (the neutral baseline
+    of models that read blendshapes; ``tools/build_neutral_face.py --blendshapes``)."""
+    return load_array("neutral_blendshapes.npy", (NUM_BLENDSHAPES,), np.float32)
 
 
 def check_kind(kind: str) -> str:

@@ -16,6 +16,8 @@ Output schema (``relevance.json``; extra fields may be added)::
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.extract import default_options, extract_dataset
 from realtime_fer.data.windows import iter_window_chunks
 from realtime_fer.errors import DataError
 from realtime_fer.explain.baselines import BaselineBank, check_kind
@@ -92,6 +94,9 @@ def explain_dataset(
     t0 = time.perf_counter()
     model = load_bundle(bundle)
     nets = {e: model.network(e) for e in model.emotions}
+    blend = bool(model.blendshapes)
+    if blend:  # the models read blendshapes: extract them too
+        landmarker = dataclasses.replace(landmarker or default_options(), blendshapes=True)
     res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
     samples = [s for s in res.samples if s.detected.any()]
     if not samples:
@@ -104,20 +109,24 @@ def explain_dataset(
         chosen[rows[_pick(len(rows), max_samples)]] = True
 
     window = WindowOptions(length=model.window_length, hop=model.hop)
-    faces, owners, kept, kept_owner = [], [], [], []
-    for wins, own in iter_window_chunks(samples, window, jitter=False, max_windows=MAX_WINDOWS_PER_VIDEO):
+    faces, owners, kept, kept_owner, kept_blend = [], [], [], [], []
+    for chunk in iter_window_chunks(samples, window, jitter=False, max_windows=MAX_WINDOWS_PER_VIDEO, blendshapes=blend):
+        wins, own = chunk[0], chunk[1]
         faces.append(wins.mean(axis=1))
         owners.append(own)
         sel = chosen[own]
         if sel.any():
             kept.append(wins[sel])
             kept_owner.append(own[sel])
+            if blend:
+                kept_blend.append(chunk[2][sel])
     owner = np.concatenate(owners)
     bank = BaselineBank.from_faces(
         np.concatenate(faces), labels_s[owner], [samples[i].ref.group for i in owner], [samples[i].ref.path.name for i in owner]
     )
     pos_windows = np.concatenate(kept) if kept else np.zeros((0, model.window_length, 468, 3), np.float32)
     pos_owner = np.concatenate(kept_owner) if kept_owner else np.zeros(0, np.int64)
+    pos_blend = np.concatenate(kept_blend) if kept_blend else None
     log.info("%d windows of %d samples; explaining up to %s per emotion", len(owner), len(samples), max_samples)
 
     out_emotions: dict[str, Any] = {}
@@ -133,7 +142,7 @@ def explain_dataset(
         groups = [samples[i].ref.group for i in pos_owner[rows]]
         wins = np.ascontiguousarray(pos_windows[rows][:, :, entry.landmarks])
         bs = bank.baselines(baseline, e, groups)
-        rel = landmark_relevance(nets[e], wins, bs, entry.landmarks, emotion=e, n_steps=n_steps, method=method, dtype=dtype)
+        rel = landmark_relevance(nets[e], wins, bs, entry.landmarks, emotion=e, n_steps=n_steps, method=method, dtype=dtype, blendshapes=None if pos_blend is None else pos_blend[rows])
         out_emotions[e] = rel.to_dict(top_k)
         if heatmaps is not None:
             out_emotions[e]["heatmap"] = str(_heatmap(Path(heatmaps), rel, baseline, Path(data_dir).name))

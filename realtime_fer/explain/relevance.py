@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from realtime_fer.explain.baselines import BaselineSet
+from realtime_fer.explain.baselines import BaselineSet, shipped_neutral_blendshapes
 from realtime_fer.explain.gradients import Precision
 from realtime_fer.explain.integrated_gradients import Attribution, IntegratedGradients, Method
 from realtime_fer.explain.regions import face_regions
@@ -41,8 +41,14 @@ def attribute_against(
     n_steps: int = 16,
     method: Method = "gausslegendre",
     batch_size: int = 4096,
+    blendshapes: np.ndarray | None = None,
 ) -> Attribution:
     """IG of N inputs against a :class:`BaselineSet`: ``sum_k weights[n, k] * IG(x_n; face_k)``.
+
+    For networks that read blendshapes, ``blendshapes`` are the windows' scores (N, T, B) (not
+    needed with ``pooled``: the pooled features hold them); the blendshape part of every
+    baseline is the mean of RAF-DB train's neutral faces (their landmark part is the baseline
+    face).
 
     Args:
         ig: the engine of the emotion's network.
@@ -56,10 +62,16 @@ def attribute_against(
     """
     x = np.asarray(inputs)
     n = len(x)
+    net_blend = ig.net.n_blendshapes
+    if net_blend and not pooled and blendshapes is None:
+        raise ValueError("this network reads blendshapes: pass the windows' blendshapes")
+    # the blendshape part of every baseline: the neutral faces' mean scores, held still
+    blend_base = np.repeat(shipped_neutral_blendshapes()[None], ig.net.window_length, axis=0) if net_blend else None
     if baselines.weights.shape[0] != n:
         raise ValueError(f"{baselines.weights.shape[0]} baseline weight rows for {n} inputs")
     net = ig.net
     shape = (n, len(net.pooling), net.n_landmarks, 3) if pooled else x.shape
+    blend_attr: np.ndarray | None = None
     attributions = np.zeros(shape, ig.dtype)
     output = np.zeros(n, ig.dtype)
     base_out = np.zeros(n, ig.dtype)
@@ -71,15 +83,22 @@ def attribute_against(
             continue
         window = baselines.windows(k, net.window_length, landmarks)
         if pooled:
-            a = ig.attribute_pooled(x[rows], pool(window[None], net.pooling, ig.dtype)[0], n_steps=n_steps, method=method, batch_size=batch_size)
+            base_pooled = pool(window[None], net.pooling, ig.dtype, None if blend_base is None else blend_base[None])[0]
+            a = ig.attribute_pooled(x[rows], base_pooled, n_steps=n_steps, method=method, batch_size=batch_size)
+        elif net_blend:
+            a = ig.attribute(x[rows], window, n_steps=n_steps, method=method, batch_size=batch_size, blendshapes=np.asarray(blendshapes)[rows], blendshape_baselines=blend_base)
         else:
             a = ig.attribute(x[rows], window, n_steps=n_steps, method=method, batch_size=batch_size)
         wk = w[rows].astype(ig.dtype)
         attributions[rows] += wk[:, None, None, None] * a.attributions
+        if a.blendshapes is not None:
+            if blend_attr is None:
+                blend_attr = np.zeros((n,) + a.blendshapes.shape[1:], ig.dtype)
+            blend_attr[rows] += wk[:, None, None] * a.blendshapes
         base_out[rows] += wk * a.baseline_output
         delta[rows] += wk * a.delta
         output[rows] = a.output
-    return Attribution(attributions, output, base_out, delta)
+    return Attribution(attributions, output, base_out, delta, blend_attr)
 
 
 @dataclass
@@ -165,6 +184,7 @@ def landmark_relevance(
     dtype: Precision = "float32",
     batch_size: int = 4096,
     tolerance: float = 1e-2,
+    blendshapes: np.ndarray | None = None,
 ) -> LandmarkRelevance:
     """Dataset-level relevance of ``net``'s landmarks over N samples (see the module docstring).
 
@@ -185,7 +205,7 @@ def landmark_relevance(
     if len(inputs) == 0:
         raise ValueError(f"no sample to explain {emotion or 'the emotion'} with")
     ig = IntegratedGradients(net, tolerance=tolerance, dtype=dtype)
-    attr = attribute_against(ig, inputs, baselines, lms, pooled=pooled, n_steps=n_steps, method=method, batch_size=batch_size)
+    attr = attribute_against(ig, inputs, baselines, lms, pooled=pooled, n_steps=n_steps, method=method, batch_size=batch_size, blendshapes=blendshapes)
     mean_abs = attr.per_landmark_abs().mean(axis=0).astype(np.float64)
     total = mean_abs.sum()
     relevance = mean_abs / total if total > 0 else np.full(len(lms), 1.0 / len(lms))

@@ -9,13 +9,17 @@ bundle called neutral), else the dataset's mean neutral face (``assets/neutral_f
 Each explained emotion becomes an entry of ``Prediction.attributions``::
 
     {"top": [{"landmark": int, "region": str, "weight": float}, ...],   # top-k by |weight|
+            # for models that read blendshapes, entries {"blendshape": str, "weight": float}
+            # compete in the same ranking
      "output": float,            # calibrated logit of the window
      "baseline_output": float,   # calibrated logit of the baseline
      "sum": float,               # sum of ALL attributions (~ output - baseline_output)
      "baseline": "track" | "dataset"}
 
 ``landmark`` is the index in MediaPipe's 468-point face mesh; ``weight`` is the landmark's
-attribution with x, y, z and time summed, in logit units.
+attribution with x, y, z and time summed, in logit units. A ``blendshape`` entry names one of
+MediaPipe's categories (e.g. ``browInnerUp``) with its attribution (time summed); its baseline
+is the track's neutral blendshapes, else the mean of RAF-DB train's neutral faces.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from realtime_fer.explain.baselines import shipped_neutral_face
+from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.regions import region_names
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
@@ -73,15 +77,20 @@ class StreamExplainer:
         self.thresholds = bundle.thresholds
         self._dataset_neutral = shipped_neutral_face()
         self._track_neutral: dict[int, np.ndarray] = {}
+        self.blendshape_names = bundle.blendshapes
+        self._dataset_neutral_blend = shipped_neutral_blendshapes() if self.blendshape_names else None
+        self._track_neutral_blend: dict[int, np.ndarray] = {}
         """track id -> its (468, 3) neutral face: the modelled landmarks from the track's last
         window called neutral, the others from the dataset's neutral face."""
 
     # -- baselines ------------------------------------------------------------------------------
-    def observe(self, track_id: int, top: str, inputs: Mapping[str, np.ndarray], row: int) -> None:
-        """Remember a track's neutral face when its window (row ``row`` of the per-emotion
-        ``inputs``) was called neutral."""
+    def observe(self, track_id: int, top: str, inputs: Mapping[str, np.ndarray], row: int, blendshapes: np.ndarray | None = None) -> None:
+        """Remember a track's neutral face (and blendshapes, (N, T, B)) when its window (row
+        ``row`` of the per-emotion ``inputs``) was called neutral."""
         if not (self.options.track_neutral and top == FALLBACK):
             return
+        if blendshapes is not None and self.blendshape_names:
+            self._track_neutral_blend[track_id] = np.asarray(blendshapes[row]).mean(axis=0)
         face = self._track_neutral.get(track_id)
         if face is None:
             face = self._dataset_neutral.copy()
@@ -92,6 +101,7 @@ class StreamExplainer:
     def forget(self, track_id: int) -> None:
         """Drop a lost track's baseline."""
         self._track_neutral.pop(track_id, None)
+        self._track_neutral_blend.pop(track_id, None)
 
     def _baseline(self, track_id: int) -> tuple[np.ndarray, str]:
         face = self._track_neutral.get(track_id)
@@ -110,6 +120,7 @@ class StreamExplainer:
         inputs: Mapping[str, np.ndarray],
         track_ids: Sequence[int],
         requests: Sequence[Sequence[str]],
+        blendshapes: np.ndarray | None = None,
     ) -> list[dict[str, dict]]:
         """Attributions of a scoring step.
 
@@ -117,12 +128,14 @@ class StreamExplainer:
             inputs: emotion -> (N, T, L_e, 3) windows of the N scored faces (the model inputs).
             track_ids: the N faces' track ids (for their neutral baselines).
             requests: for each face, the emotions to explain (see :meth:`to_explain`).
+            blendshapes: (N, T, B) the faces' blendshape windows, for bundles that read them.
 
         Returns:
             For each face, emotion -> attribution entry (see the module docstring).
         """
         out: list[dict[str, dict]] = [{} for _ in track_ids]
         bases = [self._baseline(t) for t in track_ids]
+        blend_bases = [self._track_neutral_blend.get(t, self._dataset_neutral_blend) for t in track_ids] if self.blendshape_names else None
         for emotion in self.engines:
             rows = [i for i, req in enumerate(requests) if emotion in req]
             if not rows:
@@ -130,14 +143,21 @@ class StreamExplainer:
             x = np.asarray(inputs[emotion])[rows]
             lms = self.landmarks[emotion]
             base = np.stack([np.broadcast_to(bases[i][0][lms], x.shape[1:]) for i in rows])
-            attr = self.engines[emotion].attribute(x, base, n_steps=self.options.n_steps, method=self.options.method)
+            extra = {}
+            if blend_bases is not None:
+                xb = np.asarray(blendshapes)[rows]
+                extra = {"blendshapes": xb, "blendshape_baselines": np.stack([np.broadcast_to(blend_bases[i], xb.shape[1:]) for i in rows])}
+            attr = self.engines[emotion].attribute(x, base, n_steps=self.options.n_steps, method=self.options.method, **extra)
             per_lm = attr.per_landmark()
+            per_bs = attr.per_blendshape()
             totals = attr.total
-            k = min(self.options.top_k, per_lm.shape[1])
             for j, i in enumerate(rows):
-                order = np.argsort(-np.abs(per_lm[j]), kind="stable")[:k]
+                items = [({"landmark": int(lms[m]), "region": self.regions[emotion][m]}, float(per_lm[j, m])) for m in range(per_lm.shape[1])]
+                if per_bs is not None:
+                    items += [({"blendshape": name}, float(per_bs[j, k])) for k, name in enumerate(self.blendshape_names)]
+                order = np.argsort([-abs(w) for _, w in items], kind="stable")[: self.options.top_k]
                 out[i][emotion] = {
-                    "top": [{"landmark": int(lms[m]), "region": self.regions[emotion][m], "weight": float(per_lm[j, m])} for m in order],
+                    "top": [{**items[m][0], "weight": items[m][1]} for m in order],
                     "output": float(attr.output[j]),
                     "baseline_output": float(attr.baseline_output[j]),
                     "sum": float(totals[j]),

@@ -276,6 +276,7 @@ class FeatureSelector:
         window_length: int,
         max_faces: int,
         reference: np.ndarray | None = None,
+        n_blendshapes: int = 0,
     ) -> None:
         if not emotions:
             raise ValueError("no emotions to select features for")
@@ -306,12 +307,15 @@ class FeatureSelector:
             self._batches[name] = self._flat[start : start + cap * t * 3 * (hi - lo)].reshape(cap, t, hi - lo, 3)
         self._points = np.zeros((cap, NUM_LANDMARKS, 3), dtype=np.float32)
         self._slots = np.zeros(cap, dtype=np.int64)
+        self.n_blendshapes = int(n_blendshapes)
+        self._blend_ring = np.zeros((cap, t, self.n_blendshapes), dtype=np.float32)
+        """Per-face blendshape scores, written at the same ring position as the landmarks."""
 
     @classmethod
     def for_bundle(cls, bundle: object, max_faces: int) -> FeatureSelector:
         """A selector for a :class:`~realtime_fer.models.bundle.ModelBundle`."""
         emotions = {name: entry.landmarks for name, entry in bundle.emotions.items()}  # type: ignore[attr-defined]
-        return cls(emotions, bundle.window_length, max_faces)  # type: ignore[attr-defined]
+        return cls(emotions, bundle.window_length, max_faces, n_blendshapes=len(bundle.blendshapes or ()))  # type: ignore[attr-defined]
 
     def landmarks_of(self, emotion: str) -> np.ndarray:
         """The mesh landmark indices gathered for ``emotion``, in its model's input order."""
@@ -336,15 +340,23 @@ class FeatureSelector:
         """True when ``slot`` holds a full window."""
         return bool(self._filled[slot] >= self.window_length)
 
+    def gather_blendshapes(self, slots: Sequence[int]) -> np.ndarray | None:
+        """The blendshape windows (len(slots), T, B) of ready faces, oldest frame first (a new
+        array), or ``None`` when the selector keeps no blendshapes."""
+        if not self.n_blendshapes:
+            return None
+        return np.stack([np.roll(self._blend_ring[s], -int(self._head[s]), axis=0) for s in slots]) if len(slots) else np.zeros((0, self.window_length, self.n_blendshapes), np.float32)
+
     def window(self, slot: int) -> np.ndarray:
         """A copy of ``slot``'s window over the landmark union (T, L_union, 3), oldest frame
         first (valid once :meth:`ready`)."""
         return np.roll(self._ring[slot], -int(self._head[slot]), axis=0)
 
     # -- per frame ----------------------------------------------------------------------------
-    def push(self, slots: Sequence[int], points: Sequence[np.ndarray]) -> None:
+    def push(self, slots: Sequence[int], points: Sequence[np.ndarray], blendshapes: Sequence[np.ndarray | None] | None = None) -> None:
         """Normalise and append one frame for each face: ``points[i]`` (478|468, 3) pixel
-        landmarks go to ring ``slots[i]``."""
+        landmarks go to ring ``slots[i]``, with ``blendshapes[i]`` (B,) when the selector keeps
+        blendshapes (a face without them gets zeros)."""
         n = len(slots)
         if n == 0:
             return
@@ -356,6 +368,10 @@ class FeatureSelector:
         self._slots[:n] = slots
         if int(self._slots[:n].min()) < 0 or int(self._slots[:n].max()) >= self.max_faces:
             raise ValueError(f"slots must be in [0, {self.max_faces})")
+        if self.n_blendshapes:
+            for i, slot in enumerate(slots):
+                b = blendshapes[i] if blendshapes is not None else None
+                self._blend_ring[slot, self._head[slot]] = b if b is not None and len(b) == self.n_blendshapes else 0.0
         _push_faces(buf, self._slots[:n], ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._head, self._filled)
 
     def gather(self, slots: Sequence[int]) -> dict[str, np.ndarray]:

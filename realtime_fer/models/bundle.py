@@ -26,7 +26,7 @@ from realtime_fer.errors import BundleError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.models.network import Network
-from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORE, save_onnx
+from realtime_fer.models.onnx_export import BLENDSHAPES_NAME, INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORE, save_onnx
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,13 @@ class ModelBundle:
         return int(self.manifest["window"]["hop"])
 
     @property
+    def blendshapes(self) -> list[str] | None:
+        """The blendshape categories every model reads beside its landmarks (in input order),
+        or ``None`` for landmark-only bundles."""
+        names = self.manifest.get("blendshapes")
+        return list(names) if names else None
+
+    @property
     def landmark_union(self) -> np.ndarray:
         """Sorted union of all emotions' landmark indices."""
         return np.unique(np.concatenate([np.asarray(e.landmarks, np.int64) for e in self.emotions.values()]))
@@ -100,7 +107,7 @@ class ModelBundle:
             raise BundleError(f"bundle {self.path} has no model for {emotion!r}; it has {', '.join(self.emotions)}")
         entry = self.emotions[emotion]
         net = load_network(self.path / entry.file)
-        if net.n_landmarks != len(entry.landmarks) or net.window_length != self.window_length:
+        if net.n_landmarks != len(entry.landmarks) or net.window_length != self.window_length or net.n_blendshapes != len(self.blendshapes or ()):
             raise BundleError(f"bundle {self.path}: {entry.file} takes [{net.window_length}, {net.n_landmarks}] windows, the manifest says [{self.window_length}, {len(entry.landmarks)}]")
         return net
 
@@ -135,6 +142,7 @@ def write_bundle(
     normalisation: dict[str, Any] | None = None,
     landmarker: dict[str, Any] | None = None,
     overwrite: bool = True,
+    blendshapes: list[str] | None = None,
 ) -> Path:
     """Write a bundle folder (ONNX per emotion + manifest with hashes); returns its path."""
     out = Path(path)
@@ -166,6 +174,7 @@ def write_bundle(
         "emotions": emotions,
         "window": window,
         "input": {"name": INPUT_NAME, "shape": ["batch", window["length"], "n_landmarks", 3], "dtype": "float32"},
+        **({"blendshapes": list(blendshapes), "blendshapes_input": {"name": BLENDSHAPES_NAME, "shape": ["batch", window["length"], len(blendshapes)], "dtype": "float32"}} if blendshapes else {}),
         "outputs": {"probability": OUTPUT_PROBABILITY, "score": OUTPUT_SCORE},
         "decision": {"rule": "argmax of probability among emotions at or above their threshold", "fallback": FALLBACK},
         "normalisation": normalisation or {},
@@ -227,13 +236,14 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise BundleError(f"bundle {root}: manifest lists no sha256 for {entry.file}")
         if verify_hashes and _sha256(f) != files[entry.file]:
             raise BundleError(f"bundle {root}: {entry.file} is corrupt (sha256 differs from the manifest)")
-        _check_model_input(root, entry, length)
+        _check_model_input(root, entry, length, len(manifest.get("blendshapes") or ()))
     log.info("loaded bundle %s: %s", root, ", ".join(entries))
     return ModelBundle(path=root, manifest=manifest, emotions=entries)
 
 
-def _check_model_input(root: Path, entry: EmotionEntry, length: int) -> None:
-    """The ONNX model of ``entry`` must take ``window`` [batch, length, len(landmarks), 3]."""
+def _check_model_input(root: Path, entry: EmotionEntry, length: int, n_blendshapes: int = 0) -> None:
+    """The ONNX model of ``entry`` must take ``window`` [batch, length, len(landmarks), 3] (and
+    ``blendshapes`` [batch, length, B] when the manifest lists B blendshapes)."""
     import onnx
 
     try:
@@ -248,4 +258,11 @@ def _check_model_input(root: Path, entry: EmotionEntry, length: int) -> None:
             f"bundle {root}: {entry.file} takes input {shown}, but the manifest says "
             f"{INPUT_NAME}[batch, {length}, {len(entry.landmarks)}, 3] (window length {length}, "
             f"{len(entry.landmarks)} landmarks for {entry.name!r})"
+        )
+    second = graph.input[1] if len(graph.input) > 1 else None
+    bdims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in second.type.tensor_type.shape.dim] if second is not None else []
+    if (n_blendshapes and (second is None or second.name != BLENDSHAPES_NAME or bdims[1:] != [length, n_blendshapes])) or (not n_blendshapes and second is not None):
+        raise BundleError(
+            f"bundle {root}: {entry.file} takes {'no blendshapes' if second is None else f'{second.name}{bdims}'}, but the manifest says "
+            + (f"{BLENDSHAPES_NAME}[batch, {length}, {n_blendshapes}]" if n_blendshapes else "none")
         )

@@ -3,8 +3,8 @@
 A bundle stores one ONNX file per emotion (each can be evaluated, pruned and replaced on its
 own). At run time the per-call cost of eight sessions (argument conversion, thread hand-offs,
 output allocation) is larger than the arithmetic of these small networks, so the scorer joins
-them side by side into one graph: every emotion keeps its own input ``<emotion>/window`` and
-output ``<emotion>/probability`` (names prefixed with ``<emotion>/``), and nothing else changes.
+them side by side into one graph: every emotion keeps its own input ``<emotion>/window`` (and
+``<emotion>/blendshapes`` for models that read them) and output ``<emotion>/probability`` (names prefixed with ``<emotion>/``), and nothing else changes.
 The join is done in memory when the bundle is loaded; the files on disk stay as they are.
 """
 
@@ -15,12 +15,17 @@ from typing import Mapping
 import onnx
 from onnx import compose, helper
 
-from realtime_fer.models.onnx_export import INPUT_NAME, OPSET, OUTPUT_PROBABILITY
+from realtime_fer.models.onnx_export import BLENDSHAPES_NAME, INPUT_NAME, OPSET, OUTPUT_PROBABILITY
 
 
 def input_name(emotion: str) -> str:
     """The fused graph's input for ``emotion``'s window."""
     return f"{emotion}/{INPUT_NAME}"
+
+
+def blendshapes_input_name(emotion: str) -> str:
+    """The fused graph's input for ``emotion``'s blendshapes (models that read them)."""
+    return f"{emotion}/{BLENDSHAPES_NAME}"
 
 
 def output_name(emotion: str) -> str:
@@ -52,10 +57,12 @@ def fuse_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto:
         graph = compose.add_prefix(model, prefix=f"{emotion}/").graph  # returns a prefixed copy
         nodes.extend(graph.node)
         inits.extend(graph.initializer)
-        inputs.extend(v for v in graph.input if v.name == input_name(emotion))
-        outputs.extend(v for v in graph.output if v.name == output_name(emotion))
-        if len(inputs) != len(outputs) or not inputs or inputs[-1].name != input_name(emotion):
+        own = [v for v in graph.input if v.name == input_name(emotion)]
+        outs = [v for v in graph.output if v.name == output_name(emotion)]
+        if len(own) != 1 or len(outs) != 1:
             raise ValueError(f"the {emotion!r} model has no {INPUT_NAME!r} input or {OUTPUT_PROBABILITY!r} output")
+        inputs.extend(own + [v for v in graph.input if v.name == blendshapes_input_name(emotion)])
+        outputs.extend(outs)
     fused = helper.make_model(
         helper.make_graph(nodes, "realtime_fer_emotions", inputs, outputs, inits),
         opset_imports=[helper.make_opsetid("", OPSET)],

@@ -14,7 +14,7 @@ import numpy as np
 
 from realtime_fer.errors import BundleError
 from realtime_fer.models.bundle import ModelBundle
-from realtime_fer.models.fused import fuse_models, input_name, input_shape, output_name
+from realtime_fer.models.fused import blendshapes_input_name, fuse_models, input_name, input_shape, output_name
 from realtime_fer.models.onnx_export import INPUT_NAME
 from realtime_fer.models.runtime import Device, make_session
 
@@ -63,18 +63,28 @@ class BundleScorer:
             raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
         self._outputs = [output_name(e) for e in self.emotions]
         self._inputs = {e: input_name(e) for e in self.emotions}
+        self.n_blendshapes = len(bundle.blendshapes or ())
+        self._blend_inputs = {e: blendshapes_input_name(e) for e in self.emotions} if self.n_blendshapes else {}
         self.provider: str = self.session.get_providers()[0]
         log.info("%d emotion models run in one onnxruntime session on %s", len(self.emotions), self.provider)
 
-    def predict_subsets(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict_subsets(self, inputs: Mapping[str, np.ndarray], blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Emotion -> (N,) calibrated probabilities (float32) for per-emotion windows
-        (N, T, L_e, 3) float32, each already holding its model's landmarks in order."""
-        outs = self.session.run(self._outputs, {self._inputs[e]: inputs[e] for e in self.emotions})
+        (N, T, L_e, 3) float32, each already holding its model's landmarks in order, and (for
+        bundles that read them) the faces' blendshapes (N, T, B) float32."""
+        feed = {self._inputs[e]: inputs[e] for e in self.emotions}
+        if self.n_blendshapes:
+            if blendshapes is None:
+                raise ValueError(f"bundle {self.bundle.path} reads blendshapes: pass them (the landmarker must compute them)")
+            b = np.ascontiguousarray(blendshapes, dtype=np.float32)
+            feed.update({name: b for name in self._blend_inputs.values()})
+        outs = self.session.run(self._outputs, feed)
         return {e: o.reshape(-1) for e, o in zip(self.emotions, outs)}
 
-    def predict(self, windows: np.ndarray) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per emotion for full-mesh windows (N, T, 468, 3)."""
+    def predict(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per emotion for full-mesh windows (N, T, 468, 3) (and their
+        blendshapes (N, T, B) for bundles that read them)."""
         w = np.asarray(windows, dtype=np.float32)
         if w.ndim != 4 or w.shape[1] != self.bundle.window_length or w.shape[3] != 3:
             raise ValueError(f"expected windows (N, {self.bundle.window_length}, 468, 3), got {w.shape}")
-        return self.predict_subsets({e: np.ascontiguousarray(w[:, :, self.indices[e], :]) for e in self.emotions})
+        return self.predict_subsets({e: np.ascontiguousarray(w[:, :, self.indices[e], :]) for e in self.emotions}, blendshapes)

@@ -40,8 +40,11 @@ def draw_attributions(out: np.ndarray, points: np.ndarray, prediction: Predictio
     entry = prediction.attributions.get(prediction.top)
     if not entry or not entry.get("top"):
         return
-    biggest = max(abs(t["weight"]) for t in entry["top"]) or 1.0
-    for t in entry["top"]:
+    marks = [t for t in entry["top"] if "landmark" in t]  # blendshape entries have no place on the face
+    if not marks:
+        return
+    biggest = max(abs(t["weight"]) for t in marks) or 1.0
+    for t in marks:
         x, y = (int(round(v)) for v in points[t["landmark"], :2])
         radius = 3 + int(round(7 * abs(t["weight"]) / biggest))
         cv2.circle(out, (x, y), radius, _FOR if t["weight"] > 0 else _AGAINST, 2, cv2.LINE_AA)

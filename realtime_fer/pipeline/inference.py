@@ -37,6 +37,7 @@ class WindowScorer:
                 raise BundleError(f"emotion {name!r}: the selector gathers other landmarks than the model reads")
         self.provider: str = scorer.provider
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3)."""
-        return {e: p.astype(np.float64) for e, p in self.scorer.predict_subsets(inputs).items()}
+    def predict(self, inputs: Mapping[str, np.ndarray], blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3) (and the faces'
+        blendshape windows (N, T, B) for bundles that read them)."""
+        return {e: p.astype(np.float64) for e, p in self.scorer.predict_subsets(inputs, blendshapes).items()}

@@ -19,6 +19,7 @@ returns, and ``bench`` times it stage by stage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -153,6 +154,9 @@ class FrameProcessor:
         from realtime_fer.models.bundle import load_bundle
 
         bundle = bundle if bundle is not None else load_bundle(config.model)
+        if bundle.blendshapes and not config.landmarker.blendshapes:
+            log.info("the model reads blendshapes: the landmarker computes them")
+            config = dataclasses.replace(config, landmarker=dataclasses.replace(config.landmarker, blendshapes=True))
         scorer = BundleScorer(bundle, config.device)
         plan = reserve_plan(config.pin_threads)
         if plan is not None:
@@ -175,7 +179,8 @@ class FrameProcessor:
         t0 = time.perf_counter()
         self.selector.warm_up()
         inputs = {name: np.zeros((1, self.window_length, len(self.selector.landmarks_of(name)), 3), np.float32) for name in self.emotions}
-        self.models.predict(inputs)
+        blend = np.zeros((1, self.window_length, self.selector.n_blendshapes), np.float32) if self.selector.n_blendshapes else None
+        self.models.predict(inputs, blend)
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -251,13 +256,15 @@ class FrameProcessor:
             result.faces.append(FaceResult(track.track_id, det.bbox, det.points, new=update.is_new(track), blendshapes=det.blendshapes))
         slots = [t.slot for t in tracks]
         points = [f.points for f in result.faces]
+        blends = [f.blendshapes for f in result.faces]
         repeats = self.window_length if pending.still else 1
         for _ in range(repeats):
-            self.selector.push(slots, points)
+            self.selector.push(slots, points, blends)
         self.frames += 1
         scoring = pending.still or (self.frames - 1) % self.hop == 0
         ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
         inputs = self.selector.gather([tracks[i].slot for i in ready]) if ready else None
+        blend_windows = self.selector.gather_blendshapes([tracks[i].slot for i in ready]) if ready else None
         t2 = time.perf_counter()
         times.features = t2 - t1
 
@@ -268,7 +275,7 @@ class FrameProcessor:
             adapted = [self.adaptation.track(t).ready for t in ids]
             self.adaptation.correct(inputs, ids)
         if inputs is not None:
-            probs = self.models.predict(inputs)
+            probs = self.models.predict(inputs, blend_windows)
             t_s = pending.timestamp_ms / 1000.0
             smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
@@ -277,7 +284,7 @@ class FrameProcessor:
                     self.adaptation.observe(result.faces[i].track_id, unadapted[row], t_s, str(tops[row]) == FALLBACK)
             t3 = time.perf_counter()
             times.inference = t3 - t2
-            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready])
+            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows)
             times.explain = time.perf_counter() - t3
             h, w = frame.image.shape[:2]
             for row, i in enumerate(ready):
@@ -300,7 +307,7 @@ class FrameProcessor:
             times.scored = len(ready)
         return result
 
-    def _explain(self, inputs: dict[str, np.ndarray], probs: dict[str, np.ndarray], tops: np.ndarray, track_ids: list[int]) -> list[dict]:
+    def _explain(self, inputs: dict[str, np.ndarray], probs: dict[str, np.ndarray], tops: np.ndarray, track_ids: list[int], blendshapes: np.ndarray | None = None) -> list[dict]:
         """Attributions of each scored face (empty dicts when explanations are off)."""
         if self.explainer is None:
             return [{} for _ in track_ids]
@@ -308,8 +315,8 @@ class FrameProcessor:
         for row, track_id in enumerate(track_ids):
             top = str(tops[row])
             requests.append(self.explainer.to_explain({name: float(probs[name][row]) for name in self.emotions}, top))
-            self.explainer.observe(track_id, top, inputs, row)
-        return self.explainer.explain(inputs, track_ids, requests)
+            self.explainer.observe(track_id, top, inputs, row, blendshapes)
+        return self.explainer.explain(inputs, track_ids, requests, blendshapes)
 
     def end_tracks(self) -> list[int]:
         """End every live track (source lost, end of run); returns their ids."""

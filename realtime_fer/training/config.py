@@ -63,6 +63,9 @@ class ModelOptions:
     """Landmark indices (of the 468-point mesh) for every emotion; default all."""
     landmark_subsets: dict[str, list[int]] = field(default_factory=dict)
     """Per-emotion landmark subsets (from pruning); override ``landmarks``."""
+    blendshapes: bool = False
+    """The models also read MediaPipe's 52 blendshape scores of each frame (extraction and the
+    live landmarker then compute them)."""
     threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
     randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
     torch: TorchOptions = field(default_factory=TorchOptions)

@@ -14,6 +14,7 @@ out of the per-emotion figures.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.extract import default_options, extract_dataset
 from realtime_fer.data.layouts import Discovery
 from realtime_fer.data._worker import FALLBACK_FPS
 from realtime_fer.data.windows import iter_window_chunks, video_windows
@@ -61,6 +62,9 @@ def evaluate(
     by window as the stream does (:mod:`realtime_fer.features.adaptation`)."""
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
+    blend = bool(model.blendshapes)
+    if blend:  # the models read blendshapes: extract them too
+        landmarker = dataclasses.replace(landmarker or default_options(), blendshapes=True)
     res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
     if not res.samples:
         raise DataError(f"no readable sample in {data_dir}")
@@ -70,8 +74,9 @@ def evaluate(
     decided: list[np.ndarray] = []
     owners = []
     stills = [i for i, s in enumerate(res.samples) if s.ref.kind == "image"]
-    for wins, own in iter_window_chunks([res.samples[i] for i in stills], window, jitter=False):
-        p = scorer.predict(wins)
+    for chunk in iter_window_chunks([res.samples[i] for i in stills], window, jitter=False, blendshapes=blend):
+        wins, own = chunk[0], chunk[1]
+        p = scorer.predict(wins, chunk[2] if blend else None)
         for e in model.emotions:
             probs[e].append(p[e])
         decided.append(decide(p, model.thresholds))
@@ -81,15 +86,17 @@ def evaluate(
     for i, s in enumerate(res.samples):
         if s.ref.kind == "image":
             continue
-        wins, ends = video_windows(s, window)
+        wins, ends, *rest = video_windows(s, window, blendshapes=blend)
+        bwins = rest[0] if rest else None
         if len(wins) == 0:
             clip_rows[i] = np.zeros(0, np.int64)
             continue
         fps = s.fps or FALLBACK_FPS
         if adaptation is not None and adaptation.enabled:
-            p, tops = adapted_clip(scorer, model, wins, ends, fps, window.hop, smoothing, adaptation)
+            p, tops = adapted_clip(scorer, model, wins, ends, fps, window.hop, smoothing, adaptation, bwins)
         else:
-            p = {e: np.concatenate([scorer.predict(wins[k : k + 2048])[e] for k in range(0, len(wins), 2048)]) for e in model.emotions}
+            parts = [scorer.predict(wins[k : k + 2048], None if bwins is None else bwins[k : k + 2048]) for k in range(0, len(wins), 2048)]
+            p = {e: np.concatenate([q[e] for q in parts]) for e in model.emotions}
             tops = decide(smooth_clip(p, ends, fps, window.hop, smoothing), model.thresholds)
         for e in model.emotions:
             probs[e].append(p[e])
@@ -180,6 +187,7 @@ def adapted_clip(
     hop: int,
     smoothing: SmoothingOptions,
     adaptation: AdaptationOptions,
+    blendshapes: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Score one clip window by window as the live stream does with person adaptation: each
     window is corrected by the resting face learnt from the windows before it, smoothed and
@@ -197,7 +205,7 @@ def adapted_clip(
             track += 1
         inputs = {e: np.ascontiguousarray(wins[k : k + 1][:, :, idx, :]) for e, idx in subsets.items()}
         adapt.correct(inputs, [track])
-        p = scorer.predict_subsets(inputs)
+        p = scorer.predict_subsets(inputs, None if blendshapes is None else blendshapes[k : k + 1])
         for e in probs:
             probs[e][k] = p[e][0]
         sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, ends[k] / fps)

@@ -51,7 +51,7 @@ def fit_models(
     for subset, emotions in by_subset.items():
         x = data.features[np.ix_(rows, data.columns(subset))]
         pos = {e: np.array([positives[e]]) for e in emotions}
-        kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling)
+        kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)
         if family == "randomized":
             nets.update(fit_randomized(x, codes[rows], pos, randomized or RandomizedOptions(), **kwargs))
         elif family == "torch":

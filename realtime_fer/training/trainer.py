@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,11 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from realtime_fer.config_io import to_dict
-from realtime_fer.data.extract import ExtractedSample, extract_dataset
+from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset
 from realtime_fer.data.motion import MotionBank, MotionOptions
 from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
-from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
+from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS, LandmarkerOptions
 from realtime_fer.landmarks.model_file import PINNED_SHA256
 from realtime_fer.landmarks.normalize import ANCHORS
 from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
@@ -41,6 +42,15 @@ class LabelledData:
     sources: list[dict[str, Any]] = field(default_factory=list)
 
 
+def extraction_options(config: TrainConfig) -> LandmarkerOptions:
+    """The landmarker options for the config's data: ``landmarker`` (default: the dataset
+    extractor's), computing blendshapes when the models read them."""
+    opts = dataclasses.replace(config.landmarker) if config.landmarker is not None else default_options()
+    if config.model.blendshapes:
+        opts.blendshapes = True
+    return opts
+
+
 def load_sources(config: TrainConfig, progress: bool = True) -> LabelledData:
     """Extract (or read from cache) every source of ``config.data``; samples without any
     detected face are dropped (and counted in the per-source report)."""
@@ -48,7 +58,7 @@ def load_sources(config: TrainConfig, progress: bool = True) -> LabelledData:
     groups: list[str] = []
     reports = []
     for src in config.data.sources:
-        res = extract_dataset(src.path, config.data.cache_dir, config.landmarker, workers=config.data.workers or None, progress=progress)
+        res = extract_dataset(src.path, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
         name = src.name or Path(src.path).name
         kept = [s for s in res.samples if s.detected.any()]
         samples += kept
@@ -145,8 +155,9 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     motion_train, motion_cal = motion_banks(config, progress)
-    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train)
-    plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video)
+    blend = config.model.blendshapes
+    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend)
+    plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
     train_rows = _rows_of(jittered.owner, split == TRAIN)
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
@@ -155,9 +166,9 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         # calibration windows set in motion by clips that training never saw: thresholds for
         # talking faces; they are appended to ``plain`` so rows index one set
         cal_samples = np.flatnonzero(split == CALIBRATION)
-        moving = pooled_set([data.samples[i] for i in cal_samples], config.window, pooling, jitter=True, seed=config.seed + 1, max_windows=config.data.max_windows_per_video, motion=motion_cal)
+        moving = pooled_set([data.samples[i] for i in cal_samples], config.window, pooling, jitter=True, seed=config.seed + 1, max_windows=config.data.max_windows_per_video, motion=motion_cal, blendshapes=blend)
         cal_rows = len(plain.features) + np.arange(len(moving.features))
-        plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling)
+        plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
     else:
         cal_rows = _rows_of(plain.owner, split == CALIBRATION)
@@ -183,7 +194,7 @@ def motion_banks(config: TrainConfig, progress: bool = False) -> tuple[tuple[Mot
     opts = config.data.motion
     if not opts.sources:
         return None, None
-    bank = MotionBank.from_videos(opts.sources, config.data.cache_dir, workers=config.data.workers or None, progress=progress)
+    bank = MotionBank.from_videos(opts.sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
     if not opts.calibrate_with_motion or bank.n_clips < 2:
         return (bank, opts), None
     train_bank, cal_bank = bank.split(opts.calibration_share, seed=config.seed)
@@ -253,7 +264,8 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
             **(extra_training or {}),
         },
         normalisation={"method": "similarity (Procrustes) fit of rigid anchors to the reference face", "anchors": list(ANCHORS), "reference": "realtime_fer/assets/reference_face.npy"},
-        landmarker={"model_sha256": PINNED_SHA256, "pad_fraction_stills": (config.landmarker.pad_fraction if config.landmarker else 0.25)},
+        landmarker={"model_sha256": PINNED_SHA256, "pad_fraction_stills": extraction_options(config).pad_fraction, "blendshapes": bool(config.model.blendshapes)},
+        blendshapes=list(BLENDSHAPE_NAMES) if config.model.blendshapes else None,
     )
 
 
