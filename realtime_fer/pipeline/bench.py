@@ -24,6 +24,8 @@ to :data:`LIVE_KEEP_FRAMES` of the frames it saw.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 import time
@@ -341,6 +343,9 @@ def run_bench(
         FerError: the bundle or the source cannot be opened.
     """
     bundle = load_bundle(config.model)
+    if bundle.blendshapes and not config.landmarker.blendshapes:
+        # the pipeline's landmarker computes them for this model: so does the bare loop
+        config = dataclasses.replace(config, landmarker=dataclasses.replace(config.landmarker, blendshapes=True))
     load_before = os.getloadavg()
     if parse_source(source_arg).is_live:  # opened once only: a stream server may take one client
         return _bench_live(source_arg, config, bundle, duration_s, load_before)
