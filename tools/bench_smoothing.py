@@ -4,7 +4,8 @@ For each time constant ``tau`` (and no smoothing), on the labelled clips of ``--
 
 * **flicker**: changes of the published ``top`` per second of each clip (a talking face should
   not jump between emotions);
-* **window recall** of the video protocol (share of windows published as the clip's label);
+* **windows right**: the share of all windows published as their clip's label (pooled over
+  clips, not the protocol's mean per-class recall);
 * **decision latency**: the clips of one person are played back to back (by default MEAD's
   ``neutral.mp4`` then ``happy.mp4``, the same man), and the delay from the switch to the first
   window from which ``top`` is (in at least 90 % of the windows after it) the second clip's
@@ -16,6 +17,7 @@ For each time constant ``tau`` (and no smoothing), on the labelled clips of ``--
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtime_fer.data._worker import FALLBACK_FPS  # noqa: E402
-from realtime_fer.data.extract import extract_dataset  # noqa: E402
+from realtime_fer.data.extract import default_options, extract_dataset  # noqa: E402
 from realtime_fer.data.windows import video_windows  # noqa: E402
 from realtime_fer.features.windows import WindowOptions  # noqa: E402
 from realtime_fer.models.bundle import decide, load_bundle  # noqa: E402
@@ -47,18 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(args.model)
     scorer = BundleScorer(bundle, "cpu")
     window = WindowOptions(length=bundle.window_length, hop=bundle.hop)
-    res = extract_dataset(args.data, args.cache, progress=False)
+    blend = bool(bundle.blendshapes)
+    options = dataclasses.replace(default_options(), blendshapes=blend)
+    res = extract_dataset(args.data, args.cache, options, progress=False)
     clips = {}
     for s in res.samples:
-        wins, ends = video_windows(s, window)
+        wins, ends, *rest = video_windows(s, window, blendshapes=blend)
         if len(wins):
             fps = s.fps or FALLBACK_FPS
-            p = scorer.predict(wins)
+            p = scorer.predict(wins, rest[0] if rest else None)
             clips[s.ref.path.name] = (s.ref.label, p, ends / fps, len(s.landmarks) / fps)
     first, second = args.switch.split(",")
     report = {}
     print(f"model {bundle.path.name}: window {bundle.window_length} frames, hop {bundle.hop}")
-    print(f"{'tau s':>6} {'flicker /s':>11} {'window recall':>14} {'latency s':>10}")
+    print(f"{'tau s':>6} {'flicker /s':>11} {'windows right':>14} {'latency s':>10}")
     for tau in (float(t) for t in args.taus.split(",")):
         opts = SmoothingOptions(method="none") if tau == 0 else SmoothingOptions(time_constant_s=tau)
         flicker, hits, total = [], 0, 0
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = top[k0:] == label2
             stays = [k for k in range(len(ok)) if ok[k:].mean() >= 0.9]  # from here on, mostly the new label
             latency = float(t[k0 + stays[0]] - d1) if stays else None  # from the switch: includes filling the window
-        report[tau] = {"flicker_per_s": float(np.mean(flicker)), "window_recall": hits / total, "latency_s": latency}
+        report[tau] = {"flicker_per_s": float(np.mean(flicker)), "windows_right": hits / total, "latency_s": latency}
         lat = "-" if latency is None else f"{latency:.2f}"
         print(f"{tau:>6.2f} {np.mean(flicker):>11.2f} {hits / total:>14.3f} {lat:>10}")
     if args.output:
