@@ -82,17 +82,23 @@ def test_options_are_checked() -> None:
         AdaptationOptions(warmup_s=-1)
 
 
-def test_analyze_publishes_adapted_predictions(shared_data: Path, tmp_path: Path) -> None:
+def _analyze(clip: Path, config: str, tmp_path: Path) -> list[Prediction]:
+    """The predictions of ``realtime-fer analyze CLIP`` with a runtime config of ``config``."""
     require_bundle()
-    cfg = tmp_path / "adapt.yaml"
-    cfg.write_text("adaptation: {enabled: true, warmup_s: 0.3, max_spread: 1.0, require_neutral: false}\nexplain: {enabled: false}\n")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(config)
     out = tmp_path / "out.jsonl"
     r = subprocess.run(
-        [sys.executable, "-m", "realtime_fer", "analyze", str(shared_data / "video" / "mead" / "neutral.mp4"), "--output", str(out), "--config", str(cfg), *model_cli_args()],
+        [sys.executable, "-m", "realtime_fer", "analyze", str(clip), "--output", str(out), "--config", str(cfg), *model_cli_args()],
         capture_output=True, text=True, cwd=ROOT, timeout=180,
     )
     assert r.returncode == 0, r.stderr
-    preds = [m for m in (message_from_dict(json.loads(line)) for line in out.read_text().splitlines()) if isinstance(m, Prediction)]
+    return [m for m in (message_from_dict(json.loads(line)) for line in out.read_text().splitlines()) if isinstance(m, Prediction)]
+
+
+def test_analyze_publishes_adapted_predictions(shared_data: Path, tmp_path: Path) -> None:
+    config = "adaptation: {enabled: true, warmup_s: 0.3, max_spread: 1.0, require_neutral: false}\nexplain: {enabled: false}\n"
+    preds = _analyze(shared_data / "video" / "mead" / "neutral.mp4", config, tmp_path)
     flags = [p.adapted for p in preds]
     assert flags[0] is False and flags[-1] is True and flags == sorted(flags)  # cold start, then adapted
     assert all(p.smoothed is not None and set(p.smoothed) == set(p.probabilities) for p in preds)
@@ -102,16 +108,7 @@ def test_blendshapes_are_published_per_face(shared_data: Path, tmp_path: Path) -
     """With landmarker.blendshapes on, every prediction carries the face's 52 named scores."""
     from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
 
-    require_bundle()
-    cfg = tmp_path / "bs.yaml"
-    cfg.write_text("landmarker: {blendshapes: true}\nexplain: {enabled: false}\n")
-    out = tmp_path / "out.jsonl"
-    r = subprocess.run(
-        [sys.executable, "-m", "realtime_fer", "analyze", str(shared_data / "video" / "mead" / "happy.mp4"), "--output", str(out), "--config", str(cfg), *model_cli_args()],
-        capture_output=True, text=True, cwd=ROOT, timeout=180,
-    )
-    assert r.returncode == 0, r.stderr
-    preds = [m for m in (message_from_dict(json.loads(line)) for line in out.read_text().splitlines()) if isinstance(m, Prediction)]
+    preds = _analyze(shared_data / "video" / "mead" / "happy.mp4", "landmarker: {blendshapes: true}\nexplain: {enabled: false}\n", tmp_path)
     assert preds and all(list(p.blendshapes) == list(BLENDSHAPE_NAMES) for p in preds)
     smile = np.mean([(p.blendshapes["mouthSmileLeft"] + p.blendshapes["mouthSmileRight"]) / 2 for p in preds])
     assert smile > 0.3  # the happy clip smiles

@@ -16,17 +16,14 @@ from fer_testdata import RAF_LABELS, ck_subset, imagefolder, link, session_cache
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
 from realtime_fer.models.bundle import load_bundle
 from realtime_fer.publish import Prediction, message_from_dict
-from test_train_cli import fer, write_config
+from test_train_cli import fer, write_video_recipe_config
 
 
 @pytest.fixture(scope="module")
 def bundle(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("blend_models")
     srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    talking = shared_data / "video" / "talking"
-    cfg = write_config(root / "train.yaml", srcs, session_cache(tmp_path_factory))
-    text = cfg.read_text().replace("  workers: 2\n", f"  workers: 2\n  motion: {{sources: ['{talking / 'nice_clip1.mp4'}', '{talking / 'happyenglish_clip1.mp4'}']}}\n")
-    cfg.write_text(text.replace("model:\n", "model:\n  pooling: [mean, std]\n  blendshapes: true\n"))
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
     out = root / "bundle"
     proc = fer("train", "--config", cfg, "--output", out, "--no-progress", cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

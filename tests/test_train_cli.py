@@ -84,6 +84,15 @@ output: "{path.parent / 'default_output'}"
     return path
 
 
+def write_video_recipe_config(path: Path, sources: dict[str, Path], cache: Path, talking: Path, model: str) -> Path:
+    """:func:`write_config` with speech motion from two real talking clips and the extra
+    ``model`` keys (YAML lines, e.g. ``"  pooling: [mean, std]\\n"``)."""
+    cfg = write_config(path, sources, cache)
+    text = cfg.read_text().replace("  workers: 2\n", f"  workers: 2\n  motion: {{sources: ['{talking / 'nice_clip1.mp4'}', '{talking / 'happyenglish_clip1.mp4'}']}}\n")
+    cfg.write_text(text.replace("model:\n", "model:\n" + model))
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def config(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, work: Path) -> Path:
     return write_config(work / "train.yaml", sources, session_cache(tmp_path_factory))

@@ -88,7 +88,7 @@ def test_leave_one_actor_out(shared_data: Path, tmp_path_factory: pytest.TempPat
     with speech motion and spread pooling on stills plus the other actor's clips, and scores
     its own actor's clips; every clip is scored once."""
     from fer_testdata import RAF_LABELS, ck_subset, imagefolder
-    from test_train_cli import assert_clean_error, write_config
+    from test_train_cli import assert_clean_error, write_video_recipe_config
 
     root = tmp_path_factory.mktemp("loao")
     data = root / "clips"
@@ -98,10 +98,7 @@ def test_leave_one_actor_out(shared_data: Path, tmp_path_factory: pytest.TempPat
     groups = root / "actors.yaml"
     groups.write_text("happy.mp4: man\nneutral.mp4: man\nfear.mp4: woman\nsurprise.mp4: woman\n")
     srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    talking = shared_data / "video" / "talking"
-    cfg = write_config(root / "train.yaml", srcs, session_cache(tmp_path_factory))
-    text = cfg.read_text().replace("  workers: 2\n", f"  workers: 2\n  motion: {{sources: ['{talking / 'nice_clip1.mp4'}', '{talking / 'happyenglish_clip1.mp4'}']}}\n")
-    cfg.write_text(text.replace("model:\n", "model:\n  pooling: [mean, std]\n"))
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n")
     out = root / "loao.json"
     proc = fer("evaluate", "--data", data, "--output", out, "--leave-one-actor-out", cfg, "--groups", groups, "--cache", session_cache(tmp_path_factory), "--workers", "0", "--no-progress", cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

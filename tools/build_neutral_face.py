@@ -35,28 +35,17 @@ def main() -> int:
     options = default_options()
     options.blendshapes = args.blendshapes
     res = extract_dataset(args.data, args.cache, options, progress=sys.stderr.isatty())
-    if args.blendshapes:
-        rows = [s.blendshapes[s.detected] for s in res.samples if s.ref.label == "neutral" and s.detected.any()]
-        if not rows:
-            print(f"error: no neutral face in {args.data}", file=sys.stderr)
-            return 2
-        mean = np.concatenate(rows).mean(axis=0).astype(np.float32)
-        np.save(args.blendshapes_output, mean)
-        print(f"mean blendshapes of {sum(len(r) for r in rows)} neutral faces -> {args.blendshapes_output}")
-        return 0
-    frames = []
-    for s in res.samples:
-        if s.ref.label == "neutral" and s.detected.any():
-            f, det = normalized_frames(s)
-            frames.append(f[det])
-    if not frames:
+    neutral = [s for s in res.samples if s.ref.label == "neutral" and s.detected.any()]
+    if not neutral:
         print(f"error: no neutral face in {args.data}", file=sys.stderr)
         return 2
-    face = np.concatenate(frames).mean(axis=0).astype(np.float32)
-    np.save(args.output, face)
-    print(f"mean of {sum(len(f) for f in frames)} neutral faces -> {args.output}")
+    if args.blendshapes:
+        rows, what, out = [s.blendshapes[s.detected] for s in neutral], "mean blendshapes", args.blendshapes_output
+    else:
+        rows, what, out = [normalized_frames(s)[0][s.detected] for s in neutral], "mean", args.output
+    np.save(out, np.concatenate(rows).mean(axis=0).astype(np.float32))
+    print(f"{what} of {sum(len(r) for r in rows)} neutral faces -> {out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
