@@ -17,7 +17,6 @@ For each time constant ``tau`` (and no smoothing), on the labelled clips of ``--
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtime_fer.data._worker import FALLBACK_FPS  # noqa: E402
-from realtime_fer.data.extract import default_options, extract_dataset  # noqa: E402
+from realtime_fer.data.extract import extract_dataset, with_blendshapes  # noqa: E402
 from realtime_fer.data.windows import video_windows  # noqa: E402
 from realtime_fer.features.windows import WindowOptions  # noqa: E402
 from realtime_fer.models.bundle import decide, load_bundle  # noqa: E402
@@ -50,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = BundleScorer(bundle, "cpu")
     window = WindowOptions(length=bundle.window_length, hop=bundle.hop)
     blend = bool(bundle.blendshapes)
-    options = dataclasses.replace(default_options(), blendshapes=blend)
-    res = extract_dataset(args.data, args.cache, options, progress=False)
+    res = extract_dataset(args.data, args.cache, with_blendshapes(None, blend), progress=False)
     clips = {}
     for s in res.samples:
         wins, ends, *rest = video_windows(s, window, blendshapes=blend)

@@ -13,6 +13,7 @@ smaller than 200 px. With several faces the largest is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -46,6 +47,14 @@ MAX_BATCH = 16
 def default_options() -> LandmarkerOptions:
     """The landmarker options used for datasets when none are given."""
     return LandmarkerOptions(pad_fraction=DEFAULT_STILL_PAD_FRACTION, num_faces=1)
+
+
+def with_blendshapes(options: LandmarkerOptions | None, needed: bool) -> LandmarkerOptions | None:
+    """Extraction options that also compute blendshapes when ``needed`` (models that read them):
+    a copy of ``options`` (default :func:`default_options`); ``options`` as given otherwise."""
+    if not needed:
+        return options
+    return dataclasses.replace(options or default_options(), blendshapes=True)
 
 
 @dataclass
@@ -415,6 +424,7 @@ __all__ = [
     "ExtractedSample",
     "ExtractionResult",
     "default_options",
+    "with_blendshapes",
     "extract_dataset",
     "iter_detected",
 ]

@@ -19,13 +19,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from realtime_fer.data.layouts import Discovery, SampleRef, media_kind
 from realtime_fer.errors import DataError
 from realtime_fer.landmarks.normalize import mirror_index, normalize_landmarks
+
+if TYPE_CHECKING:
+    from realtime_fer.landmarks.detector import LandmarkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class MotionBank:
         cls,
         paths: Sequence[str | os.PathLike[str]],
         cache_dir: str | os.PathLike[str],
-        options: "LandmarkerOptions | None" = None,  # noqa: F821 - avoids importing mediapipe here
+        options: LandmarkerOptions | None = None,
         *,
         workers: int | None = None,
         progress: bool = False,

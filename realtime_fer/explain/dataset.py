@@ -16,7 +16,6 @@ Output schema (``relevance.json``; extra fields may be added)::
 
 from __future__ import annotations
 
-import dataclasses
 
 import logging
 import time
@@ -25,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from realtime_fer.data.extract import default_options, extract_dataset
+from realtime_fer.data.extract import extract_dataset, with_blendshapes
 from realtime_fer.data.windows import iter_window_chunks
 from realtime_fer.errors import DataError
 from realtime_fer.explain.baselines import BaselineBank, check_kind
@@ -95,9 +94,7 @@ def explain_dataset(
     model = load_bundle(bundle)
     nets = {e: model.network(e) for e in model.emotions}
     blend = bool(model.blendshapes)
-    if blend:  # the models read blendshapes: extract them too
-        landmarker = dataclasses.replace(landmarker or default_options(), blendshapes=True)
-    res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
+    res = extract_dataset(data_dir, cache_dir, with_blendshapes(landmarker, blend), workers=workers, progress=progress, max_video_frames=max_video_frames)
     samples = [s for s in res.samples if s.detected.any()]
     if not samples:
         raise DataError(f"no face found in any sample of {data_dir}")

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, activate, dtype_eps, pool
+from realtime_fer.models.network import Network, activate, dtype_eps
 
 Precision = Literal["float64", "float32"]
 
@@ -72,6 +72,18 @@ def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float6
     return (dt.type(net.platt_a) * score + dt.type(net.platt_b)).astype(dt), g_pooled
 
 
+def pooled_block(net: Network, block: str) -> tuple[int, tuple[int, ...]]:
+    """Where an input's pooled parts sit in the pooled features: ``(first column, per-frame
+    shape)`` of ``block`` (``landmarks``: (L, 3), first; ``blendshapes``: (B,), after all the
+    landmark parts). Part ``k`` of the block spans ``prod(shape)`` columns from
+    ``first + k * prod(shape)``."""
+    if block == "landmarks":
+        return 0, (net.n_landmarks, 3)
+    if block == "blendshapes":
+        return len(net.pooling) * 3 * net.n_landmarks, (net.n_blendshapes,)
+    raise ValueError(f"unknown block {block!r}")
+
+
 def expand_gradient(
     net: Network,
     g_pooled: np.ndarray,
@@ -91,12 +103,7 @@ def expand_gradient(
     w = None if windows is None or isinstance(windows, (int, np.integer)) else np.asarray(windows, g_pooled.dtype)
     t = w.shape[1] if w is not None else int(windows or net.window_length)
     n = len(g_pooled)
-    if block == "landmarks":
-        inner, start = (net.n_landmarks, 3), 0
-    elif block == "blendshapes":
-        inner, start = (net.n_blendshapes,), len(net.pooling) * 3 * net.n_landmarks
-    else:
-        raise ValueError(f"unknown block {block!r}")
+    start, inner = pooled_block(net, block)
     width = int(np.prod(inner))
     out = np.zeros((n, t) + inner, g_pooled.dtype)
     for part, p in enumerate(net.pooling):

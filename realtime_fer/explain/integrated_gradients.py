@@ -27,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.explain.gradients import Precision, expand_gradient, pooled_gradient
-from realtime_fer.models.network import LINEAR_POOLINGS, Network, pool
+from realtime_fer.explain.gradients import Precision, expand_gradient, pooled_block, pooled_gradient
+from realtime_fer.models.network import LINEAR_POOLINGS, Network
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +200,8 @@ class IntegratedGradients:
         shared equally by the window's frames."""
         net = self.net
         n, t = len(x), x.shape[1]
-        inner = x.shape[2:]
+        start, inner = pooled_block(net, block)
         width = int(np.prod(inner))
-        start = 0 if block == "landmarks" else len(net.pooling) * 3 * net.n_landmarks
         out = (x - base) * expand_gradient(net, ig, t, parts=LINEAR_POOLINGS, block=block)
         for part, p in enumerate(net.pooling):
             if p not in LINEAR_POOLINGS:
@@ -225,9 +224,10 @@ class IntegratedGradients:
         px = np.asarray(pooled, dtype=self.dtype)
         pb = np.broadcast_to(np.asarray(pooled_baselines, dtype=self.dtype), px.shape)
         attr = (px - pb) * self.integrated_gradient(px, pb, n_steps, method, batch_size)
-        p, l, b = len(self.net.pooling), self.net.n_landmarks, self.net.n_blendshapes
-        lm = attr[:, : p * 3 * l].reshape(len(px), p, l, 3)
-        blend = attr[:, p * 3 * l :].reshape(len(px), p, b) if b else None
+        p = len(self.net.pooling)
+        start, inner = pooled_block(self.net, "blendshapes")
+        lm = attr[:, :start].reshape((len(px), p) + pooled_block(self.net, "landmarks")[1])
+        blend = attr[:, start:].reshape((len(px), p) + inner) if self.net.n_blendshapes else None
         return self._finish(lm, px, np.ascontiguousarray(pb), blend)
 
     def _finish(self, attributions: np.ndarray, px: np.ndarray, pb: np.ndarray, blendshapes: np.ndarray | None = None) -> Attribution:

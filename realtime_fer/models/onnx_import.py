@@ -65,7 +65,6 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
             raise _fail(p, f"the second input is not {BLENDSHAPES_NAME}[batch, T, B]")
         n_blendshapes = int(bdims[2].dim_value)
         tr.kind[BLENDSHAPES_NAME] = ("input", BLENDSHAPES_NAME)
-    pool_parts: list[tuple[str, str]] = []  # (pooling, source) of each flattened part, in order
     pooling: tuple[str, ...] = ()
     mean = std = head_w = None
     head_b = platt_a = platt_b = None
@@ -106,7 +105,6 @@ def network_from_model(model: onnx.ModelProto, path: str | Path = "<model>") -> 
             tr.kind[out] = ("pool", "delta", k0[2])
         elif op == "Reshape" and k0 and k0[0] == "pool":
             tr.kind[out] = ("flat", k0[1], k0[2])
-            pool_parts.append((k0[1], k0[2]))
         elif op == "Concat" and kinds and all(k and k[0] == "flat" for k in kinds):
             pooling = _pooling_of([(k[1], k[2]) for k in kinds], n_blendshapes, p)
             tr.kind[out] = ("pooled",)

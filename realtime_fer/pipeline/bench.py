@@ -24,8 +24,6 @@ to :data:`LIVE_KEEP_FRAMES` of the frames it saw.
 
 from __future__ import annotations
 
-import dataclasses
-
 import logging
 import os
 import time
@@ -40,7 +38,7 @@ from realtime_fer.capture.sources import open_source, parse_source
 from realtime_fer.errors import FerError
 from realtime_fer.landmarks.detector import FaceLandmarkDetector
 from realtime_fer.models.bundle import ModelBundle, load_bundle
-from realtime_fer.pipeline.config import RuntimeConfig
+from realtime_fer.pipeline.config import RuntimeConfig, config_for_bundle
 from realtime_fer.pipeline.processor import FrameProcessor, FrameResult
 from realtime_fer.pipeline.recognizer import Recognizer
 from realtime_fer.pipeline.sinks import PublisherSink
@@ -343,9 +341,7 @@ def run_bench(
         FerError: the bundle or the source cannot be opened.
     """
     bundle = load_bundle(config.model)
-    if bundle.blendshapes and not config.landmarker.blendshapes:
-        # the pipeline's landmarker computes them for this model: so does the bare loop
-        config = dataclasses.replace(config, landmarker=dataclasses.replace(config.landmarker, blendshapes=True))
+    config = config_for_bundle(config, bundle)  # the bare loop computes what the pipeline's landmarker does
     load_before = os.getloadavg()
     if parse_source(source_arg).is_live:  # opened once only: a stream server may take one client
         return _bench_live(source_arg, config, bundle, duration_s, load_before)

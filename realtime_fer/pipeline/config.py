@@ -21,9 +21,11 @@ plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.config_io import from_dict, load_yaml
@@ -33,6 +35,11 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.publish.publisher import PublisherOptions
+
+if TYPE_CHECKING:
+    from realtime_fer.models.bundle import ModelBundle
+
+log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -96,6 +103,14 @@ class RuntimeConfig:
     def max_faces(self) -> int:
         """Faces tracked (and scored) at once."""
         return self.landmarker.num_faces
+
+
+def config_for_bundle(config: RuntimeConfig, bundle: ModelBundle) -> RuntimeConfig:
+    """``config``, with the landmarker computing blendshapes when ``bundle``'s models read them."""
+    if bundle.blendshapes and not config.landmarker.blendshapes:
+        log.info("the model reads blendshapes: the landmarker computes them")
+        return dataclasses.replace(config, landmarker=dataclasses.replace(config.landmarker, blendshapes=True))
+    return config
 
 
 def load_runtime_config(path: str | Path | None = None) -> RuntimeConfig:

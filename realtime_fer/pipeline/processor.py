@@ -19,7 +19,6 @@ returns, and ``bench`` times it stage by stage.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from realtime_fer.landmarks.tracking import FaceTracker, Track
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
 from realtime_fer.models.scorer import BundleScorer
 from realtime_fer.models.smoothing import TrackSmoother
-from realtime_fer.pipeline.config import RuntimeConfig
+from realtime_fer.pipeline.config import RuntimeConfig, config_for_bundle
 from realtime_fer.pipeline.inference import WindowScorer
 from realtime_fer.publish.schema import Prediction
 
@@ -154,9 +153,7 @@ class FrameProcessor:
         from realtime_fer.models.bundle import load_bundle
 
         bundle = bundle if bundle is not None else load_bundle(config.model)
-        if bundle.blendshapes and not config.landmarker.blendshapes:
-            log.info("the model reads blendshapes: the landmarker computes them")
-            config = dataclasses.replace(config, landmarker=dataclasses.replace(config.landmarker, blendshapes=True))
+        config = config_for_bundle(config, bundle)
         scorer = BundleScorer(bundle, config.device)
         plan = reserve_plan(config.pin_threads)
         if plan is not None:

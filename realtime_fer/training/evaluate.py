@@ -14,7 +14,6 @@ out of the per-emotion figures.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime_fer.data.extract import default_options, extract_dataset
+from realtime_fer.data.extract import extract_dataset, with_blendshapes
 from realtime_fer.data.layouts import Discovery
 from realtime_fer.data._worker import FALLBACK_FPS
 from realtime_fer.data.windows import iter_window_chunks, video_windows
@@ -63,9 +62,7 @@ def evaluate(
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
     blend = bool(model.blendshapes)
-    if blend:  # the models read blendshapes: extract them too
-        landmarker = dataclasses.replace(landmarker or default_options(), blendshapes=True)
-    res = extract_dataset(data_dir, cache_dir, landmarker, workers=workers, progress=progress, max_video_frames=max_video_frames)
+    res = extract_dataset(data_dir, cache_dir, with_blendshapes(landmarker, blend), workers=workers, progress=progress, max_video_frames=max_video_frames)
     if not res.samples:
         raise DataError(f"no readable sample in {data_dir}")
     window = WindowOptions(length=model.window_length, hop=model.hop)

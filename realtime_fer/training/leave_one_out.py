@@ -30,6 +30,7 @@ from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
 from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
+from realtime_fer.training.video_protocol import summarise
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def clip_groups(found: Discovery, groups_file: str | Path | None) -> Discovery:
 
 def merge_video(sections: list[dict[str, Any]]) -> dict[str, Any]:
     """One ``video`` section from the folds' (disjoint clips): clips joined, confusion matrices
-    summed, recall and accuracy recomputed."""
-    true = [e for e in dict.fromkeys(e for s in sections for e in s["confusion"]["true"])]
+    summed, the figures recomputed by :func:`~realtime_fer.training.video_protocol.summarise`."""
+    true = list(dict.fromkeys(e for s in sections for e in s["confusion"]["true"]))
     predicted = sections[0]["confusion"]["predicted"]
     win = np.zeros((len(true), len(predicted)), np.int64)
     clip = np.zeros_like(win)
@@ -65,20 +66,8 @@ def merge_video(sections: list[dict[str, Any]]) -> dict[str, Any]:
             win[true.index(e)] += np.asarray(s["confusion"]["windows"][i])
             clip[true.index(e)] += np.asarray(s["confusion"]["clips"][i])
         clips.update(s["clips"])
-    recall = {e: float(win[i, predicted.index(e)] / win[i].sum()) for i, e in enumerate(true) if win[i].sum()}
-    right = sum(bool(c["correct"]) for c in clips.values())
-    return {
-        "clips": clips,
-        "window_recall": recall,
-        "mean_window_recall": float(np.mean(list(recall.values()))) if recall else None,
-        "clip_accuracy": right / len(clips) if clips else None,
-        "clips_right": int(right),
-        "n_clips": len(clips),
-        "n_clips_scored": sum(1 for c in clips.values() if c["windows"]),
-        "no_windows": [p for s in sections for p in s["no_windows"]],
-        "confusion": {"true": true, "predicted": predicted, "windows": win.tolist(), "clips": clip.tolist()},
-        "smoothing": sections[0]["smoothing"],
-    }
+    confusion = {"true": true, "predicted": predicted, "windows": win.tolist(), "clips": clip.tolist()}
+    return summarise(clips, confusion, [p for s in sections for p in s["no_windows"]], sections[0]["smoothing"])
 
 
 def leave_one_group_out(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from realtime_fer.config_io import to_dict
-from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset
+from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset, with_blendshapes
 from realtime_fer.data.motion import MotionBank, MotionOptions
 from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
@@ -45,10 +44,7 @@ class LabelledData:
 def extraction_options(config: TrainConfig) -> LandmarkerOptions:
     """The landmarker options for the config's data: ``landmarker`` (default: the dataset
     extractor's), computing blendshapes when the models read them."""
-    opts = dataclasses.replace(config.landmarker) if config.landmarker is not None else default_options()
-    if config.model.blendshapes:
-        opts.blendshapes = True
-    return opts
+    return with_blendshapes(config.landmarker, config.model.blendshapes) or default_options()
 
 
 def load_sources(config: TrainConfig, progress: bool = True) -> LabelledData:

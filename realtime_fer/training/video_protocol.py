@@ -60,7 +60,6 @@ def video_protocol(
         return None
     predicted = list(dict.fromkeys([*emotions, FALLBACK]))
     clips: dict[str, dict[str, Any]] = {}
-    hits: dict[str, list[int]] = {}
     no_windows = []
     for i, rows in clip_rows.items():
         s = samples[i]
@@ -79,9 +78,6 @@ def video_protocol(
             "windows": int(len(rows)),
             "share": {k: counts[k] / len(rows) for k in sorted(counts, key=lambda k: -counts[k])},
         }
-        h = hits.setdefault(label, [0, 0])
-        h[0] += counts.get(label, 0)
-        h[1] += len(rows)
     true_labels = [e for e in EMOTIONS if any(c["label"] == e for c in clips.values())]
     col = {e: j for j, e in enumerate(predicted)}
     win_cm = np.zeros((len(true_labels), len(predicted)), np.int64)
@@ -93,20 +89,28 @@ def video_protocol(
         vote = clips[str(samples[i].ref.path)]["vote"]
         if vote is not None:
             clip_cm[r, col[vote]] += 1
-    recall = {e: hits[e][0] / hits[e][1] for e in true_labels if e in hits}
-    scored = [c for c in clips.values() if c["windows"]]
-    right = sum(c["correct"] for c in clips.values())
+    return summarise(clips, {"true": true_labels, "predicted": predicted, "windows": win_cm.tolist(), "clips": clip_cm.tolist()}, no_windows, dataclasses.asdict(smoothing))
+
+
+def summarise(clips: dict[str, dict[str, Any]], confusion: dict[str, Any], no_windows: list[str], smoothing: dict[str, Any]) -> dict[str, Any]:
+    """The ``video`` section from its clips and confusion matrices: window recall per true label
+    (the confusion diagonal over the row), their mean, clip accuracy and counts. Also used to
+    merge the folds of leave-one-actor-out (their clips joined, their matrices summed)."""
+    win = np.asarray(confusion["windows"], np.int64)
+    predicted = confusion["predicted"]
+    recall = {e: float(win[i, predicted.index(e)] / win[i].sum()) for i, e in enumerate(confusion["true"]) if win[i].sum()}
+    right = sum(bool(c["correct"]) for c in clips.values())
     return {
         "clips": clips,
         "window_recall": recall,
         "mean_window_recall": float(np.mean(list(recall.values()))) if recall else None,
-        "clip_accuracy": right / len(clips),
+        "clip_accuracy": right / len(clips) if clips else None,
         "clips_right": int(right),
         "n_clips": len(clips),
-        "n_clips_scored": len(scored),
+        "n_clips_scored": sum(1 for c in clips.values() if c["windows"]),
         "no_windows": no_windows,
-        "confusion": {"true": true_labels, "predicted": predicted, "windows": win_cm.tolist(), "clips": clip_cm.tolist()},
-        "smoothing": dataclasses.asdict(smoothing),
+        "confusion": confusion,
+        "smoothing": smoothing,
     }
 
 
