@@ -16,6 +16,11 @@ Two drop policies, because ZeroMQ cannot both isolate subscribers and count drop
   others.
 
 A ZeroMQ socket belongs to one thread; call :meth:`Publisher.publish` from one thread only.
+
+Security (:mod:`.security`): with ``curve_secret_key`` the socket is a CURVE server (messages
+encrypted; subscribers need the server's public key) and with ``curve_allowed_clients`` only the
+listed client keys may subscribe. Such a publisher runs in a ZeroMQ context of its own (one ZAP
+handler per context). Binding a non-loopback address without CURVE logs a warning.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ class PublisherOptions:
     """How long :meth:`Publisher.close` may wait to flush queued messages."""
     count_drops: bool = False
     """See the module docs: ``True`` counts drops but lets one stuck subscriber starve others."""
+    curve_secret_key: str | None = None
+    """The server's secret certificate (``NAME.key_secret`` from ``realtime-fer keys NAME``):
+    encrypt with CURVE; subscribers then need the matching ``NAME.key``. ``None``: no
+    encryption (a warning is logged when the endpoint is not loopback/ipc/inproc)."""
+    curve_allowed_clients: str | None = None
+    """A folder of client public certificates (every ``*.key`` in it) or one ``.key`` file: only
+    these clients may subscribe (ZAP allow-list). ``None``: any client that has the server's
+    public key. Needs ``curve_secret_key``; read once when the publisher starts."""
 
     def __post_init__(self) -> None:
         check_stream_id(self.stream_id)
@@ -57,18 +70,23 @@ class PublisherOptions:
             raise ValueError("sndhwm must be >= 1")
         if self.linger_ms < 0:
             raise ValueError("linger_ms must be >= 0")
+        if self.curve_allowed_clients is not None and self.curve_secret_key is None:
+            raise ValueError("curve_allowed_clients needs curve_secret_key (the server's CURVE secret key file)")
 
 
 class Publisher:
     """A bound ZeroMQ PUB socket that publishes typed messages.
 
     Args:
-        endpoint, stream_id, encoding, sndhwm, linger_ms, count_drops: see
-            :class:`PublisherOptions`.
-        context: a ``zmq.Context`` to use; default: the process-wide instance.
+        endpoint, stream_id, encoding, sndhwm, linger_ms, count_drops, curve_secret_key,
+            curve_allowed_clients: see :class:`PublisherOptions`.
+        context: a ``zmq.Context`` to use; default: the process-wide instance, or with CURVE a
+            context of the publisher's own (closed with it). A given context with an allow-list
+            must not run another ZAP handler.
 
     Raises:
-        PublishError: the endpoint is malformed or already in use.
+        PublishError: the endpoint is malformed or already in use; a key file is missing or
+            malformed; libzmq has no CURVE.
 
     Counters: :attr:`sent` (messages handed to ZeroMQ), :attr:`dropped` (refused at the
     high-water mark, only with ``count_drops=True``).
@@ -83,17 +101,34 @@ class Publisher:
         linger_ms: int = 100,
         count_drops: bool = False,
         context: Any = None,
+        *,
+        curve_secret_key: str | None = None,
+        curve_allowed_clients: str | None = None,
     ) -> None:
         import zmq
 
-        self.options = PublisherOptions(endpoint, stream_id, encoding, sndhwm, linger_ms, count_drops)
+        from realtime_fer.publish.security import CurveServer, warn_if_exposed
+
+        self.options = PublisherOptions(
+            endpoint, stream_id, encoding, sndhwm, linger_ms, count_drops, curve_secret_key, curve_allowed_clients
+        )
         self.stream_id = stream_id
         self.encoding: Encoding = encoding
         self.sent = 0
         self.dropped = 0
         self._zmq = zmq
-        self._ctx = context or zmq.Context.instance()
+        self._own_ctx = context is None and curve_secret_key is not None
+        self._ctx = zmq.Context() if self._own_ctx else (context or zmq.Context.instance())
+        self._curve: CurveServer | None = None
+        if curve_secret_key is not None:
+            try:
+                self._curve = CurveServer(curve_secret_key, curve_allowed_clients, self._ctx)
+            except BaseException:
+                self._term_own_context()
+                raise
         self._socket = self._ctx.socket(zmq.PUB)
+        if self._curve is not None:
+            self._curve.secure(self._socket)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if count_drops:
@@ -103,11 +138,14 @@ class Publisher:
             self._socket.bind(bind_to)
         except zmq.ZMQError as exc:
             self._socket.close(linger=0)
+            self._stop_curve()
             raise PublishError(f"cannot bind publisher to {endpoint}: {exc}") from None
         self.endpoint: str = self._socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         """The bound endpoint, with the port the OS chose (connect subscribers here)."""
         self._closed = False
-        log.info("publishing %s on %s (stream %s, sndhwm %d)", encoding, self.endpoint, stream_id, sndhwm)
+        security = self._curve.describe() if self._curve is not None else "no encryption"
+        log.info("publishing %s on %s (stream %s, sndhwm %d, %s)", encoding, self.endpoint, stream_id, sndhwm, security)
+        warn_if_exposed(endpoint, secured=self._curve is not None, logger=log)
 
     @classmethod
     def from_options(cls, options: PublisherOptions, context: Any = None) -> Publisher:
@@ -119,6 +157,8 @@ class Publisher:
             options.linger_ms,
             options.count_drops,
             context,
+            curve_secret_key=options.curve_secret_key,
+            curve_allowed_clients=options.curve_allowed_clients,
         )
 
     def publish(self, message: Message) -> bool:
@@ -170,11 +210,27 @@ class Publisher:
         if not self._closed:
             self._closed = True
             self._socket.close(linger=self.options.linger_ms)
+            self._stop_curve()
             log.info("publisher closed: %d sent, %d dropped", self.sent, self.dropped)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def secured(self) -> bool:
+        """Whether the socket is a CURVE server."""
+        return self._curve is not None
+
+    def _stop_curve(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+        self._term_own_context()
+
+    def _term_own_context(self) -> None:
+        if self._own_ctx:
+            self._own_ctx = False
+            self._ctx.term()  # the socket is closed: waits at most its linger
 
     def __enter__(self) -> Publisher:
         return self

@@ -10,6 +10,11 @@ Example::
 ZeroMQ connects in the background: a subscriber created before the publisher binds, or while
 it restarts, reconnects by itself. Messages published before the subscription reached the
 publisher are not delivered ("slow joiner").
+
+A publisher secured with CURVE (:mod:`.security`) is reached with ``curve_server_key`` (its
+public ``.key`` file) and, when it has an allow-list, ``curve_secret_key`` (this client's
+``.key_secret``). With a wrong key, or none, the handshake fails quietly and nothing arrives:
+:meth:`Subscriber.recv` returns ``None`` after its timeout.
 """
 
 from __future__ import annotations
@@ -39,9 +44,15 @@ class Subscriber:
         encoding: force ``msgpack`` or ``json``; detected per message when ``None``.
         rcvhwm: messages buffered before ZeroMQ drops newer ones for this subscriber.
         context: a ``zmq.Context``; default: the process-wide instance.
+        curve_server_key: the CURVE publisher's public certificate (``NAME.key``); ``None``
+            connects without CURVE.
+        curve_secret_key: this client's secret certificate (``NAME.key_secret``), which a
+            publisher with an allow-list must know; ``None`` uses a one-off key pair. Needs
+            ``curve_server_key``.
 
     Raises:
-        PublishError: the endpoint is malformed.
+        PublishError: the endpoint is malformed; a key file is missing or malformed; libzmq has
+            no CURVE.
     """
 
     def __init__(
@@ -52,8 +63,16 @@ class Subscriber:
         encoding: Encoding | None = None,
         rcvhwm: int = 1000,
         context: Any = None,
+        *,
+        curve_server_key: str | None = None,
+        curve_secret_key: str | None = None,
     ) -> None:
         import zmq
+
+        from realtime_fer.publish.security import secure_client
+
+        if curve_secret_key is not None and curve_server_key is None:
+            raise PublishError("a client CURVE key needs the server's public key too (curve_server_key / --curve-server-key)")
 
         self._zmq = zmq
         self.endpoint = connect
@@ -65,6 +84,14 @@ class Subscriber:
         self._socket = self._ctx.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        self.secured = curve_server_key is not None
+        """Whether this subscriber speaks CURVE."""
+        if curve_server_key is not None:
+            try:
+                secure_client(self._socket, curve_server_key, curve_secret_key)
+            except BaseException:
+                self._socket.close(linger=0)
+                raise
         for topic in self.topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
         try:
@@ -75,7 +102,7 @@ class Subscriber:
                 f"cannot connect to {connect!r}: {exc}; expected an endpoint such as tcp://127.0.0.1:5556 or ipc:///tmp/fer"
             ) from None
         self._closed = False
-        log.info("subscribed to %s on %s", ", ".join(map(repr, self.topics)) or "nothing", connect)
+        log.info("subscribed to %s on %s%s", ", ".join(map(repr, self.topics)) or "nothing", connect, " (CURVE)" if self.secured else "")
 
     def recv_raw(self, timeout: float | None = _UNSET) -> tuple[str, bytes] | None:
         """The next ``(topic, payload)`` undecoded, or ``None`` after ``timeout`` seconds.
