@@ -13,7 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
+import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -34,10 +38,44 @@ MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 #: Fallback label when no emotion model passes its threshold.
 FALLBACK = "neutral"
+#: Largest manifest read (bytes); a real one is tens of kilobytes.
+MAX_MANIFEST_BYTES = 16 << 20
+#: Largest model file hashed and loaded (bytes); a real one is about 1 MB.
+MAX_MODEL_BYTES = 1 << 30
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def member_path(root: Path, name: object) -> Path:
+    """The file ``name`` of the bundle at ``root``, refusing anything outside the folder.
+
+    A manifest names its model files relative to the bundle folder; an absolute path, a ``..``
+    component, a backslash, a NUL byte or a symlink that leads out of the folder is rejected
+    before anything is opened.
+
+    Raises:
+        BundleError: ``name`` is not a plain relative file name inside ``root``.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise BundleError(f"bundle {root}: invalid model file name {name!r} in the manifest")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or name.startswith("~"):
+        raise BundleError(f"bundle {root}: model file name {name!r} points outside the bundle folder (absolute paths and '..' are not allowed)")
+    full = root / rel
+    try:
+        inside = full.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, an unusable name
+        raise BundleError(f"bundle {root}: model file name {name!r} cannot be resolved: {exc}") from None
+    if not inside:
+        raise BundleError(f"bundle {root}: model file {name!r} is a link that points outside the bundle folder")
+    return full
 
 
 def default_bundle_path() -> Path:
@@ -144,15 +182,60 @@ def write_bundle(
     overwrite: bool = True,
     blendshapes: list[str] | None = None,
 ) -> Path:
-    """Write a bundle folder (ONNX per emotion + manifest with hashes); returns its path."""
+    """Write a bundle folder (ONNX per emotion + manifest with hashes); returns its path.
+
+    The bundle is written into a temporary folder beside ``path`` and renamed into place when
+    complete, so an interruption or a full disk leaves the previous bundle (or none), never a
+    half-written one; the temporary folder is removed on failure.
+    """
     out = Path(path)
     if out.exists():
         if not overwrite:
             raise BundleError(f"bundle folder already exists: {out}")
-        if not (out / MANIFEST).exists() and any(out.iterdir()):
+        if not out.is_dir() or (not (out / MANIFEST).exists() and any(out.iterdir())):
             raise BundleError(f"refusing to overwrite {out}: it is not empty and holds no {MANIFEST}")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        _write_bundle_files(tmp, nets, landmarks, thresholds, window=window, metrics=metrics, training=training, normalisation=normalisation, landmarker=landmarker, blendshapes=blendshapes)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Move the complete folder ``new`` to ``out``, replacing a previous bundle there."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rename(out, old / out.name)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old / out.name, out)  # put the previous bundle back
+        shutil.rmtree(old, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_bundle_files(
+    out: Path,
+    nets: dict[str, Network],
+    landmarks: dict[str, list[int]],
+    thresholds: dict[str, float],
+    *,
+    window: dict[str, Any],
+    metrics: dict[str, dict[str, Any]] | None,
+    training: dict[str, Any] | None,
+    normalisation: dict[str, Any] | None,
+    landmarker: dict[str, Any] | None,
+    blendshapes: list[str] | None,
+) -> None:
+    """Write the ONNX models and the manifest of a bundle into the existing folder ``out``."""
     emotions: dict[str, Any] = {}
     files: dict[str, str] = {}
     for name in [e for e in EMOTIONS if e in nets] + sorted(set(nets) - set(EMOTIONS)):
@@ -182,8 +265,10 @@ def write_bundle(
         "training": training or {},
         "files": files,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return out
+    with open(out / MANIFEST, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -> ModelBundle:
@@ -203,9 +288,14 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
     if not mpath.is_file():
         raise BundleError(f"model bundle {root} has no {MANIFEST}")
     try:
+        size = mpath.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"corrupt manifest {mpath}: {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have")
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"corrupt manifest {mpath}: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"corrupt manifest {mpath}: {type(exc).__name__ if isinstance(exc, RecursionError) else exc}") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read manifest {mpath}: {exc.strerror or exc}") from None
     if not isinstance(manifest, dict):
         raise BundleError(f"corrupt manifest {mpath}: expected a JSON object")
     version = manifest.get("schema_version")
@@ -220,23 +310,44 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise TypeError("'emotions' and 'files' must be non-empty objects")
         if length < 1 or hop < 1:
             raise ValueError("window length and hop must be >= 1")
+        blend = manifest.get("blendshapes")
+        if blend is not None and (not isinstance(blend, list) or not all(isinstance(b, str) for b in blend)):
+            raise TypeError("'blendshapes' must be a list of names")
         entries = {}
         for name, e in raw.items():
+            if not isinstance(e, dict):
+                raise TypeError(f"emotion {name!r}: expected an object, got {type(e).__name__}")
+            if not isinstance(e["file"], str):
+                raise TypeError(f"emotion {name!r}: 'file' must be a string, got {e['file']!r:.80}")
+            if isinstance(e["landmarks"], (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in e["landmarks"]):
+                raise TypeError(f"emotion {name!r}: 'landmarks' must be a list of integers")
             lms = [int(i) for i in e["landmarks"]]
             if not lms or min(lms) < 0 or max(lms) >= NUM_MESH_LANDMARKS or len(set(lms)) != len(lms):
                 raise ValueError(f"emotion {name!r}: landmark indices must be distinct and in [0, {NUM_MESH_LANDMARKS})")
-            entries[name] = EmotionEntry(name=name, file=str(e["file"]), landmarks=lms, threshold=float(e["threshold"]), family=str(e.get("family", "")), metrics=dict(e.get("metrics", {})))
-    except (KeyError, TypeError, ValueError) as exc:
+            threshold = e["threshold"]
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or not 0 <= threshold <= 1:
+                raise ValueError(f"emotion {name!r}: 'threshold' must be a number in [0, 1], got {threshold!r:.80}")
+            metrics = e.get("metrics", {})
+            if not isinstance(metrics, dict):
+                raise TypeError(f"emotion {name!r}: 'metrics' must be an object")
+            entries[name] = EmotionEntry(name=name, file=e["file"], landmarks=lms, threshold=float(threshold), family=str(e.get("family", "")), metrics=dict(metrics))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise BundleError(f"malformed manifest {mpath}: {exc!s}") from None
     for entry in entries.values():
-        f = root / entry.file
+        f = member_path(root, entry.file)
         if not f.is_file():
             raise BundleError(f"bundle {root}: model file {entry.file} for {entry.name!r} is missing")
-        if entry.file not in files:
+        expected = files.get(entry.file)
+        if expected is None:
             raise BundleError(f"bundle {root}: manifest lists no sha256 for {entry.file}")
-        if verify_hashes and _sha256(f) != files[entry.file]:
+        if not isinstance(expected, str) or not _SHA256_HEX.match(expected):
+            raise BundleError(f"bundle {root}: the sha256 of {entry.file} in the manifest is not 64 hex digits: {expected!r:.80}")
+        size = f.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise BundleError(f"bundle {root}: {entry.file} has {size} bytes, more than the {MAX_MODEL_BYTES} a model may have")
+        if verify_hashes and _sha256(f) != expected:
             raise BundleError(f"bundle {root}: {entry.file} is corrupt (sha256 differs from the manifest)")
-        _check_model_input(root, entry, length, len(manifest.get("blendshapes") or ()))
+        _check_model_input(root, entry, length, len(blend or ()))
     log.info("loaded bundle %s: %s", root, ", ".join(entries))
     return ModelBundle(path=root, manifest=manifest, emotions=entries)
 
