@@ -19,6 +19,17 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--realtime", action="store_true", help="pace a video file at its own frame rate")
 
 
+def add_curve_arguments(p: argparse.ArgumentParser) -> None:
+    """``--curve-secret`` and ``--curve-clients``: CURVE security of the PUB socket (they
+    override ``publish.curve_secret_key`` / ``publish.curve_allowed_clients``)."""
+    p.add_argument("--curve-secret", metavar="FILE", help="encrypt with CURVE: the server's secret key file (NAME.key_secret from `realtime-fer keys`)")
+    p.add_argument(
+        "--curve-clients",
+        metavar="PATH",
+        help="CURVE allow-list: a folder of client public keys (*.key) or one .key file; only they may subscribe",
+    )
+
+
 def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay inside
     """The :class:`~realtime_fer.pipeline.config.RuntimeConfig` with the command-line overrides."""
     from dataclasses import replace
@@ -44,6 +55,10 @@ def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay ins
             config.publish = replace(config.publish, endpoint=args.publish)
         if getattr(args, "encoding", None) is not None:
             config.publish = replace(config.publish, encoding=args.encoding)
+        if getattr(args, "curve_secret", None) is not None:
+            config.publish = replace(config.publish, curve_secret_key=args.curve_secret)
+        if getattr(args, "curve_clients", None) is not None:
+            config.publish = replace(config.publish, curve_allowed_clients=args.curve_clients)
         if getattr(args, "show", False):
             config.show = True
     except ValueError as exc:  # options classes validate in __post_init__

@@ -2,6 +2,9 @@
 
 One line per message: a compact human-readable summary, or with ``--json`` the message itself
 as one JSON object per line (the same form ``analyze`` writes).
+
+A publisher secured with CURVE needs ``--curve-server-key SERVER.key`` and, when it has an
+allow-list, ``--curve-key CLIENT.key_secret`` (docs/messages.md, *Secure publishing*).
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print each message as one JSON line")
     parser.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     parser.add_argument("--timeout", type=float, metavar="S", help="exit when no message arrives for S seconds")
+    parser.add_argument(
+        "--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (NAME.key from `realtime-fer keys`)"
+    )
+    parser.add_argument(
+        "--curve-key",
+        metavar="FILE",
+        help="CURVE: this client's secret key file (NAME.key_secret), needed when the publisher has an allow-list "
+        "(default: a one-off key pair)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise _usage_error("--timeout must be positive")
     topics = args.topic or ["fer."]
     received = 0
-    with Subscriber(args.connect, topics=topics, timeout=args.timeout) as sub:
+    curve = {"curve_server_key": args.curve_server_key, "curve_secret_key": args.curve_key}
+    with Subscriber(args.connect, topics=topics, timeout=args.timeout, **curve) as sub:
         try:
             while args.count is None or received < args.count:
                 try:
@@ -44,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {exc}", file=sys.stderr, flush=True)
                     continue
                 if msg is None:
-                    print(f"no message for {args.timeout:g} s on {args.connect}; stopping", file=sys.stderr)
+                    print(f"no message for {args.timeout:g} s on {args.connect}{_curve_hint(sub.secured)}; stopping", file=sys.stderr)
                     break
                 received += 1
                 print(to_json_line(msg) if args.json else format_message(msg), flush=True)
@@ -74,6 +87,13 @@ def format_message(msg: object) -> str:
         detail = f" - {msg.detail}" if msg.detail else ""
         return f"{_clock(msg.timestamp)} {msg.stream} [{msg.event}]{face} fps {msg.fps:.1f} frames {msg.frames} dropped {msg.dropped}{detail}"
     return f"{time.strftime('%H:%M:%S')} {msg!r}"
+
+
+def _curve_hint(secured: bool) -> str:
+    """Why a subscriber may see nothing: a CURVE handshake that failed is silent."""
+    if secured:
+        return " (CURVE: check that --curve-server-key is this publisher's key and that --curve-key is on its allow-list)"
+    return " (if the publisher uses CURVE, pass --curve-server-key)"
 
 
 def _clock(t: float) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from realtime_fer.commands._runtime import add_runtime_arguments
+from realtime_fer.commands._runtime import add_curve_arguments, add_runtime_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", choices=["msgpack", "json"], help="payload encoding (default msgpack)")
     p.add_argument("--show", action="store_true", help="show a window with boxes, landmarks and emotion bars")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    add_curve_arguments(p)
     add_runtime_arguments(p)
 
 
