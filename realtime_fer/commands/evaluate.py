@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from realtime_fer.commands._dataset import add_dataset_arguments, output_path
+from realtime_fer.commands.extract import add_scheduler_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,22 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", action="store_true", help="person-adaptive normalisation on clips, as the live recognizer's adaptation.enabled")
     p.add_argument("--leave-one-actor-out", metavar="TRAIN_CONFIG", help="for recipes that train on video: per actor of DIR's clips, train TRAIN_CONFIG's recipe on its sources plus the other actors' clips and score the held-out actor's clips (--model is not used)")
     p.add_argument("--groups", metavar="YAML", help="with --leave-one-actor-out: a map 'clip file name: actor' for clips whose names carry no actor")
+    add_scheduler_arguments(p)
     p.add_argument("--confusion-png", metavar="PATH", help="the clips' window confusion matrix as a PNG (default: next to --output, <name>.confusion.png, when DIR holds clips)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import sys
-    from pathlib import Path
-
-    from rich.console import Console
-    from rich.table import Table
-
+    from realtime_fer.data.executors import scheduler_executor
     from realtime_fer.errors import FerError
     from realtime_fer.features.adaptation import AdaptationOptions
     from realtime_fer.models.smoothing import SmoothingOptions
-    from realtime_fer.training.evaluate import evaluate
-    from realtime_fer.training.video_protocol import confusion_png
 
     out = output_path(args.output)
     try:
@@ -38,6 +32,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise FerError(f"--smoothing-tau: {exc}") from None
     adaptation = AdaptationOptions(enabled=args.adapt)
+    if args.groups and not args.leave_one_actor_out:
+        raise FerError("--groups is used with --leave-one-actor-out only")
+    with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files):
+        metrics = _metrics(args, smoothing, adaptation)
+    _report(args, out, metrics)
+    return 0
+
+
+def _metrics(args: argparse.Namespace, smoothing, adaptation) -> dict:  # noqa: ANN001 - imported lazily
+    """The metrics of ``args``: the plain evaluation or leave one actor out; extraction runs on
+    the executor of the enclosing block (a Dask cluster with ``--scheduler``)."""
+    from realtime_fer.training.evaluate import evaluate
+
     if args.leave_one_actor_out:
         from realtime_fer.training.config import load_train_config
         from realtime_fer.training.leave_one_out import leave_one_group_out
@@ -46,9 +53,21 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.cache_dir = args.cache
         metrics = leave_one_group_out(args.data, cfg, groups_file=args.groups, smoothing=smoothing, adaptation=adaptation, device=args.device, workers=args.workers, progress=not args.no_progress)
     else:
-        if args.groups:
-            raise FerError("--groups is used with --leave-one-actor-out only")
         metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames, smoothing=smoothing, adaptation=adaptation)
+    return metrics
+
+
+def _report(args: argparse.Namespace, out, metrics: dict) -> None:  # noqa: ANN001 - pathlib is imported lazily
+    """Write ``metrics`` (and the confusion PNG of clips) and print their tables."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from realtime_fer.training.video_protocol import confusion_png
+
     video = metrics.get("video")
     png = None
     if video is not None:
@@ -70,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
         print_video(console, video, png)
     if "overall" not in metrics:
         console.print(f"leave one actor out over {len(metrics['actors'])} actors -> {out}", markup=False)
-        return 0
+        return
     ov = metrics["overall"]
     console.print(f"overall accuracy {fmt(ov['accuracy'])}, detection rate {ov['detection_rate']:.3f}, model on {metrics['model']['provider']} -> {out}")
-    return 0
 
 
 def print_video(console, video: dict, png) -> None:  # noqa: ANN001 - rich is imported lazily

@@ -2,6 +2,8 @@
 
 Prints per-label detection counts, the files that failed or were skipped, and the time taken.
 Exits 0 when at least one sample was extracted (failed files are listed, not fatal).
+With ``--scheduler tcp://HOST:PORT`` the landmarks are computed on a Dask cluster and the cache
+is written here, as in a local run (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -47,6 +49,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_scheduler_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler``, ``--scheduler-timeout`` and ``--send-files`` (also used by ``evaluate``)."""
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the landmark extraction on a Dask cluster, e.g. tcp://HOST:8786 (needs the distributed extra; --workers is then not used; docs/distributed.md)",
+    )
+    parser.add_argument("--scheduler-timeout", metavar="S", type=_positive_float, default=10.0, help="with --scheduler: seconds to wait for the scheduler and a first worker (default: %(default)s)")
+    parser.add_argument("--send-files", action="store_true", help="with --scheduler: send the files' bytes to the workers (storage not shared); default: workers read the same paths")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``realtime-fer extract``."""
     parser.add_argument("data_dir", metavar="DATA_DIR", help="dataset folder (ImageFolder, CK+, RAVDESS, CREMA-D or label-named files)")
@@ -62,12 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--landmarker-model", metavar="PATH", default=None, help="face_landmarker.task to use (default: see docs)")
     parser.add_argument("--blendshapes", action="store_true", help="also store MediaPipe's 52 blendshape scores per frame (a separate cache entry)")
+    add_scheduler_arguments(parser)
     parser.add_argument("--report", metavar="PATH", default=None, help="write a JSON report (all counts, failed and skipped files)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the extraction and print its summary."""
+    from realtime_fer.data.executors import scheduler_executor
     from realtime_fer.data.extract import default_options, extract_dataset
     from realtime_fer.errors import DataError
 
@@ -77,14 +103,16 @@ def run(args: argparse.Namespace) -> int:
     if args.landmarker_model:
         options.model_path = args.landmarker_model
     options.blendshapes = bool(args.blendshapes)
-    result = extract_dataset(
-        args.data_dir,
-        args.output,
-        options=options,
-        workers=args.workers,
-        progress=not args.no_progress,
-        max_video_frames=args.max_video_frames,
-    )
+    with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files) as executor:
+        result = extract_dataset(
+            args.data_dir,
+            args.output,
+            options=options,
+            workers=args.workers,
+            progress=not args.no_progress,
+            max_video_frames=args.max_video_frames,
+            executor=executor,
+        )
     _print_summary(result, args.output)
     if args.report:
         _write_report(result.to_report(), args.report)

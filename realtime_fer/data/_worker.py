@@ -7,6 +7,11 @@ VIDEO-mode detector each (MediaPipe's tracking state and timestamps belong to on
 Sequences (CK+ apex frames) run in IMAGE mode frame by frame: they are a handful of stills
 without a frame rate, and detecting each from scratch matches how stills are processed, so a
 sequence's frames are comparable with the image samples of the same dataset.
+
+The same per-batch work runs on Dask workers (:func:`remote_batch`, submitted by
+:class:`~realtime_fer.data.executors.DaskExecutor`): the detector is the same module-global one,
+so each Dask worker process holds one, made on first use; batches of one process run one at a
+time (a lock), whatever ``--nthreads`` the worker has.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import dataclasses
 import logging
 import math
 import os
+import tempfile
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,6 +89,74 @@ def run_batch(refs: list[SampleRef], config: WorkerConfig) -> list[tuple[str, An
             log.debug("extraction of %s failed", ref.path, exc_info=True)
             results.append(("error", f"{type(exc).__name__}: {exc}"))
     return results
+
+
+class WorkerEnvironmentError(RuntimeError):
+    """A Dask worker would not compute what this client would (another model or library
+    version), or cannot read a sample's files; raised on the worker, re-raised on the client."""
+
+
+#: One batch at a time per process on Dask workers (the detector is not thread-safe).
+_remote_lock = threading.Lock()
+#: Environments already checked in this process (``expected`` dicts as sorted item tuples).
+_remote_checked: set[tuple[tuple[str, str], ...]] = set()
+
+
+def environment(options: LandmarkerOptions) -> dict[str, str]:
+    """What must agree between the client and a worker for their landmarks to be the same (and
+    part of the cache key): library versions, the landmarker model's SHA-256 and the package's
+    version (the extraction code)."""
+    import importlib.metadata
+
+    import cv2
+
+    from realtime_fer import __version__
+    from realtime_fer.landmarks.model_file import find_model_file, sha256_of
+
+    return {
+        "realtime_fer": __version__,
+        "mediapipe": importlib.metadata.version("mediapipe"),
+        "opencv": cv2.__version__,
+        "model_sha256": sha256_of(find_model_file(options.model_path, verify=options.verify_model).resolve()),
+    }
+
+
+def remote_batch(items: list[tuple[SampleRef, list[bytes] | None]], config: WorkerConfig, expected: dict[str, str]) -> list[tuple[str, Any]]:
+    """:func:`run_batch` on a Dask worker. ``items`` are the samples with, when storage is not
+    shared, the bytes of their files (else ``None``: the worker reads the paths). ``expected`` is
+    the client's :func:`environment`; a worker whose own differs raises
+    :class:`WorkerEnvironmentError` instead of computing other landmarks under the same cache key.
+    So does a worker that cannot see a sample's file: a missing file there is not the sample's
+    fault and must not be cached as a decode failure.
+    """
+    import socket
+
+    with _remote_lock:
+        key = tuple(sorted(expected.items()))
+        if key not in _remote_checked:
+            mine = environment(config.options)
+            diff = {k: (v, mine.get(k)) for k, v in expected.items() if mine.get(k) != v}
+            if diff:
+                what = ", ".join(f"{k} {theirs} here vs {ours} on the client" for k, (ours, theirs) in diff.items())
+                raise WorkerEnvironmentError(f"worker {socket.gethostname()} differs from the client: {what}")
+            _remote_checked.add(key)
+        results: list[tuple[str, Any]] = []
+        for ref, blobs in items:
+            if blobs is None:
+                missing = [f for f in ref.files() if not os.path.isfile(f)]
+                if missing:
+                    raise WorkerEnvironmentError(
+                        f"worker {socket.gethostname()} cannot see {missing[0]} (storage not shared with the workers? then send the files: --send-files)"
+                    )
+                results.extend(run_batch([ref], config))
+                continue
+            with tempfile.TemporaryDirectory(prefix="fer_sample_") as tmp:
+                files = [Path(tmp) / f"{i:05d}{Path(f).suffix}" for i, f in enumerate(ref.files())]
+                for f, blob in zip(files, blobs):
+                    f.write_bytes(blob)
+                local = dataclasses.replace(ref, path=Path(tmp), frames=tuple(files)) if ref.kind == "sequence" else dataclasses.replace(ref, path=files[0])
+                results.extend(run_batch([local], config))
+        return results
 
 
 def close_detectors() -> None:

@@ -2,8 +2,9 @@
 
 :func:`extract_dataset` discovers the samples of a folder (:func:`~realtime_fer.data.layouts.discover`),
 hashes every file, loads what the cache already holds and runs MediaPipe on the rest in a
-pool of worker processes (``spawn`` context; one detector per worker). Unreadable files never
-stop the run: they are listed in :attr:`ExtractionResult.failed`.
+pool of worker processes (``spawn`` context; one detector per worker), or on a Dask cluster
+(an ``executor``, :mod:`realtime_fer.data.executors`); either way this process writes the cache.
+Unreadable files never stop the run: they are listed in :attr:`ExtractionResult.failed`.
 
 Defaults: stills (images and sequence frames) are padded by 25% of their longer side
 (``LandmarkerOptions(pad_fraction=0.25)``), which raised detection on tight 48x48/100x100 crops
@@ -19,8 +20,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +29,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from realtime_fer.data import _worker
+from realtime_fer.data.executors import Executor, LocalExecutor, current_executor
 from realtime_fer.data.cache import CachedLandmarks, cache_key, content_sha256, entry_path, failure_entry, load_entry, save_entry
 from realtime_fer.data.layouts import Discovery, SampleRef, discover
-from realtime_fer.errors import DataError, FerError
+from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.model_file import find_model_file, sha256_of
@@ -251,51 +252,6 @@ def _hash_all(refs: list[SampleRef], advance: Callable[[int], None]) -> list[str
         return list(pool.map(one, refs))
 
 
-def _run_pending(
-    units: list[list[tuple[str, SampleRef]]],
-    config: _worker.WorkerConfig,
-    workers: int,
-    on_result: Callable[[str, SampleRef, tuple[str, Any]], None],
-) -> None:
-    """Run the work units in this process (``workers == 0``) or in a spawn pool."""
-    if workers == 0:
-        try:
-            for unit in units:
-                for (key, ref), res in zip(unit, _worker.run_batch([r for _, r in unit], config)):
-                    on_result(key, ref, res)
-        finally:
-            _worker.close_detectors()
-        return
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(units)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker.init_worker,
-        initargs=(config,),
-    )
-    futures: dict[Future, list[tuple[str, SampleRef]]] = {}
-    try:
-        for unit in units:
-            futures[pool.submit(_worker.process_batch, [r for _, r in unit])] = unit
-        for fut in as_completed(futures):
-            unit = futures[fut]
-            try:
-                results = fut.result()
-            except BrokenProcessPool:
-                raise FerError(
-                    "a landmark worker process died unexpectedly (native crash or out of memory); "
-                    "the samples finished so far are cached, so a rerun resumes; rerun with "
-                    "`realtime-fer --debug extract --workers 0 ...` to see the error in this process"
-                ) from None
-            for (key, ref), res in zip(unit, results):
-                on_result(key, ref, res)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
 # -- the public entry point -----------------------------------------------------------------
 def extract_dataset(
     data_dir_or_discovery: str | os.PathLike[str] | Discovery,
@@ -304,6 +260,7 @@ def extract_dataset(
     workers: int | None = None,
     progress: bool = True,
     max_video_frames: int | None = None,
+    executor: Executor | None = None,
 ) -> ExtractionResult:
     """Extract the raw landmarks of every sample of a dataset, using and filling the cache.
 
@@ -315,6 +272,9 @@ def extract_dataset(
         workers: worker processes; default ``os.cpu_count()``; 0 runs in this process.
         progress: show a rich progress bar on stderr when it is a terminal.
         max_video_frames: read at most this many frames (the first ones) of each video.
+        executor: where the landmarks are computed; default the one of an enclosing
+            :func:`~realtime_fer.data.executors.use_executor` block, else a local pool of
+            ``workers`` processes (``workers`` is not used with another executor).
 
     Raises:
         DataError: the folder is unusable (see :func:`discover`) or an argument is invalid.
@@ -324,6 +284,7 @@ def extract_dataset(
     found = data_dir_or_discovery if isinstance(data_dir_or_discovery, Discovery) else discover(data_dir_or_discovery)
     options = options or default_options()
     workers = _resolve_workers(workers)
+    executor = executor or current_executor() or LocalExecutor(workers)
     if max_video_frames is not None and max_video_frames < 1:
         raise DataError(f"max_video_frames must be >= 1, got {max_video_frames}")
     cache = Path(cache_dir)
@@ -337,7 +298,7 @@ def extract_dataset(
 
     bar = _Progress(progress)
     try:
-        by_ref = _extract_all(found.samples, cache, options, settings, model_sha, workers, max_video_frames, bar, result)
+        by_ref = _extract_all(found.samples, cache, options, settings, model_sha, executor, max_video_frames, bar, result)
     finally:
         bar.close()
     result.samples = [by_ref[i] for i in range(len(found.samples)) if i in by_ref]
@@ -356,7 +317,7 @@ def _extract_all(
     options: LandmarkerOptions,
     settings: dict[str, Any],
     model_sha: str,
-    workers: int,
+    executor: Executor,
     max_video_frames: int | None,
     bar: _Progress,
     result: ExtractionResult,
@@ -402,8 +363,8 @@ def _extract_all(
         advance(len(indices))
 
     config = _worker.WorkerConfig(options=options, max_video_frames=max_video_frames, quiet_native=not log.isEnabledFor(logging.DEBUG))
-    units = _batches([(key, refs[idx[0]]) for key, idx in pending.items()], max(1, workers))
-    _run_pending(units, config, workers, on_result)
+    units = _batches([(key, refs[idx[0]]) for key, idx in pending.items()], executor.parallelism())
+    executor.run(units, config, on_result)
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime_fer.data.executors import Executor
 from realtime_fer.data.extract import extract_dataset, with_blendshapes
 from realtime_fer.data.layouts import Discovery
 from realtime_fer.data._worker import FALLBACK_FPS
@@ -52,8 +53,13 @@ def evaluate(
     max_video_frames: int | None = None,
     smoothing: SmoothingOptions | None = None,
     adaptation: AdaptationOptions | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``bundle`` (default: the shipped model) on ``data_dir``; returns the metrics dict.
+
+    The landmarks are extracted by :func:`~realtime_fer.data.extract.extract_dataset` on
+    ``executor`` (default: that of an enclosing :func:`~realtime_fer.data.executors.use_executor`
+    block, e.g. a Dask cluster, else ``workers`` local processes); the metrics do not depend on it.
 
     ``smoothing`` (default: the live recognizer's, :class:`SmoothingOptions`) is applied to each
     clip's windows in time order before the video protocol's decisions, as the stream does;
@@ -62,7 +68,7 @@ def evaluate(
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
     blend = bool(model.blendshapes)
-    res = extract_dataset(data_dir, cache_dir, with_blendshapes(landmarker, blend), workers=workers, progress=progress, max_video_frames=max_video_frames)
+    res = extract_dataset(data_dir, cache_dir, with_blendshapes(landmarker, blend), workers=workers, progress=progress, max_video_frames=max_video_frames, executor=executor)
     if not res.samples:
         raise DataError(f"no readable sample in {data_dir}")
     window = WindowOptions(length=model.window_length, hop=model.hop)
