@@ -14,8 +14,19 @@ faster pinned to one CPU than free, and the whole pipeline pinned this way ran a
 free bare loop. With fewer than two usable CPUs, on other systems, or with
 ``pin_threads: false``, nothing is pinned.
 
-Several recognizers in one process (several cameras) each reserve their own landmarker CPU
-(:func:`reserve_plan`); when no CPU is left to reserve, a recognizer runs unpinned.
+**Several streams in one process** (``realtime-fer run`` with several sources) follow
+:func:`plan_streams`: with N streams on C usable CPUs (C >= 2)
+
+* N < C: landmarker *i* alone on CPU *i*; the capture and worker threads of every stream share
+  the remaining C - N CPUs (1 stream on 2 CPUs: the single-stream plan above);
+* N >= C: the landmarkers are spread round-robin, landmarker *i* on CPU *i* mod C (so no core
+  runs two landmarkers while another runs none), and the capture and worker threads may run on
+  every CPU: on a machine with fewer cores than cameras each landmarker's core is shared anyway,
+  and keeping the light threads off a fixed core lets the scheduler fill the gaps.
+
+Each recognizer takes its plan with :func:`reserve_plan` (slot by slot, released by
+:func:`release_plan`); :func:`expect_streams` tells it how many streams are coming, so that the
+first streams are already placed for N.
 """
 
 from __future__ import annotations
@@ -85,31 +96,71 @@ def pin_current_thread(cpus: Collection[int] | None) -> bool:
         return False
 
 
-_reserved: set[int] = set()
+def plan_streams(n: int, enabled: bool = True, cpus: Collection[int] | None = None) -> list[CpuPlan | None]:
+    """The CPU plan of each of ``n`` streams (see the module docs); all ``None`` when pinning is
+    off or fewer than two CPUs are usable. ``cpus``: the CPUs to plan over (default
+    :func:`usable_cpus`)."""
+    if n < 1:
+        raise ValueError("plan_streams needs n >= 1")
+    allowed = tuple(sorted(cpus)) if cpus is not None else usable_cpus()
+    if not enabled or len(allowed) < 2:
+        return [None] * n
+    c = len(allowed)
+    if n < c:
+        rest = frozenset(allowed[n:])
+        return [CpuPlan(frozenset({allowed[i]}), rest) for i in range(n)]
+    every = frozenset(allowed)
+    return [CpuPlan(frozenset({allowed[i % c]}), every) for i in range(n)]
+
+
+_slots: list[CpuPlan | None] = []
+"""Reserved plans by stream slot (``None``: a free slot)."""
+_expected = 1
 _reserved_lock = threading.Lock()
 
 
+@contextlib.contextmanager
+def expect_streams(n: int) -> Iterator[None]:
+    """Within the block, :func:`reserve_plan` places the streams for ``n`` of them."""
+    global _expected
+    with _reserved_lock:
+        before, _expected = _expected, max(1, n)
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            _expected = before
+
+
 def reserve_plan(enabled: bool = True) -> CpuPlan | None:
-    """Like :func:`plan_cpus`, but the landmarker CPU is reserved for the caller until
-    :func:`release_plan`: the next reservation gets another CPU, or ``None`` when fewer than two
-    unreserved CPUs are left (that recognizer then runs unpinned)."""
-    if not enabled:
+    """The plan of the next free stream slot (:func:`plan_streams` for the streams expected or
+    reserved), held until :func:`release_plan`. With one stream this is :func:`plan_cpus`.
+    ``None`` when pinning is off or fewer than two CPUs are usable (nothing is pinned)."""
+    if not enabled or len(usable_cpus()) < 2:
         return None
     with _reserved_lock:
-        allowed = usable_cpus()
-        free = [c for c in allowed if c not in _reserved]
-        if len(free) < 2:
-            return None
-        landmarker = free[0]
-        _reserved.add(landmarker)
-        return CpuPlan(frozenset({landmarker}), frozenset(c for c in allowed if c not in _reserved))
+        slot = next((i for i, p in enumerate(_slots) if p is None), len(_slots))
+        n = max(_expected, slot + 1, sum(p is not None for p in _slots) + 1)
+        plan = plan_streams(n)[slot]
+        if slot == len(_slots):
+            _slots.append(plan)
+        else:
+            _slots[slot] = plan
+        return plan
 
 
 def release_plan(plan: CpuPlan | None) -> None:
-    """Give a plan's landmarker CPU back (idempotent)."""
-    if plan is not None:
-        with _reserved_lock:
-            _reserved.difference_update(plan.landmarker)
+    """Give a reserved plan's slot back (a plan not reserved, or ``None``, does nothing)."""
+    if plan is None:
+        return
+    with _reserved_lock:
+        index = next((i for i, p in enumerate(_slots) if p is plan), None)
+        if index is None:
+            index = next((i for i, p in enumerate(_slots) if p == plan), None)
+        if index is not None:
+            _slots[index] = None
+        while _slots and _slots[-1] is None:
+            _slots.pop()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,13 @@
 Live recognition: frames from a camera, stream, video file or image are recognised and the
 results published over ZeroMQ (docs/messages.md). Ctrl-C or SIGTERM stops cleanly: the capture
 thread is joined, ``ended`` is published, sockets are closed and a summary is printed.
+
+Several sources in one run: repeat ``--source`` (``--source ID=SRC`` names a stream; unnamed
+ones are ``cam0``, ``cam1``, ... by position) or list ``streams:`` in the runtime config. All
+streams publish on the one endpoint, topics ``fer.<id>.``; a source that cannot be opened gets
+an ``ended`` status with ``error: ...`` and the others go on; the command then exits with one
+``error:`` line (code 2) after the summary. ``--show`` shows one stream only and is refused with
+several (see :mod:`realtime_fer.pipeline.multistream`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,13 @@ from realtime_fer.commands._runtime import add_curve_arguments, add_runtime_argu
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", metavar="SRC", help="camera index, rtsp:// or http(s):// URL, video file or image (default: camera 0)")
+    p.add_argument(
+        "--source",
+        metavar="[ID=]SRC",
+        action="append",
+        help="camera index, rtsp:// or http(s):// URL, video file or image (default: camera 0, or the config's streams); "
+        "repeat for several streams on one endpoint, ID=SRC names a stream (topics fer.ID.)",
+    )
     p.add_argument("--publish", metavar="ENDPOINT", help="ZeroMQ endpoint to bind (default tcp://127.0.0.1:5556)")
     p.add_argument("--encoding", choices=["msgpack", "json"], help="payload encoding (default msgpack)")
     p.add_argument("--show", action="store_true", help="show a window with boxes, landmarks and emotion bars")
@@ -36,7 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration <= 0:
         raise FerError("--duration must be positive")
     config = runtime_config(args)
-    source = args.source if args.source is not None else "0"
+    streams = _streams(args, config)
+    if len(streams) > 1:
+        return _run_streams(args, config, streams)
+    if streams:  # one stream: its id, source and capture settings, the single-source path
+        from realtime_fer.pipeline.multistream import stream_config
+
+        config = stream_config(config, streams[0])
+    source = streams[0].source if streams else "0"
     with StopOnSignals() as signals:
         bundle = load_bundle(config.model)
         display = None
@@ -71,4 +91,71 @@ def run(args: argparse.Namespace) -> int:
         if timer is not None:
             timer.cancel()
     print("summary: " + "\n         ".join(summary.lines()), flush=True)
+    return 0
+
+
+def _streams(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - imports stay inside
+    """The streams of this run: the ``--source`` options, else the config's ``streams``."""
+    from realtime_fer.errors import ConfigError
+    from realtime_fer.pipeline.multistream import check_unique_ids, streams_from_sources
+
+    if args.source:
+        if len(args.source) > 1 and args.stream_id is not None:
+            raise ConfigError("--stream-id names a single stream; with several sources name them with --source ID=SRC")
+        if config.streams:
+            import logging
+
+            logging.getLogger(__name__).info("--source given: the config's %d stream(s) are not used", len(config.streams))
+        return streams_from_sources(args.source, config.publish.stream_id)
+    if config.streams and args.stream_id is not None:
+        raise ConfigError("--stream-id names a single stream; the config's streams have their own ids")
+    check_unique_ids(config.streams)
+    return list(config.streams)
+
+
+def _run_streams(args: argparse.Namespace, config, streams) -> int:  # noqa: ANN001
+    """Several streams, one endpoint (see :mod:`realtime_fer.pipeline.multistream`)."""
+    import sys
+    import threading
+
+    from realtime_fer.commands._runtime import StopOnSignals
+    from realtime_fer.errors import ConfigError, FerError
+    from realtime_fer.models.bundle import load_bundle
+    from realtime_fer.pipeline.multistream import PublisherHub, open_streams
+    from realtime_fer.publish.publisher import Publisher
+
+    if config.show:
+        raise ConfigError(
+            f"--show shows one stream; this run has {len(streams)} ({', '.join(s.id for s in streams)}): "
+            "watch them with `realtime-fer listen`, or run one `realtime-fer run --show` per source"
+        )
+    with StopOnSignals() as signals:
+        bundle = load_bundle(config.model)
+        hub = PublisherHub(Publisher.from_options(config.publish))
+        try:
+            multi = open_streams(streams, config, hub, bundle=bundle)
+        except BaseException:
+            hub.close()
+            raise
+        names = ", ".join(f"{r.stream_id}={r.source.name}" for r in multi.recognizers)
+        print(
+            f"recognizing {len(multi.recognizers)} stream(s) ({names}) -> publishing {config.publish.encoding} on {hub.endpoint} "
+            f"(topics fer.<stream>.); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        signals.attach(multi)
+        timer = None
+        if args.duration is not None:
+            timer = threading.Timer(args.duration, multi.stop)
+            timer.daemon = True
+            timer.start()
+        summary = multi.run()
+        if timer is not None:
+            timer.cancel()
+    print("summary: " + "\n         ".join(summary.lines()), flush=True)
+    if summary.failed:
+        raise FerError(
+            f"{len(summary.failed)} of {len(summary.streams)} streams failed: " + "; ".join(f"{s.id}: {s.error}" for s in summary.failed)
+        )
     return 0

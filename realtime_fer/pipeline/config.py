@@ -25,7 +25,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.config_io import from_dict, load_yaml
@@ -52,6 +52,38 @@ def _default_capture() -> CaptureOptions:
     # One frame in the live queue: the pipeline always takes the newest frame, never one that
     # waited behind another (lower capture-to-publish latency; files are unaffected).
     return CaptureOptions(queue_size=1)
+
+
+@dataclass
+class StreamConfig:
+    """One source of a multi-stream run (an entry of the YAML list ``streams``)."""
+
+    id: str
+    """Stream id: topics ``fer.<id>.``; letters, digits, ``_`` and ``-``, unique in the run."""
+    source: str | int
+    """Camera index, ``rtsp://`` / ``http(s)://`` URL, video file or image."""
+    capture: dict[str, Any] | None = None
+    """Keys of the ``capture`` section that differ for this stream (e.g. ``realtime: true``,
+    ``camera_fps: 15``); the others come from the run's ``capture`` section."""
+
+    def __post_init__(self) -> None:
+        from realtime_fer.publish.schema import check_stream_id
+
+        check_stream_id(self.id)
+        if isinstance(self.source, bool) or (isinstance(self.source, str) and not self.source.strip()):
+            raise ValueError(f"stream {self.id!r}: source must be a camera index, URL or file")
+        if self.capture is not None:
+            from_dict(CaptureOptions, self.capture, f"stream {self.id!r} capture")  # unknown keys and wrong types fail here
+
+    def capture_options(self, base: CaptureOptions) -> CaptureOptions:
+        """``base`` with this stream's overrides."""
+        if not self.capture:
+            return base
+        return from_dict(CaptureOptions, {**_fields(base), **self.capture}, f"stream {self.id!r} capture")
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 @dataclass
@@ -92,10 +124,19 @@ class RuntimeConfig:
     k+1 (messages keep their order). ``false``: one frame at a time on the main thread."""
     no_face_interval_s: float = 1.0
     """While no face is in view, repeat the ``no_face`` status this often (seconds)."""
+    streams: list[StreamConfig] = field(default_factory=list)
+    """Several sources in one run (``run`` without ``--source``), each with its own capture
+    thread, landmarker, tracker and status on the one publisher, topics ``fer.<id>.``; empty:
+    one source from the command line. See :mod:`realtime_fer.pipeline.multistream`."""
 
     def __post_init__(self) -> None:
         if self.no_face_interval_s <= 0:
             raise ValueError("no_face_interval_s must be > 0")
+        seen: set[str] = set()
+        for stream in self.streams:
+            if stream.id in seen:
+                raise ValueError(f"duplicate stream id {stream.id!r} in streams (every stream needs its own id)")
+            seen.add(stream.id)
         if self.blas_threads < 1:
             raise ValueError("blas_threads must be >= 1")
 

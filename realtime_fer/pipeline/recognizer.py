@@ -78,6 +78,8 @@ class RunSummary:
     frame_latency: Summary = field(default_factory=lambda: Summary.of(()))
     """Capture -> done, every processed frame."""
     stages: dict[str, Summary] = field(default_factory=dict)
+    stream: str = ""
+    """The stream id (topics ``fer.<stream>.``)."""
 
     @property
     def fps(self) -> float:
@@ -143,6 +145,8 @@ class Recognizer:
         self._t_last: float | None = None
         self._in_no_face = False
         self._last_no_face = 0.0
+        self.summary: RunSummary | None = None
+        """The run's summary once :meth:`run` has finished (also when it raised)."""
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -202,6 +206,7 @@ class Recognizer:
             self._end_tracks("end of run")
             self._send_status("ended", detail=reason, fps=self._average_fps())
             summary = self._summary(reason)
+            self.summary = summary
             self.close()
         if worker_error is not None:
             raise worker_error
@@ -376,6 +381,7 @@ class Recognizer:
             latency=self.timings.summary("latency"),
             frame_latency=self.timings.summary("frame_latency"),
             stages={name: self.timings.summary(name) for name in ("landmarks", "features", "inference", "explain", "publish")},
+            stream=self.stream_id,
         )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from realtime_fer.publish.errors import MessageError, PublishError
 from realtime_fer.publish.publisher import DEFAULT_ENDPOINT
@@ -36,7 +36,10 @@ class Subscriber:
     """A connected ZeroMQ SUB socket yielding :class:`Prediction` / :class:`Status` messages.
 
     Args:
-        connect: endpoint of the publisher, e.g. ``tcp://127.0.0.1:5556`` or ``ipc:///tmp/fer``.
+        connect: endpoint of the publisher, e.g. ``tcp://127.0.0.1:5556`` or ``ipc:///tmp/fer``;
+            or a list of endpoints (several hosts): one socket connects to all of them and
+            yields their messages as they arrive (ZeroMQ queues each fairly). With CURVE, every
+            endpoint must be a publisher with that ``curve_server_key``.
         topics: topic prefixes to subscribe to (``fer.`` for everything; ``fer.cam0.face.1.``
             for one face of one stream). A prefix matches every topic that starts with it.
         timeout: default for :meth:`recv`, seconds; ``None`` waits forever. Iteration ends after
@@ -57,7 +60,7 @@ class Subscriber:
 
     def __init__(
         self,
-        connect: str = DEFAULT_ENDPOINT,
+        connect: str | Sequence[str] = DEFAULT_ENDPOINT,
         topics: Iterable[str] = (TOPIC_ROOT + ".",),
         timeout: float | None = None,
         encoding: Encoding | None = None,
@@ -75,7 +78,11 @@ class Subscriber:
             raise PublishError("a client CURVE key needs the server's public key too (curve_server_key / --curve-server-key)")
 
         self._zmq = zmq
-        self.endpoint = connect
+        self.endpoints: list[str] = [connect] if isinstance(connect, str) else list(connect)
+        """Every endpoint this subscriber connects to."""
+        if not self.endpoints:
+            raise PublishError("no endpoint to connect to")
+        self.endpoint = ", ".join(self.endpoints)
         self.topics = list(topics)
         self.timeout = timeout
         self.encoding = check_encoding(encoding) if encoding is not None else None
@@ -94,15 +101,16 @@ class Subscriber:
                 raise
         for topic in self.topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
-        try:
-            self._socket.connect(connect)
-        except zmq.ZMQError as exc:
-            self._socket.close(linger=0)
-            raise PublishError(
-                f"cannot connect to {connect!r}: {exc}; expected an endpoint such as tcp://127.0.0.1:5556 or ipc:///tmp/fer"
-            ) from None
+        for endpoint in self.endpoints:
+            try:
+                self._socket.connect(endpoint)
+            except zmq.ZMQError as exc:
+                self._socket.close(linger=0)
+                raise PublishError(
+                    f"cannot connect to {endpoint!r}: {exc}; expected an endpoint such as tcp://127.0.0.1:5556 or ipc:///tmp/fer"
+                ) from None
         self._closed = False
-        log.info("subscribed to %s on %s%s", ", ".join(map(repr, self.topics)) or "nothing", connect, " (CURVE)" if self.secured else "")
+        log.info("subscribed to %s on %s%s", ", ".join(map(repr, self.topics)) or "nothing", self.endpoint, " (CURVE)" if self.secured else "")
 
     def recv_raw(self, timeout: float | None = _UNSET) -> tuple[str, bytes] | None:
         """The next ``(topic, payload)`` undecoded, or ``None`` after ``timeout`` seconds.
