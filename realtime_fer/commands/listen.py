@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                     print(f"warning: {exc}", file=sys.stderr, flush=True)
                     continue
                 if msg is None:
-                    print(f"no message for {args.timeout:g} s on {args.connect}{_curve_hint(sub.secured)}; stopping", file=sys.stderr)
+                    hint = _curve_hint(sub.secured, args.curve_key is not None)
+                    print(f"no message for {args.timeout:g} s on {args.connect}{hint}; stopping", file=sys.stderr)
                     break
                 received += 1
                 print(to_json_line(msg) if args.json else format_message(msg), flush=True)
@@ -89,11 +90,13 @@ def format_message(msg: object) -> str:
     return f"{time.strftime('%H:%M:%S')} {msg!r}"
 
 
-def _curve_hint(secured: bool) -> str:
+def _curve_hint(secured: bool, client_key: bool) -> str:
     """Why a subscriber may see nothing: a CURVE handshake that failed is silent."""
-    if secured:
+    if not secured:
+        return " (if the publisher uses CURVE, pass --curve-server-key)"
+    if client_key:
         return " (CURVE: check that --curve-server-key is this publisher's key and that --curve-key is on its allow-list)"
-    return " (if the publisher uses CURVE, pass --curve-server-key)"
+    return " (CURVE: check that --curve-server-key is this publisher's key; if it has an allow-list, pass --curve-key)"
 
 
 def _clock(t: float) -> str:

@@ -107,7 +107,7 @@ def write_key_pair(directory: str | Path, name: str, force: bool = False) -> tup
     if not force:
         existing = [str(p) for p in (public_path, secret_path) if p.exists()]
         if existing:
-            raise PublishError(f"{' and '.join(existing)} already exist(s); pass --force to replace the key pair")
+            raise PublishError(f"key pair {name!r} already exists ({', '.join(existing)}); pass --force to replace it")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
