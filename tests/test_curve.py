@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 
 from realtime_fer.publish import Prediction, PublishError, Publisher, PublisherOptions, Status, Subscriber
+from runtime_helpers import free_port, model_cli_args, require_bundle, video
 from realtime_fer.publish.security import (
     curve_available,
     is_exposed,
@@ -339,3 +339,48 @@ def test_listen_with_the_right_keys_prints_and_with_a_wrong_key_stops_empty_hand
 def test_listen_with_a_missing_key_file_is_a_clean_error(tmp_path: Path) -> None:
     r = subprocess.run(_cli("listen", "--curve-server-key", str(tmp_path / "server.key"), "--timeout", "1"), capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.startswith("error: key file not found") and "Traceback" not in r.stderr
+
+
+def test_listen_against_a_curve_secured_run_process(keys: dict[str, Path], shared_data: Path) -> None:
+    """The whole path: `realtime-fer run --curve-secret --curve-clients` on a real video, a
+    `listen` with the allowed key receives predictions; while it still publishes, a `listen`
+    with a key off the allow-list receives nothing and a second allowed one does."""
+    require_bundle()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    run_cmd = _cli(
+        "run", "--source", str(video(shared_data, "WolfgangLanger_Pexels.mp4")), "--realtime", "--duration", "40",
+        "--publish", endpoint, "--stream-id", "curve", "--curve-secret", str(keys["server.secret"]),
+        "--curve-clients", str(keys["allowed"]), *model_cli_args(),
+    )  # fmt: skip
+    listen = ["listen", "--connect", endpoint, "--topic", "fer.curve.face.", "--curve-server-key", str(keys["server.key"])]
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(cmd: list[str]) -> subprocess.Popen[str]:
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+        return procs[-1]
+
+    try:
+        first = start(_cli(*listen, "--curve-key", str(keys["client.secret"]), "--count", "3", "--timeout", "90"))
+        recognizer = start(run_cmd)
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert len(out.strip().splitlines()) == 3 and all(" curve #" in line for line in out.splitlines()), out
+        assert recognizer.poll() is None, "the video still plays (--realtime)"
+        stranger = start(_cli(*listen, "--curve-key", str(keys["stranger.secret"]), "--count", "1", "--timeout", "3"))
+        second = start(_cli(*listen, "--curve-key", str(keys["client.secret"]), "--count", "1", "--timeout", "3"))
+        s_out, s_err = stranger.communicate(timeout=60)
+        ok_out, ok_err = second.communicate(timeout=60)
+        assert recognizer.poll() is None, "still publishing while the stranger listened"
+        recognizer.terminate()
+        r_out, r_err = recognizer.communicate(timeout=30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    assert second.returncode == 0 and len(ok_out.strip().splitlines()) == 1, ok_err
+    assert stranger.returncode == 1 and s_out == "" and "no message" in s_err, s_err
+    assert recognizer.returncode == 0 and "summary:" in r_out, r_err
+    stranger_key = load_keys(keys["stranger.key"]).public.decode()
+    assert "not on the allow-list" in r_err and stranger_key in r_err
+    assert "without CURVE" not in r_err and "Traceback" not in r_err
