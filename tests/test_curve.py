@@ -123,6 +123,32 @@ def test_a_curve_subscriber_gets_nothing_from_a_clear_text_publisher(keys: dict[
     assert got["curve"] == 0 and got["plain"] > 5, got
 
 
+def test_the_plain_pyzmq_client_of_the_docs_receives(keys: dict[str, Path]) -> None:
+    """docs/messages.md, *Secure publishing*: a raw pyzmq SUB socket with the certificate files."""
+    import zmq
+    import zmq.auth
+
+    with Publisher(LOOPBACK, curve_secret_key=str(keys["server.secret"]), curve_allowed_clients=str(keys["allowed"])) as pub:
+        server_public, _ = zmq.auth.load_certificate(keys["server.key"])
+        public, secret = zmq.auth.load_certificate(keys["client.secret"])
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.SUB)
+        try:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
+            sock.setsockopt(zmq.SUBSCRIBE, b"fer.")
+            sock.connect(pub.endpoint)
+            parts = None
+            deadline = time.monotonic() + 5
+            while parts is None and time.monotonic() < deadline:
+                pub.status("started", detail="raw")
+                if sock.poll(50):
+                    parts = sock.recv_multipart()
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+    assert parts is not None and parts[0] == b"fer.cam0.status."
+
+
 def test_closing_a_curve_publisher_stops_its_authenticator(keys: dict[str, Path]) -> None:
     before = threading.active_count()
     for _ in range(3):
