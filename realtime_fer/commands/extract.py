@@ -67,7 +67,7 @@ def add_scheduler_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run the landmark extraction on a Dask cluster, e.g. tcp://HOST:8786 (needs the distributed extra; --workers is then not used; docs/distributed.md)",
     )
-    parser.add_argument("--scheduler-timeout", metavar="S", type=_positive_float, default=10.0, help="with --scheduler: seconds to wait for the scheduler and a first worker (default: %(default)s)")
+    parser.add_argument("--scheduler-timeout", metavar="S", type=_positive_float, default=10.0, help="with --scheduler: seconds to wait for the scheduler, and for a worker when the cluster has none (default: %(default)s)")
     parser.add_argument("--send-files", action="store_true", help="with --scheduler: send the files' bytes to the workers (storage not shared); default: workers read the same paths")
 
 

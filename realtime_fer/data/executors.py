@@ -327,13 +327,16 @@ def use_executor(executor: Executor | None) -> Iterator[Executor | None]:
 @contextlib.contextmanager
 def scheduler_executor(address: str | None, *, connect_timeout_s: float = 10.0, send_files: bool = False) -> Iterator[Executor | None]:
     """For commands: with an ``address``, connect a :class:`DaskExecutor` and make it the
-    default of the block (:func:`use_executor`); without one, change nothing (yields ``None``)."""
+    default of the block (:func:`use_executor`); without one, change nothing (yields ``None``).
+    ``connect_timeout_s`` bounds both the wait for the scheduler and for a worker (at the start,
+    and when every worker is gone during a run)."""
     if not address:
         if send_files:
             raise FerError("--send-files is used with --scheduler only")
         yield None
         return
-    with DaskExecutor(DaskOptions(address, connect_timeout_s=connect_timeout_s, send_files=send_files)) as ex, use_executor(ex):
+    options = DaskOptions(address, connect_timeout_s=connect_timeout_s, send_files=send_files, no_worker_timeout_s=connect_timeout_s)
+    with DaskExecutor(options) as ex, use_executor(ex):
         yield ex
 
 

@@ -1,0 +1,330 @@
+"""Extraction on a real Dask cluster: ``dask scheduler`` and ``dask worker`` processes on
+loopback, started from the venv's executables, real MediaPipe on real files of ../shared/data.
+
+A cluster extract must equal a local one file for file (the cache entries), evaluate's metrics
+must equal, and a bad address, a scheduler without workers, a worker killed mid-job or all
+workers gone must end in a retry or one clear ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime_fer.data import _worker
+from realtime_fer.data.extract import default_options, extract_dataset
+from realtime_fer.data.layouts import SampleRef
+from realtime_fer.errors import FerError
+
+distributed = pytest.importorskip("distributed", reason='Dask is not installed: pip install "realtime-fer[distributed]"')
+
+BIN = Path(sys.executable).parent
+#: MEAD clips for the jobs that must last long enough to lose a worker mid-way.
+LONG_CLIPS = ("surprise", "fear", "disgust", "sad")
+
+
+def _link(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src)
+    return dst
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    """A ``dask scheduler`` and ``n`` single-thread ``dask worker --no-nanny`` processes."""
+
+    def __init__(self, workdir: Path, n_workers: int) -> None:
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+        self.workers: list[subprocess.Popen] = []
+        env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self._env = env
+        try:
+            self.scheduler = self._start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"], "scheduler")
+            self._wait_for_port()
+            for i in range(n_workers):
+                self.add_worker(i)
+            if n_workers:
+                self.wait_for_workers(n_workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, cmd: list[str], name: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(cmd, cwd=self.workdir, env=self._env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs.append(p)
+        return p
+
+    def add_worker(self, i: int) -> subprocess.Popen:
+        w = self._start(
+            [str(BIN / "dask"), "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}"], f"worker{i}"
+        )
+        self.workers.append(w)
+        return w
+
+    def _wait_for_port(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.scheduler.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited: {(self.workdir / 'scheduler.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("dask scheduler did not listen within 60 s")
+
+    def wait_for_workers(self, n: int, timeout: float = 120.0) -> None:
+        with distributed.Client(self.address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # pragma: no cover - kill cannot be ignored
+                pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    c = Cluster(tmp_path_factory.mktemp("dask2"), 2)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path):  # noqa: ANN201
+    """Makes clusters for one test (whose workers get killed); closes them after it."""
+    made: list[Cluster] = []
+
+    def make(n: int) -> Cluster:
+        (tmp_path / f"dask{len(made)}").mkdir()
+        made.append(Cluster(tmp_path / f"dask{len(made)}", n))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def tree(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 CK+48 stills, a short MEAD clip and an undecodable ``.jpg`` (symlinks)."""
+    root = tmp_path_factory.mktemp("dtree")
+    for label in ("happy", "surprise", "sad"):
+        for p in sorted((shared_data / "ckplus48" / label).glob("*.png"))[:2]:
+            _link(p, root / label / p.name)
+    _link(shared_data / "video" / "mead" / "neutral.mp4", root / "neutral" / "mead_neutral.mp4")
+    (root / "anger").mkdir()
+    (root / "anger" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_cache(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.mktemp("local_cache")
+    extract_dataset(tree, cache, workers=2, progress=False)
+    return cache
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "realtime_fer", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _entries(cache: Path) -> dict[str, Path]:
+    return {str(p.relative_to(cache)): p for p in cache.rglob("*.npz")}
+
+
+def _assert_same_cache(a: Path, b: Path) -> None:
+    ea, eb = _entries(a), _entries(b)
+    assert ea and sorted(ea) == sorted(eb)
+    for name in ea:
+        with np.load(ea[name]) as za, np.load(eb[name]) as zb:
+            assert sorted(za.files) == sorted(zb.files), name
+            for k in za.files:
+                np.testing.assert_array_equal(za[k], zb[k], err_msg=f"{name}: {k}")
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0, proc.stdout
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_cluster_extract_equals_local_file_for_file(cluster: Cluster, tree: Path, local_cache: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "dask_cache"
+    proc = _cli("extract", str(tree), "--output", str(cache), "--scheduler", cluster.address, "--no-progress", "--report", str(tmp_path / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_cache(local_cache, cache)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_samples"] == 7 and report["n_computed"] == 8 and report["n_failed"] == 1
+    assert report["failed"][0]["reason"].startswith("cannot decode image")
+    # the same samples again come from the cache written by this process
+    again = extract_dataset(tree, cache, progress=False, executor=None)
+    assert again.n_computed == 0 and again.n_cached == 8
+
+
+def test_send_files_equals_local(cluster: Cluster, tree: Path, local_cache: Path, tmp_path: Path) -> None:
+    from realtime_fer.data.executors import DaskExecutor, DaskOptions
+
+    cache = tmp_path / "sent"
+    with DaskExecutor(DaskOptions(cluster.address, send_files=True)) as ex:
+        res = extract_dataset(tree, cache, progress=False, executor=ex)
+    assert len(res.samples) == 7 and len(res.failed) == 1
+    _assert_same_cache(local_cache, cache)
+
+
+def test_evaluate_on_the_cluster_equals_local(cluster: Cluster, tree: Path, tmp_path: Path) -> None:
+    runs = {}
+    for name, extra in (("local", ["--workers", "2"]), ("dask", ["--scheduler", cluster.address])):
+        out = tmp_path / f"{name}.json"
+        proc = _cli("evaluate", "--data", str(tree), "--output", str(out), "--cache", str(tmp_path / f"cache_{name}"), "--no-progress", *extra)
+        assert proc.returncode == 0, proc.stderr
+        metrics = json.loads(out.read_text())
+        metrics["video"].pop("confusion_png")
+        runs[name] = metrics
+    assert runs["local"]["overall"]["n_samples"] == 7
+    assert runs["dask"] == runs["local"]
+    _assert_same_cache(tmp_path / "cache_local", tmp_path / "cache_dask")
+
+
+def test_remote_batch_reads_bytes_or_refuses_missing_files(shared_data: Path, tmp_path: Path) -> None:
+    img = sorted((shared_data / "ckplus48" / "happy").glob("*.png"))[0]
+    config = _worker.WorkerConfig(options=default_options(), quiet_native=False)
+    expected = _worker.environment(config.options)
+    gone = SampleRef(tmp_path / "elsewhere" / img.name, "happy", "g", "image")
+    try:
+        sent = _worker.remote_batch([(gone, [img.read_bytes()])], config, expected)
+        here = _worker.run_batch([SampleRef(img, "happy", "g", "image")], config)
+        assert sent[0][0] == "ok" and np.array_equal(sent[0][1].landmarks, here[0][1].landmarks)
+        with pytest.raises(_worker.WorkerEnvironmentError, match="cannot see .*--send-files"):
+            _worker.remote_batch([(gone, None)], config, expected)
+        with pytest.raises(_worker.WorkerEnvironmentError, match="model_sha256"):
+            _worker.remote_batch([(gone, [img.read_bytes()])], config, {**expected, "model_sha256": "0" * 64})
+    finally:
+        _worker.close_detectors()
+
+
+@pytest.mark.parametrize("address", ["nonsense", "tcp://127.0.0.1", "http://127.0.0.1:8786", "tcp://127.0.0.1:99999"])
+def test_bad_scheduler_address_is_one_error_line(tree: Path, tmp_path: Path, address: str) -> None:
+    line = _one_error_line(_cli("extract", str(tree), "--output", str(tmp_path / "c"), "--scheduler", address, "--no-progress", timeout=60))
+    assert "bad Dask scheduler address" in line
+
+
+def test_unreachable_scheduler_is_one_error_line(tree: Path, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    for cmd in (["extract", str(tree), "--output", str(tmp_path / "c")], ["evaluate", "--data", str(tree), "--output", str(tmp_path / "m.json")]):
+        line = _one_error_line(_cli(*cmd, "--scheduler", address, "--scheduler-timeout", "2", "--no-progress", timeout=60))
+        assert f"cannot reach the Dask scheduler at {address} within 2 s" in line
+    assert not (tmp_path / "c").exists() or not _entries(tmp_path / "c")
+
+
+def test_scheduler_without_workers_is_one_error_line(fresh_cluster, tree: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    c = fresh_cluster(0)
+    line = _one_error_line(_cli("extract", str(tree), "--output", str(tmp_path / "c"), "--scheduler", c.address, "--scheduler-timeout", "2", "--no-progress", timeout=60))
+    assert "has no worker" in line and c.address in line
+
+
+def test_send_files_without_scheduler_is_an_error(tree: Path, tmp_path: Path) -> None:
+    line = _one_error_line(_cli("extract", str(tree), "--output", str(tmp_path / "c"), "--send-files", timeout=60))
+    assert "--send-files is used with --scheduler only" in line
+
+
+def test_missing_dask_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime_fer.data.executors import scheduler_executor
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(FerError, match=r"realtime-fer\[distributed\]"):
+        with scheduler_executor("tcp://127.0.0.1:8786"):
+            pass
+
+
+def _clips(shared_data: Path, root: Path) -> Path:
+    for name in LONG_CLIPS:
+        _link(shared_data / "video" / "mead" / f"{name}.mp4", root / name / f"mead_{name}.mp4")
+    return root
+
+
+def _start_extract(data: Path, cache: Path, address: str, timeout_s: str = "10") -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "realtime_fer", "extract", str(data), "--output", str(cache), "--scheduler", address, "--scheduler-timeout", timeout_s, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_entries(cache: Path, proc: subprocess.Popen, n: int = 1, timeout: float = 240.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if cache.is_dir() and len(_entries(cache)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no cache entry within {timeout} s (rc {proc.poll()})")
+
+
+def test_worker_killed_mid_job_is_retried_on_the_other(fresh_cluster, shared_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    c = fresh_cluster(2)
+    data = _clips(shared_data, tmp_path / "clips")
+    cache = tmp_path / "dask_cache"
+    proc = _start_extract(data, cache, c.address)
+    try:
+        _wait_for_entries(cache, proc)
+        os.kill(c.workers[0].pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "4 computed" in out
+    local = tmp_path / "local_cache"
+    extract_dataset(data, local, workers=2, progress=False)
+    _assert_same_cache(local, cache)
+
+
+def test_all_workers_gone_is_one_error_line_and_keeps_results(fresh_cluster, shared_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    c = fresh_cluster(1)
+    data = _clips(shared_data, tmp_path / "clips")
+    cache = tmp_path / "dask_cache"
+    proc = _start_extract(data, cache, c.address, timeout_s="3")
+    try:
+        _wait_for_entries(cache, proc)
+        os.kill(c.workers[0].pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    assert "no worker for 3 s" in line and "rerun resumes" in line
+    kept = len(_entries(cache))
+    assert 1 <= kept < len(LONG_CLIPS)
+    # a rerun on a new worker resumes: only the missing clips are computed
+    c.add_worker(9)
+    c.wait_for_workers(1)
+    proc = _cli("extract", str(data), "--output", str(cache), "--scheduler", c.address, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{kept} from the cache, {len(LONG_CLIPS) - kept} computed" in proc.stdout
