@@ -228,6 +228,21 @@ def test_missing_and_malformed_key_files_are_clear_errors(keys: dict[str, Path],
     assert threading.active_count() == threads, "a failed start leaves no authenticator thread behind"
 
 
+def test_two_allow_lists_in_one_context_are_a_clear_error(keys: dict[str, Path]) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    secured = {"curve_secret_key": str(keys["server.secret"]), "curve_allowed_clients": str(keys["allowed"])}
+    try:
+        with Publisher(LOOPBACK, context=ctx, **secured):
+            with pytest.raises(PublishError, match="only one can run per ZeroMQ context"):
+                Publisher(LOOPBACK, context=ctx, **secured)
+        with Publisher(LOOPBACK, **secured), Publisher(LOOPBACK, **secured):  # each in its own context
+            pass
+    finally:
+        ctx.term()
+
+
 def test_a_secret_key_readable_by_others_is_warned_about(keys: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     os.chmod(keys["server.secret"], 0o644)
     with caplog.at_level(logging.WARNING, logger="realtime_fer"):

@@ -261,12 +261,21 @@ class CurveServer:
         self.allow_list: ClientAllowList | None = None
         self._auth: Any = None
         if allowed_clients is not None:
+            import zmq
             from zmq.auth.thread import ThreadAuthenticator
 
             self.allow_list = ClientAllowList(load_allowed_clients(allowed_clients))
-            self._auth = ThreadAuthenticator(context, log=logging.getLogger(__name__ + ".zap"))
-            self._auth.start()
-            self._auth.configure_curve_callback("*", credentials_provider=self.allow_list)
+            auth = ThreadAuthenticator(context, log=logging.getLogger(__name__ + ".zap"))
+            try:
+                auth.start()
+            except zmq.ZMQError as exc:
+                auth.stop()
+                raise PublishError(
+                    f"cannot start the CURVE allow-list (ZAP handler): {exc}; only one can run per ZeroMQ context, "
+                    "so give each publisher with an allow-list a context of its own"
+                ) from None
+            auth.configure_curve_callback("*", credentials_provider=self.allow_list)
+            self._auth = auth
 
     def secure(self, socket: Any) -> None:
         """Make ``socket`` a CURVE server (before it binds)."""
