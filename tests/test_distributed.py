@@ -96,6 +96,18 @@ class Cluster:
         with distributed.Client(self.address, timeout="30s", set_as_default=False) as client:
             client.wait_for_workers(n, timeout=timeout)
 
+    def busy_worker(self, timeout: float = 60.0) -> subprocess.Popen:
+        """A worker process that is running a task now."""
+        end = time.monotonic() + timeout
+        with distributed.Client(self.address, timeout="30s", set_as_default=False) as client:
+            while time.monotonic() < end:
+                names = {addr: w["name"] for addr, w in client.scheduler_info()["workers"].items()}
+                for addr, keys in client.processing().items():
+                    if keys:
+                        return self.workers[int(str(names[addr])[1:])]
+                time.sleep(0.05)
+        raise AssertionError("no worker was running a task")
+
     def close(self) -> None:
         for p in self.procs:
             if p.poll() is None:
@@ -294,7 +306,8 @@ def test_worker_killed_mid_job_is_retried_on_the_other(fresh_cluster, shared_dat
     proc = _start_extract(data, cache, c.address)
     try:
         _wait_for_entries(cache, proc)
-        os.kill(c.workers[0].pid, signal.SIGKILL)
+        victim = c.busy_worker()  # its task must be run again by the other worker
+        os.kill(victim.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
