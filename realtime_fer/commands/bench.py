@@ -1,5 +1,9 @@
 """``realtime-fer bench SRC``: per-stage latency, end-to-end throughput, and a bare landmarker
-loop over the same frames for comparison (see :mod:`realtime_fer.pipeline.bench`)."""
+loop over the same frames for comparison (see :mod:`realtime_fer.pipeline.bench`).
+
+``realtime-fer bench VIDEO --streams N [--realtime]``: N copies of the video at once through the
+multi-stream path of ``run`` (one process, one endpoint); frame rate and capture-to-publish
+latency per stream."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of a file")
     p.add_argument("--repeat", type=int, default=1, metavar="K", help="alternate the bare and end-to-end passes K times (default 1)")
     p.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds to run on a live source (default 20)")
+    p.add_argument("--streams", type=int, metavar="N", help="run N copies of the video at once (several cameras in one process); fps and latency per stream")
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     add_runtime_arguments(p)
 
@@ -35,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
         raise FerError("--repeat must be at least 1")
     if args.duration <= 0:
         raise FerError("--duration must be positive")
+    if args.streams is not None:
+        if args.streams < 1:
+            raise FerError("--streams must be at least 1")
+        if args.repeat != 1:
+            raise FerError("--repeat does not apply to --streams (run the command again)")
+        return _run_streams(args, runtime_config(args))
     config = runtime_config(args)
     report = run_bench(args.source, config, max_frames=args.max_frames, repeat=args.repeat, duration_s=args.duration)
     console = Console(file=sys.stdout, width=max(Console().width, 100))
@@ -72,6 +83,42 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"dropped {report.dropped}, predictions {report.predictions}; models on {report.provider}, landmarker delegate {report.delegate}; {report.threads}; "
         f"load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report.to_dict(), fh, indent=2)
+    return 0
+
+
+def _run_streams(args: argparse.Namespace, config) -> int:  # noqa: ANN001
+    import json
+    import math
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from realtime_fer.pipeline.bench import run_bench_streams
+
+    report = run_bench_streams(args.source, config, args.streams, max_frames=args.max_frames)
+    console = Console(file=sys.stdout, width=max(Console().width, 100))
+    fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"  # noqa: E731
+    pace = "paced at the file's rate" if report.realtime else "unpaced"
+    table = Table(title=f"{report.source}: {report.n_streams} stream(s), {report.width}x{report.height}, {pace}, {report.cpus} CPUs")
+    for col in ("stream", "frames", "fps", "latency median", "latency p95", "frame p95", "landmarks median", "dropped", "predictions", "CPUs: landmarker / others"):
+        table.add_column(col, justify="left" if col in ("stream", "CPUs: landmarker / others") else "right")
+    for s in report.streams:
+        table.add_row(
+            s.id, str(s.frames), fmt(s.fps), fmt(s.latency.median_ms), fmt(s.latency.p95_ms), fmt(s.frame_latency.p95_ms),
+            fmt(s.landmarks.median_ms), str(s.dropped), str(s.predictions), s.threads,
+        )
+    console.print(table)
+    console.print("latency: capture -> publish of frames with predictions; frame p95: capture -> done of every frame; times in ms")
+    console.print(
+        f"all streams: {sum(s.frames for s in report.streams)} frames in {report.wall_s:.1f} s = {report.total_fps:.1f} fps; "
+        f"{report.published} messages published on one socket; load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
     )
     for note in report.notes:
         console.print(f"note: {note}")
