@@ -356,3 +356,23 @@ def test_one_subscriber_on_several_endpoints() -> None:
     finally:
         p1.close()
         p2.close()
+
+
+def test_bench_streams_reports_each_stream(shared_data: Path, tmp_path: Path) -> None:
+    import json
+
+    from realtime_fer.affinity import plan_streams
+
+    require_bundle()
+    out = tmp_path / "b.json"
+    r = _cli("bench", str(video(shared_data, "single_face.mp4")), "--streams", "2", "--max-frames", "30", "--json", str(out), *model_cli_args())
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["n_streams"] == 2 and [s["id"] for s in data["streams"]] == ["s0", "s1"]
+    for s in data["streams"]:
+        assert 30 <= s["frames"] <= 32 and s["fps"] > 0 and s["latency"]["n"] > 0 and s["predictions"] > 0
+    assert data["total_fps"] > 0 and data["published"] >= sum(s["predictions"] for s in data["streams"])
+    plans = plan_streams(2)
+    expected = ["not pinned" if p is None else f"{','.join(map(str, sorted(p.landmarker)))} / {','.join(map(str, sorted(p.others)))}" for p in plans]
+    assert [s["threads"] for s in data["streams"]] == expected
+    assert "s0" in r.stdout and "s1" in r.stdout and "all streams:" in r.stdout
