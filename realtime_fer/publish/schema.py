@@ -43,6 +43,14 @@ STATUS_EVENTS: tuple[str, ...] = get_args(StatusEvent)
 
 _STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+#: Latest accepted time stamp, Unix seconds (the end of the year 9999): later ones, like
+#: negative ones, are malformed (and would break ``time.localtime`` in a subscriber).
+MAX_UNIX_TIME = 253402300799.0
+#: Longest accepted text field (characters); a real ``detail`` is a few hundred.
+MAX_TEXT_CHARS = 1 << 16
+#: Deepest accepted nesting of free-form fields (``attributions``).
+MAX_DEPTH = 16
+
 
 # --------------------------------------------------------------------------------------------
 # topics
@@ -154,15 +162,15 @@ class Prediction:
         v = _Validator(data, cls.TYPE)
         return cls(
             schema=v.version,
-            stream=v.text("stream"),
+            stream=v.stream(),
             frame=v.integer("frame", minimum=0),
             face=v.integer("face"),
-            t_capture=v.number("t_capture"),
-            t_publish=v.number("t_publish", optional=True),
+            t_capture=v.time("t_capture"),
+            t_publish=v.time("t_publish", optional=True),
             bbox=v.numbers("bbox", length=4),
             probabilities=v.probabilities("probabilities"),
             top=v.text("top"),
-            attributions=v.mapping("attributions", optional=True) or {},
+            attributions=v.plain_mapping("attributions", optional=True) or {},
             landmarks=v.points("landmarks"),
             image_size=v.ints("image_size", length=2, optional=True),
             smoothed=v.probabilities("smoothed", optional=True),
@@ -226,9 +234,9 @@ class Status:
             raise MessageError(f"invalid status message: unknown event {event!r}; expected one of {', '.join(STATUS_EVENTS)}")
         return cls(
             schema=v.version,
-            stream=v.text("stream"),
+            stream=v.stream(),
             event=event,  # type: ignore[arg-type]
-            timestamp=v.number("timestamp"),
+            timestamp=v.time("timestamp"),
             fps=v.number("fps", optional=True) or 0.0,
             frames=v.integer("frames", minimum=0, optional=True) or 0,
             dropped=v.integer("dropped", minimum=0, optional=True) or 0,
@@ -312,6 +320,13 @@ def decode(payload: bytes, encoding: Encoding | None = None) -> Message:
     return message_from_dict(data)
 
 
+def check_topic(topic: str, message: Message) -> None:
+    """Raise :class:`MessageError` unless ``topic`` is the topic ``message`` is published on
+    (a prediction of face 2 under ``fer.cam0.face.1.`` would reach the wrong subscribers)."""
+    if topic != message.topic:
+        raise MessageError(f"invalid message: a {message.TYPE} of {message.topic!r} arrived on topic {topic[:80]!r}")
+
+
 def to_json_line(message: Message) -> str:
     """One-line JSON form of a message (as published with ``encoding="json"``), for JSONL files."""
     return encode(message, "json").decode("utf-8")
@@ -336,6 +351,24 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON-safe plain data: finite numbers, bounded strings, booleans,
+    null, and lists and string-keyed maps of those, at most :data:`MAX_DEPTH` deep."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT_CHARS
+    if isinstance(value, (int, float)):
+        return _is_number(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if isinstance(value, list):
+        return all(_is_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 class _Validator:
     """Typed field access over a decoded map, raising :class:`MessageError` with the field name."""
 
@@ -350,7 +383,10 @@ class _Validator:
         self.version = self._schema()
 
     def fail(self, name: str, expected: str) -> MessageError:
-        shown = repr(self.data[name])
+        try:
+            shown = repr(self.data[name])
+        except (RecursionError, ValueError):  # too deep; an int too long to print
+            shown = f"<{type(self.data[name]).__name__}>"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         return MessageError(f"invalid {self.kind} message: field {name!r} must be {expected}, got {shown}")
@@ -377,8 +413,20 @@ class _Validator:
 
     def text(self, name: str, optional: bool = False) -> Any:
         present, value = self._get(name, optional)
-        if present and not isinstance(value, str):
-            raise self.fail(name, "a string")
+        if present and (not isinstance(value, str) or len(value) > MAX_TEXT_CHARS):
+            raise self.fail(name, f"a string of at most {MAX_TEXT_CHARS} characters")
+        return value
+
+    def stream(self) -> str:
+        value = self.text("stream")
+        if not _STREAM_ID.match(value):
+            raise self.fail("stream", "a stream id (1-64 letters, digits, '_' or '-')")
+        return value
+
+    def time(self, name: str, optional: bool = False) -> Any:
+        value = self.number(name, optional)
+        if value is not None and not 0.0 <= value <= MAX_UNIX_TIME:
+            raise self.fail(name, "a Unix time in seconds (0 to the year 9999)")
         return value
 
     def boolean(self, name: str, optional: bool = False) -> bool | None:
@@ -419,6 +467,12 @@ class _Validator:
         present, value = self._get(name, optional)
         if present and (not isinstance(value, dict) or not all(isinstance(k, str) for k in value)):
             raise self.fail(name, "a map with string keys")
+        return value
+
+    def plain_mapping(self, name: str, optional: bool = False) -> dict[str, Any] | None:
+        value = self.mapping(name, optional)
+        if value is not None and not _is_plain(value):
+            raise self.fail(name, f"plain data (finite numbers, strings, lists, maps; at most {MAX_DEPTH} deep)")
         return value
 
     def probabilities(self, name: str, optional: bool = False) -> dict[str, float] | None:

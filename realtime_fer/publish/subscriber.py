@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from realtime_fer.publish.errors import MessageError, PublishError
 from realtime_fer.publish.publisher import DEFAULT_ENDPOINT
-from realtime_fer.publish.schema import TOPIC_ROOT, Encoding, Message, check_encoding, decode
+from realtime_fer.publish.schema import TOPIC_ROOT, Encoding, Message, check_encoding, check_topic, decode
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class Subscriber:
         self.timeout = timeout
         self.encoding = check_encoding(encoding) if encoding is not None else None
         self.received = 0
+        self.rejected = 0
+        """Messages that arrived malformed (wrong frame count, payload or topic) and were refused."""
         self._ctx = context or zmq.Context.instance()
         self._socket = self._ctx.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -125,6 +127,7 @@ class Subscriber:
             return None
         parts = self._socket.recv_multipart()
         if len(parts) != 2:
+            self.rejected += 1
             raise MessageError(f"invalid message: expected 2 frames [topic, payload], got {len(parts)}")
         self.received += 1
         return parts[0].decode("utf-8", errors="replace"), parts[1]
@@ -141,9 +144,12 @@ class Subscriber:
             return None
         topic, payload = raw
         try:
-            return decode(payload, self.encoding)
+            message = decode(payload, self.encoding)
+            check_topic(topic, message)
+            return message
         except MessageError as exc:
-            raise MessageError(f"{exc} (topic {topic!r})") from None
+            self.rejected += 1
+            raise MessageError(f"{exc} (topic {topic[:80]!r})") from None
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until ``timeout`` passes without one (forever when ``timeout`` is None).
