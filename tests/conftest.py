@@ -16,3 +16,15 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"../shared/data is absent: {path} does not exist (real datasets are not part of the repository)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _startup_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The bundles' start-up cache of this test session lives in its temp folder, not in the
+    user's ~/.cache (subprocesses inherit it)."""
+    import os
+
+    from realtime_fer.models.bundle_cache import ENV_VAR
+
+    if not os.environ.get(ENV_VAR):
+        os.environ[ENV_VAR] = str(tmp_path_factory.getbasetemp() / "startup_cache")

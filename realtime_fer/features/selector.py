@@ -18,16 +18,22 @@ eigenvector of a symmetric 4x4 matrix built from ``H`` (found by cyclic Jacobi r
 its eigenvalue equals ``sigma1 + sigma2 + sign(det) * sigma3``, the numerator of the optimal
 scale. This is the same optimum as the SVD solution, proper rotations only.
 
-The kernels are compiled with ``cache=True``: the first start on a machine compiles them (a few
-seconds, see :meth:`FeatureSelector.warm_up` and docs/benchmarks.md); later starts load the
-machine code from Numba's cache.
+The kernels are compiled with ``cache=True``: the first start on a machine compiles them (about
+2 s here, see docs/benchmarks.md, *Cold start*); later starts load the machine code from Numba's
+cache (Numba writes it beside this module, or in a per-user folder when that is read-only;
+``NUMBA_CACHE_DIR`` chooses another). So that even the first start need not wait for the
+compiler, :func:`compile_kernels` can compile in a background thread: until it is done, a
+selector runs the same computation in numpy (:func:`_push_faces_numpy`,
+:func:`_gather_windows_numpy`; the rotation from ``numpy.linalg.eigh`` instead of Jacobi
+sweeps, equal to float32 precision), then switches to the compiled kernels.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from numba import njit
@@ -230,6 +236,114 @@ def _normalize_one(points: np.ndarray, anchors: np.ndarray, ref_centered: np.nda
 
 
 # --------------------------------------------------------------------------------------------
+# numpy equivalents, used until the compiled kernels are ready
+# --------------------------------------------------------------------------------------------
+def _similarity_fit_numpy(points: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """:func:`_similarity_fit` in numpy (Horn's matrix, its leading eigenvector by LAPACK)."""
+    a = points[anchors].astype(np.float64)
+    mu = a.mean(axis=0)
+    xs = a - mu
+    var = float((xs * xs).sum())
+    h = xs.T @ ref_centered
+    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = h
+    n = np.array(
+        [
+            [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
+            [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
+            [szx - sxz, sxy + syx, -sxx + syy - szz, syz + szy],
+            [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
+        ]
+    )
+    vals, vecs = np.linalg.eigh(n)
+    lam = float(vals[-1])
+    w, x, y, z = vecs[:, -1]
+    r = np.array(
+        [
+            [w * w + x * x - y * y - z * z, 2.0 * (y * x + w * z), 2.0 * (z * x - w * y)],
+            [2.0 * (x * y - w * z), w * w - x * x + y * y - z * z, 2.0 * (z * y + w * x)],
+            [2.0 * (x * z + w * y), 2.0 * (y * z - w * x), w * w - x * x - y * y + z * z],
+        ]
+    )
+    s = lam / max(var, 1e-12)
+    t = ref_mean - s * (mu @ r)
+    return r, s, t
+
+
+def _push_faces_numpy(points: np.ndarray, slots: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray,
+                      union: np.ndarray, ring: np.ndarray, head: np.ndarray, filled: np.ndarray) -> None:
+    """:func:`_push_faces` in numpy."""
+    length = ring.shape[1]
+    for i in range(points.shape[0]):
+        slot = int(slots[i])
+        r, s, t = _similarity_fit_numpy(points[i], anchors, ref_centered, ref_mean)
+        pos = int(head[slot])
+        ring[slot, pos] = s * (points[i, union].astype(np.float64) @ r) + t
+        head[slot] = (pos + 1) % length
+        if filled[slot] < length:
+            filled[slot] += 1
+
+
+def _gather_windows_numpy(ring: np.ndarray, head: np.ndarray, slots: np.ndarray, positions: np.ndarray, offsets: np.ndarray,
+                          batches: Sequence[np.ndarray]) -> None:
+    """:func:`_gather_windows` in numpy, writing into the per-emotion views of ``flat_out``."""
+    length = ring.shape[1]
+    steps = np.arange(length)
+    for e, out in enumerate(batches):
+        pos = positions[offsets[e] : offsets[e + 1]]
+        for b, slot in enumerate(slots):
+            order = (int(head[slot]) + steps) % length
+            out[b] = ring[slot][order][:, pos]
+
+
+_ready = threading.Event()
+_compile_lock = threading.Lock()
+_compile_thread: threading.Thread | None = None
+
+
+def kernels_ready() -> bool:
+    """True once the compiled kernels are loaded in this process (selectors then use them)."""
+    return _ready.is_set()
+
+
+def _compile_now() -> float:
+    with _compile_lock:
+        if _ready.is_set():
+            return 0.0
+        t0 = time.perf_counter()
+        sel = FeatureSelector({"warm_up": [0, 1, 2]}, window_length=2, max_faces=1, n_blendshapes=1)
+        sel.kernels = "compiled"
+        fake = np.zeros((NUM_LANDMARKS, 3), np.float32)
+        fake[:NUM_MESH_LANDMARKS] = reference_face() * 100.0 + 200.0
+        for _ in range(2):
+            sel.push([0], [fake])
+        sel.gather([0])
+        normalize_subset(fake, sel.union[:1])
+        _ready.set()
+        elapsed = time.perf_counter() - t0
+        log.info("feature selector ready in %.2f s (Numba compile or cache load)", elapsed)
+        return elapsed
+
+
+def compile_kernels(block: bool = True) -> float:
+    """Compile the kernels (or load them from Numba's cache) for every selector of the process.
+
+    Args:
+        block: wait for them (returns the seconds it took; 0 when already ready); ``False``
+            compiles in a daemon thread and returns at once (selectors use numpy meanwhile).
+    """
+    global _compile_thread
+    if _ready.is_set():
+        return 0.0
+    if block:
+        return _compile_now()
+    with _compile_lock:
+        if _compile_thread is None or not _compile_thread.is_alive():
+            _compile_thread = threading.Thread(target=_compile_now, name="fer-numba-compile", daemon=True)
+            _compile_thread.start()
+    return 0.0
+
+
+# --------------------------------------------------------------------------------------------
 # Python API
 # --------------------------------------------------------------------------------------------
 def _reference_terms(reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -310,6 +424,12 @@ class FeatureSelector:
         self.n_blendshapes = int(n_blendshapes)
         self._blend_ring = np.zeros((cap, t, self.n_blendshapes), dtype=np.float32)
         """Per-face blendshape scores, written at the same ring position as the landmarks."""
+        self.kernels: Literal["auto", "compiled", "numpy"] = "auto"
+        """``auto``: the compiled kernels once :func:`kernels_ready`, numpy until then;
+        ``compiled``: always the kernels (compiled on first use); ``numpy``: never them."""
+
+    def _compiled(self) -> bool:
+        return self.kernels == "compiled" or (self.kernels == "auto" and _ready.is_set())
 
     @classmethod
     def for_bundle(cls, bundle: object, max_faces: int) -> FeatureSelector:
@@ -372,7 +492,8 @@ class FeatureSelector:
             for i, slot in enumerate(slots):
                 b = blendshapes[i] if blendshapes is not None else None
                 self._blend_ring[slot, self._head[slot]] = b if b is not None and len(b) == self.n_blendshapes else 0.0
-        _push_faces(buf, self._slots[:n], ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._head, self._filled)
+        push = _push_faces if self._compiled() else _push_faces_numpy
+        push(buf, self._slots[:n], ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._head, self._filled)
 
     def gather(self, slots: Sequence[int]) -> dict[str, np.ndarray]:
         """Model inputs for the faces in ``slots`` (which must be :meth:`ready`).
@@ -387,21 +508,16 @@ class FeatureSelector:
         if n > self.max_faces:
             raise ValueError(f"at most {self.max_faces} slots")
         self._slots[:n] = slots
-        _gather_windows(self._ring, self._head, self._slots[:n], self._positions, self._offsets, self._flat, self.max_faces)
+        if self._compiled():
+            _gather_windows(self._ring, self._head, self._slots[:n], self._positions, self._offsets, self._flat, self.max_faces)
+        else:
+            _gather_windows_numpy(self._ring, self._head, self._slots[:n], self._positions, self._offsets, list(self._batches.values()))
         return {name: arr[:n] for name, arr in self._batches.items()}
 
     # -- compilation --------------------------------------------------------------------------
-    def warm_up(self) -> float:
-        """Compile (or load from Numba's cache) and run every kernel once; returns the seconds
-        it took. Leaves the buffers empty."""
-        t0 = time.perf_counter()
-        fake = np.zeros((NUM_LANDMARKS, 3), np.float32)
-        fake[:NUM_MESH_LANDMARKS] = reference_face() * 100.0 + 200.0
-        for _ in range(self.window_length):
-            self.push([0], [fake])
-        self.gather([0])
-        normalize_subset(fake, self.union[:1])
-        self.reset_all()
-        elapsed = time.perf_counter() - t0
-        log.info("feature selector ready in %.2f s (Numba compile or cache load)", elapsed)
-        return elapsed
+    def warm_up(self, block: bool = True) -> float:
+        """Make the compiled kernels ready (:func:`compile_kernels`): compile them, or load them
+        from Numba's cache, and run each once. ``block=False`` does it in a background thread
+        and returns at once; this selector computes in numpy until they are ready. Returns the
+        seconds spent waiting."""
+        return compile_kernels(block=block)

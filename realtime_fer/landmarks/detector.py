@@ -111,10 +111,10 @@ class FaceLandmarkDetector:
     """
 
     def __init__(self, options: LandmarkerOptions | None = None, running_mode: Literal["image", "video"] = "image") -> None:
-        # Imported here so that importing realtime_fer stays cheap.
-        import mediapipe as mp
-        from mediapipe.tasks import python as mp_tasks
-        from mediapipe.tasks.python import vision
+        # Imported here so that importing realtime_fer stays cheap (and without matplotlib).
+        from realtime_fer.landmarks.mediapipe_import import import_vision
+
+        mp, mp_tasks, vision = import_vision()
 
         self.options = options or LandmarkerOptions()
         self.running_mode = running_mode

@@ -30,7 +30,8 @@ from realtime_fer.errors import BundleError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.models.network import Network
-from realtime_fer.models.onnx_export import BLENDSHAPES_NAME, INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORE, save_onnx
+from realtime_fer.models.bundle_cache import BundleCacheEntry, bundle_key
+from realtime_fer.models.io_names import BLENDSHAPES_NAME, INPUT_NAME, OUTPUT_PROBABILITY, OUTPUT_SCORE
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class ModelBundle:
     path: Path
     manifest: dict[str, Any]
     emotions: dict[str, EmotionEntry]
+    cache: BundleCacheEntry | None = field(default=None, compare=False, repr=False)
+    """What its ONNX files were turned into at an earlier start (hash-verified bundles only;
+    :mod:`realtime_fer.models.bundle_cache`)."""
 
     @property
     def window_length(self) -> int:
@@ -139,12 +143,14 @@ class ModelBundle:
             BundleError: unknown emotion, or the model is not a realtime_fer network or does
                 not match its manifest entry.
         """
-        from realtime_fer.models.onnx_import import load_network
-
         if emotion not in self.emotions:
             raise BundleError(f"bundle {self.path} has no model for {emotion!r}; it has {', '.join(self.emotions)}")
         entry = self.emotions[emotion]
-        net = load_network(self.path / entry.file)
+        net = self.cache.network(emotion) if self.cache is not None else None
+        if net is None:
+            from realtime_fer.models.onnx_import import load_network
+
+            net = load_network(self.path / entry.file)
         if net.n_landmarks != len(entry.landmarks) or net.window_length != self.window_length or net.n_blendshapes != len(self.blendshapes or ()):
             raise BundleError(f"bundle {self.path}: {entry.file} takes [{net.window_length}, {net.n_landmarks}] windows, the manifest says [{self.window_length}, {len(entry.landmarks)}]")
         return net
@@ -236,6 +242,8 @@ def _write_bundle_files(
     blendshapes: list[str] | None,
 ) -> None:
     """Write the ONNX models and the manifest of a bundle into the existing folder ``out``."""
+    from realtime_fer.models.onnx_export import save_onnx
+
     emotions: dict[str, Any] = {}
     files: dict[str, str] = {}
     for name in [e for e in EMOTIONS if e in nets] + sorted(set(nets) - set(EMOTIONS)):
@@ -347,9 +355,14 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise BundleError(f"bundle {root}: {entry.file} has {size} bytes, more than the {MAX_MODEL_BYTES} a model may have")
         if verify_hashes and _sha256(f) != expected:
             raise BundleError(f"bundle {root}: {entry.file} is corrupt (sha256 differs from the manifest)")
-        _check_model_input(root, entry, length, len(blend or ()))
+    # The files are the verified ones: an entry of the start-up cache says they passed the
+    # input checks before (and holds their fused graph and networks); otherwise check now.
+    cache = BundleCacheEntry(bundle_key(length, blend, entries, files)) if verify_hashes else None
+    if cache is None or not cache.present:
+        for entry in entries.values():
+            _check_model_input(root, entry, length, len(blend or ()))
     log.info("loaded bundle %s: %s", root, ", ".join(entries))
-    return ModelBundle(path=root, manifest=manifest, emotions=entries)
+    return ModelBundle(path=root, manifest=manifest, emotions=entries, cache=cache)
 
 
 def _check_model_input(root: Path, entry: EmotionEntry, length: int, n_blendshapes: int = 0) -> None:

@@ -15,22 +15,9 @@ from typing import Mapping
 import onnx
 from onnx import compose, helper
 
-from realtime_fer.models.onnx_export import BLENDSHAPES_NAME, INPUT_NAME, OPSET, OUTPUT_PROBABILITY
+from realtime_fer.models.io_names import INPUT_NAME, OPSET, OUTPUT_PROBABILITY, blendshapes_input_name, input_name, output_name
 
-
-def input_name(emotion: str) -> str:
-    """The fused graph's input for ``emotion``'s window."""
-    return f"{emotion}/{INPUT_NAME}"
-
-
-def blendshapes_input_name(emotion: str) -> str:
-    """The fused graph's input for ``emotion``'s blendshapes (models that read them)."""
-    return f"{emotion}/{BLENDSHAPES_NAME}"
-
-
-def output_name(emotion: str) -> str:
-    """The fused graph's calibrated probability of ``emotion``."""
-    return f"{emotion}/{OUTPUT_PROBABILITY}"
+__all__ = ["fuse_models", "input_shape", "input_name", "blendshapes_input_name", "output_name"]
 
 
 def input_shape(model: onnx.ModelProto) -> list[int | str]:

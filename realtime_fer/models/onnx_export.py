@@ -20,12 +20,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from realtime_fer.models.io_names import BLENDSHAPES_NAME, INPUT_NAME, OPSET, OUTPUT_PROBABILITY, OUTPUT_SCORE
 from realtime_fer.models.network import STD_EPSILON, Network
 
-OPSET = 17
-INPUT_NAME = "window"
-OUTPUT_PROBABILITY = "probability"
-OUTPUT_SCORE = "score"
+__all__ = ["BLENDSHAPES_NAME", "INPUT_NAME", "OPSET", "OUTPUT_PROBABILITY", "OUTPUT_SCORE", "METADATA_FORMAT", "build_onnx", "network_metadata", "save_onnx"]
 #: ``metadata_props["format"]`` of graphs whose initializers have stable names and whose
 #: structure is recorded in ``metadata_props`` (see :func:`network_metadata`).
 METADATA_FORMAT = "realtime_fer.network/1"
@@ -58,10 +56,6 @@ class _Builder:
         out = self.name(base)
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out + "_op", **attrs))
         return out
-
-
-BLENDSHAPES_NAME = "blendshapes"
-"""The second input of networks that read blendshapes: float32 [N, T, B]."""
 
 
 def _pool_parts(b: _Builder, net: Network, source: str, width: int, tag: str) -> list[str]:

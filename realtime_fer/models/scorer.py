@@ -2,7 +2,9 @@
 
 The bundle's per-emotion ONNX files are checked one by one and then joined into one graph
 (:mod:`realtime_fer.models.fused`), so that a scoring step costs one ``session.run`` for all
-emotions and all faces.
+emotions and all faces. The joined graph (and each model's numpy network, for the explanations)
+is kept in the start-up cache (:mod:`realtime_fer.models.bundle_cache`), so later starts of the
+same bundle need neither the ``onnx`` package nor the joining.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import numpy as np
 
 from realtime_fer.errors import BundleError
 from realtime_fer.models.bundle import ModelBundle
-from realtime_fer.models.fused import blendshapes_input_name, fuse_models, input_name, input_shape, output_name
-from realtime_fer.models.onnx_export import INPUT_NAME
+from realtime_fer.models.io_names import INPUT_NAME, blendshapes_input_name, input_name, output_name
 from realtime_fer.models.runtime import Device, make_session
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,38 @@ class BundleScorer:
     """
 
     def __init__(self, bundle: ModelBundle, device: Device = "auto") -> None:
-        import onnx
-
         self.bundle = bundle
         self.emotions: tuple[str, ...] = tuple(bundle.emotions)
-        self.indices: dict[str, np.ndarray] = {}
+        self.indices: dict[str, np.ndarray] = {e: np.asarray(entry.landmarks, np.int64) for e, entry in bundle.emotions.items()}
+        fused = bundle.cache.fused() if bundle.cache is not None else None
+        self.session = None
+        if fused is not None:
+            try:
+                self.session = make_session(fused, device)
+                log.debug("fused graph of %s from the start-up cache", bundle.path)
+            except Exception as exc:  # noqa: BLE001 - a damaged cache entry: build it again
+                log.debug("cached fused graph unusable (%s); rebuilding", exc)
+        if self.session is None:
+            fused = self._build(bundle)
+            try:
+                self.session = make_session(fused, device)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+                raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
+            self._store(bundle, fused)
+        self._outputs = [output_name(e) for e in self.emotions]
+        self._inputs = {e: input_name(e) for e in self.emotions}
+        self.n_blendshapes = len(bundle.blendshapes or ())
+        self._blend_inputs = {e: blendshapes_input_name(e) for e in self.emotions} if self.n_blendshapes else {}
+        self.provider: str = self.session.get_providers()[0]
+        log.info("%d emotion models run in one onnxruntime session on %s", len(self.emotions), self.provider)
+
+    @staticmethod
+    def _build(bundle: ModelBundle) -> bytes:
+        """Check each model against its manifest entry and join them into one graph (bytes)."""
+        import onnx
+
+        from realtime_fer.models.fused import fuse_models, input_shape
+
         models = {}
         for name, entry in bundle.emotions.items():
             path = bundle.path / entry.file
@@ -55,18 +83,22 @@ class BundleScorer:
                     f"{INPUT_NAME}[batch, {bundle.window_length}, {len(entry.landmarks)}, 3]"
                 )
             models[name] = model
-            self.indices[name] = np.asarray(entry.landmarks, np.int64)
         try:
-            fused = fuse_models(models)
-            self.session = make_session(fused.SerializeToString(), device)
-        except Exception as exc:  # noqa: BLE001 - onnx / onnxruntime raise several unrelated types
+            return fuse_models(models).SerializeToString()
+        except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
             raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
-        self._outputs = [output_name(e) for e in self.emotions]
-        self._inputs = {e: input_name(e) for e in self.emotions}
-        self.n_blendshapes = len(bundle.blendshapes or ())
-        self._blend_inputs = {e: blendshapes_input_name(e) for e in self.emotions} if self.n_blendshapes else {}
-        self.provider: str = self.session.get_providers()[0]
-        log.info("%d emotion models run in one onnxruntime session on %s", len(self.emotions), self.provider)
+
+    @staticmethod
+    def _store(bundle: ModelBundle, fused: bytes) -> None:
+        """Keep the working fused graph and each model's numpy network in the start-up cache."""
+        if bundle.cache is None:
+            return
+        try:
+            networks = {e: bundle.network(e) for e in bundle.emotions}
+        except BundleError as exc:  # not realtime_fer networks: they score, but only the graph is kept
+            log.debug("bundle %s: networks not cached: %s", bundle.path, exc)
+            networks = {}
+        bundle.cache.store(fused, networks)
 
     def predict_subsets(self, inputs: Mapping[str, np.ndarray], blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Emotion -> (N,) calibrated probabilities (float32) for per-emotion windows

@@ -171,10 +171,13 @@ class FrameProcessor:
             release_plan(plan)
             raise
 
-    def warm_up(self) -> float:
-        """Compile/load the Numba kernels and run every emotion model once; returns seconds."""
+    def warm_up(self, block: bool = True) -> float:
+        """Make the Numba kernels ready and run every emotion model once; returns seconds.
+
+        ``block=False`` (the live recognizer) compiles the kernels in the background: frames are
+        processed at once, by the selector's numpy path until the kernels are ready."""
         t0 = time.perf_counter()
-        self.selector.warm_up()
+        self.selector.warm_up(block=block)
         inputs = {name: np.zeros((1, self.window_length, len(self.selector.landmarks_of(name)), 3), np.float32) for name in self.emotions}
         blend = np.zeros((1, self.window_length, self.selector.n_blendshapes), np.float32) if self.selector.n_blendshapes else None
         self.models.predict(inputs, blend)

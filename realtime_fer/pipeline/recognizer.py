@@ -39,6 +39,7 @@ from realtime_fer.affinity import describe_plan, pinned
 from realtime_fer.capture.frame import CaptureEvent, Frame
 from realtime_fer.capture.reader import CaptureThread
 from realtime_fer.capture.sources import Source, open_source
+from realtime_fer.features.selector import kernels_ready
 from realtime_fer.models.bundle import ModelBundle
 from realtime_fer.pipeline.config import RuntimeConfig
 from realtime_fer.pipeline.processor import FrameProcessor, FrameResult, PendingFrame
@@ -407,8 +408,8 @@ def open_recognizer(
     try:
         processor = FrameProcessor.create(config, bundle)
         try:
-            seconds = processor.warm_up()
-            log.info("pipeline warm-up %.2f s", seconds)
+            seconds = processor.warm_up(block=False)
+            log.info("pipeline warm-up %.2f s (Numba kernels: %s)", seconds, "ready" if kernels_ready() else "compiling in the background")
             return Recognizer(src, processor, sinks, config, display=display, on_frame=on_frame)
         except BaseException:
             processor.close()
