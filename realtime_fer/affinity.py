@@ -24,9 +24,12 @@ free bare loop. With fewer than two usable CPUs, on other systems, or with
   every CPU: on a machine with fewer cores than cameras each landmarker's core is shared anyway,
   and keeping the light threads off a fixed core lets the scheduler fill the gaps.
 
-Each recognizer takes its plan with :func:`reserve_plan` (slot by slot, released by
-:func:`release_plan`); :func:`expect_streams` tells it how many streams are coming, so that the
-first streams are already placed for N.
+Each recognizer takes its plan with :func:`reserve_plan` and gives it back with
+:func:`release_plan`. Inside :func:`expect_streams` (``run`` with several sources opens its
+streams there) the k-th reservation gets the k-th plan of :func:`plan_streams`. Outside it,
+recognizers created one by one (library use) each reserve a landmarker CPU of their own, not
+used by another landmarker, while at least one other CPU is left for the remaining threads;
+beyond that a recognizer runs unpinned.
 """
 
 from __future__ import annotations
@@ -115,7 +118,8 @@ def plan_streams(n: int, enabled: bool = True, cpus: Collection[int] | None = No
 
 _slots: list[CpuPlan | None] = []
 """Reserved plans by stream slot (``None``: a free slot)."""
-_expected = 1
+_expected: int | None = None
+"""Streams being opened together (:func:`expect_streams`), else ``None``."""
 _reserved_lock = threading.Lock()
 
 
@@ -133,15 +137,25 @@ def expect_streams(n: int) -> Iterator[None]:
 
 
 def reserve_plan(enabled: bool = True) -> CpuPlan | None:
-    """The plan of the next free stream slot (:func:`plan_streams` for the streams expected or
-    reserved), held until :func:`release_plan`. With one stream this is :func:`plan_cpus`.
-    ``None`` when pinning is off or fewer than two CPUs are usable (nothing is pinned)."""
-    if not enabled or len(usable_cpus()) < 2:
+    """A CPU plan for one more recognizer, held until :func:`release_plan` (see the module
+    docs): inside :func:`expect_streams`, the plan of the next free stream slot; outside, a
+    landmarker CPU no other reserved landmarker uses, or ``None`` (unpinned) when fewer than two
+    such CPUs are left. The first reservation is :func:`plan_cpus`. ``None`` as well when
+    pinning is off or fewer than two CPUs are usable."""
+    allowed = usable_cpus()
+    if not enabled or len(allowed) < 2:
         return None
     with _reserved_lock:
         slot = next((i for i, p in enumerate(_slots) if p is None), len(_slots))
-        n = max(_expected, slot + 1, sum(p is not None for p in _slots) + 1)
-        plan = plan_streams(n)[slot]
+        if _expected is not None:
+            plan: CpuPlan | None = plan_streams(max(_expected, slot + 1))[slot]
+        else:
+            taken = {c for p in _slots if p is not None for c in p.landmarker}
+            free = [c for c in allowed if c not in taken]
+            if len(free) < 2:
+                return None
+            taken.add(free[0])
+            plan = CpuPlan(frozenset({free[0]}), frozenset(c for c in allowed if c not in taken))
         if slot == len(_slots):
             _slots.append(plan)
         else:
