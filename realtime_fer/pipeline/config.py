@@ -125,7 +125,7 @@ class RuntimeConfig:
     no_face_interval_s: float = 1.0
     """While no face is in view, repeat the ``no_face`` status this often (seconds)."""
     streams: list[StreamConfig] = field(default_factory=list)
-    """Several sources in one run (``run`` without ``--source``), each with its own capture
+    """Several sources in one run (used by ``run`` when no ``--source`` is given), each with its own capture
     thread, landmarker, tracker and status on the one publisher, topics ``fer.<id>.``; empty:
     one source from the command line. See :mod:`realtime_fer.pipeline.multistream`."""
 

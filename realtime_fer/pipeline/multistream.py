@@ -28,13 +28,16 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from realtime_fer.errors import ConfigError, FerError
 from realtime_fer.pipeline.config import RuntimeConfig, StreamConfig
 from realtime_fer.pipeline.recognizer import FrameCallback, Recognizer, RunSummary, open_recognizer
 from realtime_fer.publish.publisher import Publisher
 from realtime_fer.publish.schema import Message, Status, check_stream_id, encode
+
+if TYPE_CHECKING:
+    from realtime_fer.models.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +331,7 @@ def open_streams(
     config: RuntimeConfig,
     hub: PublisherHub,
     *,
-    bundle: object | None = None,
+    bundle: ModelBundle | None = None,
     on_frame: FrameCallback | None = None,
 ) -> MultiRecognizer:
     """Open every stream (source, landmarker, models, warm-up), placed for ``len(streams)``.
@@ -355,9 +358,9 @@ def open_streams(
                 cfg = stream_config(config, stream)
                 sink = hub.sink(stream.id)
                 try:
-                    rec = open_recognizer(stream.source, cfg, [sink], bundle=bundle, on_frame=on_frame)  # type: ignore[arg-type]
+                    rec = open_recognizer(stream.source, cfg, [sink], bundle=bundle, on_frame=on_frame)
                 except FerError as exc:
-                    log.error("stream %s: %s; the other streams go on", stream.id, exc)
+                    log.error("stream %s cannot start: %s", stream.id, exc)
                     sink.send(Status(stream=stream.id, event="ended", timestamp=time.time(), detail=f"error: {exc}"))
                     failed.append(StreamOutcome(stream.id, str(stream.source), error=str(exc)))
                     continue

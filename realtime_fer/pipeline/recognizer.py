@@ -24,6 +24,9 @@ main thread, one frame at a time; both modes send the same messages.
 :meth:`Recognizer.stop` may be called from another thread or a signal handler; the loop then
 finishes the current frame, stops and joins the capture thread, finishes every frame already
 taken, sends ``ended`` and closes the landmarker and the sinks. :meth:`Recognizer.run` returns a :class:`RunSummary`.
+
+Several recognizers (several cameras) run side by side, one thread each, on one publisher in
+:mod:`realtime_fer.pipeline.multistream`.
 """
 
 from __future__ import annotations
