@@ -341,3 +341,19 @@ def test_all_workers_gone_is_one_error_line_and_keeps_results(fresh_cluster, sha
     proc = _cli("extract", str(data), "--output", str(cache), "--scheduler", c.address, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert f"{kept} from the cache, {len(LONG_CLIPS) - kept} computed" in proc.stdout
+
+
+def test_scheduler_lost_mid_job_is_one_error_line(fresh_cluster, shared_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    c = fresh_cluster(1)
+    data = _clips(shared_data, tmp_path / "clips")
+    cache = tmp_path / "dask_cache"
+    proc = _start_extract(data, cache, c.address, timeout_s="3")
+    try:
+        _wait_for_entries(cache, proc)
+        os.kill(c.scheduler.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    assert c.address in line and "rerun resumes" in line

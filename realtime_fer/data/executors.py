@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import uuid
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +159,18 @@ class DaskExecutor:
     def __init__(self, options: DaskOptions) -> None:
         self.options = options
         self._client: Any = None
+        self._quiet = _QuietDaskLogs()
 
     def __enter__(self) -> "DaskExecutor":
         distributed = _import_distributed()
+        self._quiet.__enter__()
+        try:
+            return self._connect(distributed)
+        except BaseException:
+            self._quiet.__exit__()
+            raise
+
+    def _connect(self, distributed: Any) -> "DaskExecutor":
         o = self.options
         try:
             client = distributed.Client(o.address, timeout=f"{o.connect_timeout_s}s", set_as_default=False)
@@ -179,10 +188,13 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close(timeout=5)
-            self._client = None
+        try:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close(timeout=5)
+                self._client = None
+        finally:
+            self._quiet.__exit__()
 
     def _threads(self) -> int:
         try:
@@ -291,13 +303,38 @@ class DaskExecutor:
             raise FerError(f"on a Dask worker: {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise FerError(f"lost the Dask scheduler at {self.options.address} ({_brief(exc)}); the samples finished so far are cached, so a rerun resumes") from None
+        except CancelledError as exc:
+            reason = getattr(exc, "reason", None) or "scheduler restarted or connection lost"
+            raise FerError(
+                f"the Dask scheduler at {self.options.address} dropped the task of {first} ({reason}); "
+                "the samples finished so far are cached, so a rerun resumes"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - anything else a worker raised (run_batch itself never raises per sample)
-            if type(exc).__name__ == "CancelledError":
-                raise FerError(
-                    f"the Dask scheduler at {self.options.address} dropped the task of {first} (scheduler restarted or connection lost); "
-                    "the samples finished so far are cached, so a rerun resumes"
-                ) from None
             raise FerError(f"a Dask worker failed on the batch of {first}: {type(exc).__name__}: {exc}") from None
+
+
+class _QuietDaskLogs:
+    """While a client is open, Dask's own loggers (which log tracebacks while reconnecting to a
+    lost scheduler) are muted unless this module logs at DEBUG (``-vv``): the command's one
+    ``error:`` line says what happened."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, int] = {}
+
+    def __enter__(self) -> None:
+        if log.isEnabledFor(logging.DEBUG) or self._saved:
+            return
+        names = ["distributed", *(n for n in logging.Logger.manager.loggerDict if n.startswith("distributed."))]
+        for name in names:
+            logger = logging.getLogger(name)
+            if name == "distributed" or logger.level != logging.NOTSET:
+                self._saved[name] = logger.level
+                logger.setLevel(logging.CRITICAL + 1)
+
+    def __exit__(self, *exc: object) -> None:
+        for name, level in self._saved.items():
+            logging.getLogger(name).setLevel(level)
+        self._saved.clear()
 
 
 def _brief(exc: BaseException) -> str:
