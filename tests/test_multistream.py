@@ -232,6 +232,21 @@ def test_sigint_stops_every_stream_cleanly(shared_data: Path) -> None:
     assert out.count("ended: stopped") == 2
 
 
+def test_duration_stops_every_stream(shared_data: Path) -> None:
+    require_bundle()
+    a = shared_data / "video" / "mead" / "surprise.mp4"  # 12.4 s paced
+    b = video(shared_data, "WolfgangLanger_Pexels.mp4")  # 19.7 s paced
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    r, col = _collect(endpoint, ["fer."], "--source", f"x={a}", "--source", f"y={b}", "--realtime", "--duration", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert time.monotonic() - t0 < 12 + 10  # start-up, then 3 s, not the clips' 12-20 s
+    for sid in ("x", "y"):
+        ended = col.events(sid)[-1]
+        assert ended.event == "ended" and ended.detail == "stopped" and 0 < ended.frames < 150, ended
+    assert r.stdout.count("ended: stopped") == 2
+
+
 # --------------------------------------------------------------------------------------------
 # the parts
 # --------------------------------------------------------------------------------------------
