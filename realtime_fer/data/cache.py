@@ -118,6 +118,8 @@ def save_entry(path: Path, value: CachedLandmarks) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except BaseException:
         try:
