@@ -261,6 +261,7 @@ class MultiRecognizer:
         failed: outcomes of the streams that could not be opened (reported in the summary).
         hub: the publisher hub the recognizers' sinks feed (owned: started by :meth:`run`,
             closed when every stream has ended).
+        order: stream ids in the order of the summary (default: running, then failed).
     """
 
     def __init__(self, recognizers: Sequence[Recognizer], failed: Sequence[StreamOutcome], hub: PublisherHub | None, order: Sequence[str] | None = None) -> None:
@@ -299,8 +300,11 @@ class MultiRecognizer:
         finally:
             if self._stop_requested or any(t.is_alive() for t in threads):
                 self.stop()
-            for t in threads:
-                t.join()
+            for t, rec in zip(threads, self.recognizers):
+                if t.ident is None:  # never started (interrupted while starting): release it here
+                    rec.close()
+                else:
+                    t.join()
             if self.hub is not None:
                 self.hub.close()
         return MultiSummary(
