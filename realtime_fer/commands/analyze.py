@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _write_failed(sink, exc) from None
     print("summary: " + "\n         ".join(summary.lines()), flush=True)
+    announced = recognizer.source.frame_count
+    if announced and recognizer.source.kind == "file" and summary.frames < announced:
+        print(f"skipped: the file announces {announced} frames; {summary.frames} could be decoded, {announced - summary.frames} could not (corrupt or truncated file)", flush=True)
     print(f"wrote {sink.lines} messages to {args.output}", flush=True)
     return 0
 

@@ -193,8 +193,8 @@ class FaceLandmarkDetector:
 
         if self._landmarker is None:
             raise FerError("face landmarker is closed")
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
-            raise FerError("expected a non-empty uint8 image (HxW or HxWx3 BGR)")
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or image.size == 0:
+            raise FerError("expected a non-empty uint8 image (HxW grey, HxWx3 BGR or HxWx4 BGRA)")
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         elif image.shape[2] == 4:
