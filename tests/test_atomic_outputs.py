@@ -271,3 +271,21 @@ def test_a_new_bundle_replaces_the_old_one_whole(tmp_path: Path) -> None:
     assert _files(tmp_path) == ["model"]
     assert sorted(p.name for p in out.iterdir()) == ["happy.onnx", "manifest.json"]
     assert load_bundle(out).thresholds == {"happy": 0.6}
+
+
+# ---- other result files (evaluate, explain, extract, train and bench reports) -----------------
+@pytest.mark.parametrize("failure", ["ENOSPC", "KeyboardInterrupt"])
+def test_atomic_write_leaves_the_previous_file_on_failure(tmp_path: Path, failure: str) -> None:
+    from realtime_fer.io_atomic import atomic_write, write_text_atomic
+
+    out = tmp_path / "metrics.json"
+    write_text_atomic(out, '{"old": 1}\n')
+    with pytest.raises(OSError if failure == "ENOSPC" else KeyboardInterrupt):
+        with atomic_write(out) as fh:
+            fh.write('{"new": ')
+            fh.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if failure == "ENOSPC" else KeyboardInterrupt()
+    assert _files(tmp_path) == ["metrics.json"]
+    assert json.loads(out.read_text()) == {"old": 1}
+    write_text_atomic(out, '{"new": 2}\n')
+    assert json.loads(out.read_text()) == {"new": 2} and _files(tmp_path) == ["metrics.json"]

@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     for note in report.notes:
         console.print(f"note: {note}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+        from realtime_fer.io_atomic import atomic_write
+
+        with atomic_write(args.json) as fh:
             json.dump(report.to_dict(), fh, indent=2)
     return 0
 
@@ -123,6 +125,8 @@ def _run_streams(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     for note in report.notes:
         console.print(f"note: {note}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+        from realtime_fer.io_atomic import atomic_write
+
+        with atomic_write(args.json) as fh:
             json.dump(report.to_dict(), fh, indent=2)
     return 0

@@ -75,7 +75,9 @@ def _report(args: argparse.Namespace, out, metrics: dict) -> None:  # noqa: ANN0
         kind = ", leave one actor out" if args.leave_one_actor_out else ""
         confusion_png(str(png), video["confusion"], title=f"{Path(args.data).name}{kind}: windows, rows true, columns published")
         video["confusion_png"] = str(png)
-    out.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    from realtime_fer.io_atomic import write_text_atomic
+
+    write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")  # never a half-written file
     console = Console(file=sys.stdout, width=max(Console().width, 100))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     if "emotions" in metrics:

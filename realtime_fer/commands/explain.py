@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
             max_samples=args.max_samples or None, top_k=args.top, heatmaps=args.heatmaps, cache_dir=args.cache,
             workers=args.workers, max_video_frames=args.max_video_frames, progress=not args.no_progress, on_emotion=done,
         )
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    from realtime_fer.io_atomic import write_text_atomic
+
+    write_text_atomic(out, json.dumps(report, indent=1) + "\n")  # never a half-written file
     console = Console(file=sys.stdout, width=max(Console().width, 120))
     table = Table(title=f"landmark relevance: {args.data} (IG, {args.baseline} baseline, {args.steps} steps)")
     for col in ("emotion", "windows", "landmarks", "top regions (share of relevance)", "max gap"):

@@ -130,7 +130,9 @@ def _write_report(report: dict, path: str) -> None:
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from realtime_fer.io_atomic import write_text_atomic
+
+        write_text_atomic(p, json.dumps(report, indent=2) + "\n")
     except OSError as exc:
         raise FerError(f"cannot write report {p}: {exc.strerror or exc}") from None
 

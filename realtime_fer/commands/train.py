@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     report = train(config, family=args.family, output=args.output, progress=not args.no_progress)
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as fh:
+        from realtime_fer.io_atomic import atomic_write
+
+        with atomic_write(args.report) as fh:
             json.dump(report, fh, indent=2)
     console = Console(file=sys.stdout, width=max(Console().width, 110))
     table = Table(title=f"{report['family']} models -> {report['bundle']} (validation split)")

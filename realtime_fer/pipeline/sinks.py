@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from realtime_fer.errors import FerError
+from realtime_fer.io_atomic import temp_path_for
 from realtime_fer.publish.publisher import Publisher
 from realtime_fer.publish.schema import Message, to_json_line
 
@@ -178,7 +178,7 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     """A new hidden file ``.<name>.<random>.tmp`` beside ``path``, created exclusively with the
     permissions a plain ``open`` would give (the umask applies, unlike ``tempfile.mkstemp``)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = temp_path_for(path)
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:
