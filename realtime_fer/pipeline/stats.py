@@ -33,24 +33,52 @@ class Summary:
         return {"n": self.n, "mean_ms": self.mean_ms, "median_ms": self.median_ms, "p95_ms": self.p95_ms, "max_ms": self.max_ms}
 
 
+class _Ring:
+    """The last ``maxlen`` floats, in one preallocated array (no allocation per sample)."""
+
+    __slots__ = ("_a", "_n", "_pos")
+
+    def __init__(self, maxlen: int) -> None:
+        self._a = np.empty(maxlen, dtype=np.float64)
+        self._n = 0
+        self._pos = 0
+
+    def append(self, value: float) -> None:
+        self._a[self._pos] = value
+        self._pos = (self._pos + 1) % self._a.size
+        if self._n < self._a.size:
+            self._n += 1
+
+    def values(self) -> np.ndarray:
+        """A copy, oldest first."""
+        if self._n < self._a.size:
+            return self._a[: self._n].copy()
+        return np.concatenate([self._a[self._pos :], self._a[: self._pos]])
+
+
 class TimingLog:
-    """Named series of durations in seconds (bounded to the last :data:`MAX_SAMPLES` each)."""
+    """Named series of durations in seconds (bounded to the last :data:`MAX_SAMPLES` each).
+
+    Each series is one preallocated array, so the log's memory is fixed from a series' first
+    sample on, however long the run."""
 
     def __init__(self, maxlen: int = MAX_SAMPLES) -> None:
         self._maxlen = maxlen
-        self._series: dict[str, collections.deque[float]] = {}
+        self._series: dict[str, _Ring] = {}
 
     def add(self, name: str, seconds: float) -> None:
         series = self._series.get(name)
         if series is None:
-            series = self._series[name] = collections.deque(maxlen=self._maxlen)
+            series = self._series[name] = _Ring(self._maxlen)
         series.append(seconds)
 
     def samples(self, name: str) -> list[float]:
-        return list(self._series.get(name, ()))
+        series = self._series.get(name)
+        return series.values().tolist() if series is not None else []
 
     def summary(self, name: str) -> Summary:
-        return Summary.of(self._series.get(name, ()))
+        series = self._series.get(name)
+        return Summary.of(series.values() if series is not None else ())
 
     def names(self) -> list[str]:
         return list(self._series)

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Whole-process ``realtime-fer analyze`` against a bare Face Landmarker loop, as a ratio.
+
+Each pair runs, back to back, two fresh processes over the same video and times their wall
+clock from launch to exit:
+
+* **bare**: Python that imports MediaPipe, creates a VIDEO-mode Face Landmarker (same options
+  as the recognizer: the packaged model, 2 faces, blendshapes when the default model reads
+  them), decodes every frame with OpenCV and detects its landmarks: the least any tool built
+  on the landmarker must do;
+* **analyze**: ``realtime-fer analyze VIDEO --output OUT.jsonl`` with the default config
+  (attributions on), writing every prediction.
+
+The ratio of a pair is analyze over bare; the report is the median of ``--pairs`` ratios (the
+two runs of a pair share the machine's load, which drifts between pairs). ``--loops N`` first
+joins N copies of the video into one long file (stream copy with imageio-ffmpeg's ffmpeg).
+
+Usage::
+
+    python tools/bench_analyze.py ../shared/data/video/pyfeat/WolfgangLanger_Pexels.mp4 --loops 5 --pairs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_BARE = r"""
+import sys, cv2
+from realtime_fer.landmarks.detector import FaceLandmarkDetector, LandmarkerOptions
+video, blend = sys.argv[1], sys.argv[2] == "1"
+cap = cv2.VideoCapture(video)
+fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+n = 0
+with FaceLandmarkDetector(LandmarkerOptions(num_faces=2, blendshapes=blend), running_mode="video") as det:
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        det.detect_for_video(frame, int(round(n * 1000.0 / fps)))
+        n += 1
+print(n)
+"""
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd[:3])} ... failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def _looped(video: Path, loops: int, folder: Path) -> Path:
+    if loops <= 1:
+        return video
+    import imageio_ffmpeg
+
+    out = folder / f"{video.stem}_x{loops}{video.suffix}"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(video), "-an", "-c", "copy", str(out)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("video")
+    ap.add_argument("--loops", type=int, default=1, help="join this many copies of the video first (default 1)")
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    video = Path(args.video)
+    if not video.is_file():
+        print(f"error: no such video: {video}", file=sys.stderr)
+        return 2
+    from realtime_fer.models.bundle import load_bundle
+
+    blend = "1" if load_bundle().blendshapes else "0"
+    exe = str(Path(sys.executable).with_name("realtime-fer"))
+    env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fer-bench-analyze-") as tmp:
+        long_video = _looped(video, args.loops, Path(tmp))
+        out = Path(tmp) / "out.jsonl"
+        _timed([exe, "analyze", str(long_video), "--output", str(out)], env)  # warm the file cache and Numba's
+        for i in range(args.pairs):
+            bare_s, frames = _timed([sys.executable, "-c", _BARE, str(long_video), blend], env)
+            analyze_s, _ = _timed([exe, "analyze", str(long_video), "--output", str(out)], env)
+            predictions = sum(1 for line in out.open() if '"prediction"' in line)
+            rows.append({"bare_s": bare_s, "analyze_s": analyze_s, "ratio": analyze_s / bare_s, "frames": int(frames), "predictions": predictions})
+            print(f"pair {i + 1}: bare {bare_s:.2f} s, analyze {analyze_s:.2f} s, ratio {analyze_s / bare_s:.3f} ({int(frames)} frames, {predictions} predictions)", flush=True)
+    ratios = [r["ratio"] for r in rows]
+    report = {"video": str(video), "loops": args.loops, "frames": rows[0]["frames"], "pairs": rows,
+              "median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios)}
+    print(f"analyze / bare landmarker, whole process: median {report['median_ratio']:.3f} over {len(rows)} pairs "
+          f"(min {report['min_ratio']:.3f}, max {report['max_ratio']:.3f}); {report['frames']} frames")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
