@@ -102,6 +102,11 @@ class Cluster:
         with distributed.Client(self.address, timeout="30s", set_as_default=False) as client:
             client.wait_for_workers(n, timeout=timeout)
 
+    def samples_done(self) -> int:
+        """Samples the cluster's workers extracted so far."""
+        with distributed.Client(self.address, timeout="30s", set_as_default=False) as client:
+            return int(sum(client.run(_worker.remote_samples).values()))
+
     def busy_worker(self, timeout: float = 60.0) -> subprocess.Popen:
         """A worker process that is running a task now."""
         end = time.monotonic() + timeout
@@ -199,8 +204,10 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 def test_cluster_extract_equals_local_file_for_file(cluster: Cluster, tree: Path, local_cache: Path, tmp_path: Path) -> None:
     cache = tmp_path / "dask_cache"
+    before = cluster.samples_done()
     proc = _cli("extract", str(tree), "--output", str(cache), "--scheduler", cluster.address, "--no-progress", "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
+    assert cluster.samples_done() - before == 8
     _assert_same_cache(local_cache, cache)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n_samples"] == 7 and report["n_computed"] == 8 and report["n_failed"] == 1
@@ -214,14 +221,17 @@ def test_send_files_equals_local(cluster: Cluster, tree: Path, local_cache: Path
     from realtime_fer.data.executors import DaskExecutor, DaskOptions
 
     cache = tmp_path / "sent"
+    before = cluster.samples_done()
     with DaskExecutor(DaskOptions(cluster.address, send_files=True)) as ex:
         res = extract_dataset(tree, cache, progress=False, executor=ex)
+    assert cluster.samples_done() - before == 8
     assert len(res.samples) == 7 and len(res.failed) == 1
     _assert_same_cache(local_cache, cache)
 
 
 def test_evaluate_on_the_cluster_equals_local(cluster: Cluster, tree: Path, tmp_path: Path) -> None:
     runs = {}
+    before = cluster.samples_done()
     for name, extra in (("local", ["--workers", "2"]), ("dask", ["--scheduler", cluster.address])):
         out = tmp_path / f"{name}.json"
         proc = _cli("evaluate", "--data", str(tree), "--output", str(out), "--cache", str(tmp_path / f"cache_{name}"), "--no-progress", *extra)
@@ -229,9 +239,40 @@ def test_evaluate_on_the_cluster_equals_local(cluster: Cluster, tree: Path, tmp_
         metrics = json.loads(out.read_text())
         metrics["video"].pop("confusion_png")
         runs[name] = metrics
+    assert cluster.samples_done() - before == 8 == len(_entries(tmp_path / "cache_dask"))
     assert runs["local"]["overall"]["n_samples"] == 7
     assert runs["dask"] == runs["local"]
     _assert_same_cache(tmp_path / "cache_local", tmp_path / "cache_dask")
+
+
+def test_leave_one_actor_out_on_the_cluster_equals_local(cluster: Cluster, shared_data: Path, tmp_path: Path) -> None:
+    """Every extraction of a leave-one-actor-out run (training stills, speech-motion clips, the
+    scored clips) goes to the cluster with ``--scheduler``; the folds' metrics equal a local run's."""
+    from fer_testdata import CK_LABELS, RAF_LABELS, imagefolder
+    from test_train_cli import write_video_recipe_config
+
+    data = tmp_path / "clips"
+    for name in ("happy", "neutral", "fear", "surprise"):
+        _link(shared_data / "video" / "mead" / f"{name}.mp4", data / f"{name}.mp4")
+    groups = tmp_path / "actors.yaml"
+    groups.write_text("happy.mp4: man\nneutral.mp4: man\nfear.mp4: woman\nsurprise.mp4: woman\n")
+    srcs = {"ck": imagefolder(shared_data / "ckplus48", tmp_path / "ck", CK_LABELS, 12), "raf": imagefolder(shared_data / "rafdb" / "train", tmp_path / "raf", RAF_LABELS, 12)}
+    cfg = write_video_recipe_config(tmp_path / "train.yaml", srcs, tmp_path / "unused", shared_data / "video" / "talking", "  pooling: [mean, std]\n")
+    runs, done = {}, {}
+    for name, extra in (("local", ["--workers", "2"]), ("dask", ["--scheduler", cluster.address])):
+        out = tmp_path / f"{name}.json"
+        before = cluster.samples_done()
+        proc = _cli("evaluate", "--data", str(data), "--output", str(out), "--leave-one-actor-out", str(cfg), "--groups", str(groups), "--cache", str(tmp_path / f"cache_{name}"), "--no-progress", *extra, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        metrics = json.loads(out.read_text())
+        metrics["video"].pop("confusion_png")
+        runs[name] = metrics
+        done[name] = cluster.samples_done() - before
+    assert done["local"] == 0 and done["dask"] == len(_entries(tmp_path / "cache_dask"))  # every sample ran on the cluster
+    assert runs["dask"]["actors"] == ["man", "woman"]
+    assert runs["dask"] == runs["local"]
+    _assert_same_cache(tmp_path / "cache_local", tmp_path / "cache_dask")
+    assert len(_entries(tmp_path / "cache_dask")) >= 4 + 2 + 12 * 7  # clips, talking clips, stills
 
 
 def test_remote_batch_reads_bytes_or_refuses_missing_files(shared_data: Path, tmp_path: Path) -> None:

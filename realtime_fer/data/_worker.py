@@ -100,6 +100,14 @@ class WorkerEnvironmentError(RuntimeError):
 _remote_lock = threading.Lock()
 #: Environments already checked in this process (``expected`` dicts as sorted item tuples).
 _remote_checked: set[tuple[tuple[str, str], ...]] = set()
+#: Samples :func:`remote_batch` extracted in this process.
+_remote_samples = 0
+
+
+def remote_samples() -> int:
+    """How many samples :func:`remote_batch` extracted in this process (for monitoring, e.g.
+    ``client.run(remote_samples)`` on a Dask cluster)."""
+    return _remote_samples
 
 
 def environment(options: LandmarkerOptions) -> dict[str, str]:
@@ -131,6 +139,7 @@ def remote_batch(items: list[tuple[SampleRef, list[bytes] | None]], config: Work
     """
     import socket
 
+    global _remote_samples
     with _remote_lock:
         key = tuple(sorted(expected.items()))
         if key not in _remote_checked:
@@ -156,6 +165,7 @@ def remote_batch(items: list[tuple[SampleRef, list[bytes] | None]], config: Work
                     f.write_bytes(blob)
                 local = dataclasses.replace(ref, path=Path(tmp), frames=tuple(files)) if ref.kind == "sequence" else dataclasses.replace(ref, path=files[0])
                 results.extend(run_batch([local], config))
+        _remote_samples += len(results)
         return results
 
 
