@@ -222,6 +222,21 @@ def test_no_face_video_yields_no_face_status(shared_data: Path) -> None:
     assert [m.event for m in _statuses(msgs)][0] == "started" and _statuses(msgs)[-1].event == "ended"
 
 
+def test_heartbeat_carries_the_running_counts(shared_data: Path) -> None:
+    """heartbeat_interval_s: a heartbeat status at that period, its counts never going back."""
+    msgs, summary = _analyze(video(shared_data, "face_noface.mov"), heartbeat_interval_s=0.05, capture=CaptureOptions(realtime=True))
+    beats = _statuses(msgs, "heartbeat")
+    seconds = 169 / 26.4  # the file played at its own rate
+    assert len(beats) >= seconds / 0.05 / 3, f"{len(beats)} heartbeats in {seconds:.1f} s"
+    frames = [b.frames for b in beats]
+    assert frames == sorted(frames) and 0 < frames[-1] <= summary.frames
+    times = [b.timestamp for b in beats]
+    assert max(b - a for a, b in zip(times, times[1:])) < 1.0
+    assert _statuses(msgs)[-1].event == "ended"
+    quiet, _ = _analyze(video(shared_data, "no_face.mp4"))
+    assert not _statuses(quiet, "heartbeat"), "no heartbeat unless asked for"
+
+
 def test_face_appears_and_leaves(shared_data: Path) -> None:
     """face_noface.mov: a face for about 2.7 s (72 frames), then an empty scene."""
     msgs, summary = _analyze(video(shared_data, "face_noface.mov"))

@@ -124,6 +124,10 @@ class RuntimeConfig:
     k+1 (messages keep their order). ``false``: one frame at a time on the main thread."""
     no_face_interval_s: float = 1.0
     """While no face is in view, repeat the ``no_face`` status this often (seconds)."""
+    heartbeat_interval_s: float | None = None
+    """Send a ``heartbeat`` status this often (seconds), whatever the source is doing, with the
+    running counts (frames, dropped, fps): a subscriber that stops hearing it knows the
+    recognizer is gone. ``null`` (default): no heartbeat."""
     streams: list[StreamConfig] = field(default_factory=list)
     """Several sources in one run (used by ``run`` when no ``--source`` is given), each with its own capture
     thread, landmarker, tracker and status on the one publisher, topics ``fer.<id>.``; empty:
@@ -132,6 +136,8 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if self.no_face_interval_s <= 0:
             raise ValueError("no_face_interval_s must be > 0")
+        if self.heartbeat_interval_s is not None and not self.heartbeat_interval_s > 0:
+            raise ValueError("heartbeat_interval_s must be > 0 (or null for none)")
         seen: set[str] = set()
         for stream in self.streams:
             if stream.id in seen:

@@ -149,6 +149,7 @@ class Recognizer:
         self._t_last: float | None = None
         self._in_no_face = False
         self._last_no_face = 0.0
+        self._source_lost = False
         self.summary: RunSummary | None = None
         """The run's summary once :meth:`run` has finished (also when it raised)."""
 
@@ -187,8 +188,13 @@ class Recognizer:
         try:
             self._send_status("started", detail=self._describe())
             cap.start()  # from here on the capture thread owns (and closes) the source
+            beat = self.config.heartbeat_interval_s
+            next_beat = time.monotonic() + beat if beat else None
             while not self._stop_requested:
                 self._forward_events(cap)
+                if next_beat is not None and time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + beat
+                    self._send_status("heartbeat", detail="source lost" if self._source_lost else "")
                 try:
                     frame = cap.get(timeout=_POLL_S)
                 except queue.Empty:
@@ -297,6 +303,8 @@ class Recognizer:
                 continue
             if event.kind == "source_lost":
                 self._emit(functools.partial(self._end_tracks, "source lost"))
+            if event.kind in ("source_lost", "recovered"):
+                self._source_lost = event.kind == "source_lost"
             self._send_status(event.kind, detail=event.detail, timestamp=event.timestamp)
 
     def _end_tracks(self, detail: str) -> None:

@@ -38,7 +38,7 @@ TOPIC_ROOT = "fer"
 Encoding = Literal["msgpack", "json"]
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
 
-StatusEvent = Literal["started", "face_found", "face_lost", "no_face", "source_lost", "reconnecting", "recovered", "ended"]
+StatusEvent = Literal["started", "face_found", "face_lost", "no_face", "source_lost", "reconnecting", "recovered", "heartbeat", "ended"]
 STATUS_EVENTS: tuple[str, ...] = get_args(StatusEvent)
 
 _STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
