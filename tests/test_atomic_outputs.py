@@ -289,3 +289,38 @@ def test_atomic_write_leaves_the_previous_file_on_failure(tmp_path: Path, failur
     assert json.loads(out.read_text()) == {"old": 1}
     write_text_atomic(out, '{"new": 2}\n')
     assert json.loads(out.read_text()) == {"new": 2} and _files(tmp_path) == ["metrics.json"]
+
+
+# ---- a signal during extract ---------------------------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_extract_leaves_no_corrupt_cache_entry(shared_data: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """Signal a real ``extract`` of 200 RAF-DB images once 5 entries exist: every entry left
+    loads, and a second run completes the cache from there."""
+    src = shared_data / "rafdb" / "train" / "happy"
+    data = tmp_path / "data" / "happy"
+    data.mkdir(parents=True)
+    for p in sorted(src.iterdir())[:200]:
+        (data / p.name).symlink_to(p)
+    cache_dir = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "realtime_fer", "extract", str(tmp_path / "data"), "--output", str(cache_dir), "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(cache_dir.glob("*/*.npz"))) < 5:
+            assert proc.poll() is None, f"extract ended before it was signalled: {proc.communicate()[1][-2000:]}"
+            assert time.monotonic() < deadline, "no cache entry within 120 s"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0 and "Traceback" not in stderr, (proc.returncode, stderr[-2000:])
+    entries = list(cache_dir.glob("*/*.npz"))
+    assert 5 <= len(entries) < 200, len(entries)
+    for e in entries:
+        assert load_entry(e) is not None, f"corrupt cache entry {e}"
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(list(cache_dir.glob("*/*.npz"))) == 200
