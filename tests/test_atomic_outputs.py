@@ -58,7 +58,7 @@ def _dev_full(_target: object) -> object:
 def test_the_jsonl_file_appears_only_when_committed(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     (tmp_path / "out.jsonl.partial").write_text("stale\n")
-    sink = JsonlSink(out)
+    sink = JsonlSink(out, commit_on_close=False)  # as analyze uses it
     for i in range(5):
         sink.send(_status(i))
     sink.close()  # what the recognizer does at the end of a run
@@ -70,10 +70,20 @@ def test_the_jsonl_file_appears_only_when_committed(tmp_path: Path) -> None:
     assert [message_from_dict(json.loads(line)).frames for line in out.read_text().splitlines()] == list(range(5))
 
 
+def test_by_default_closing_publishes_the_file(tmp_path: Path) -> None:
+    """For library use (a Recognizer with a JsonlSink): close() renames it into place."""
+    sink = JsonlSink(tmp_path / "out.jsonl")
+    sink.send(_status(0))
+    assert _files(tmp_path) != ["out.jsonl"]
+    sink.close()
+    sink.close()
+    assert _files(tmp_path) == ["out.jsonl"]
+
+
 def test_an_aborted_file_keeps_only_complete_lines_as_partial(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_text("previous complete result\n")
-    sink = JsonlSink(out)
+    sink = JsonlSink(out, commit_on_close=False)
     for i in range(3):
         sink.send(_status(i))
     sink._fh.write('{"type": "status", "sch')  # a line cut short (a second signal mid-write)
@@ -86,7 +96,7 @@ def test_an_aborted_file_keeps_only_complete_lines_as_partial(tmp_path: Path) ->
 
 
 def test_an_aborted_file_without_messages_leaves_nothing(tmp_path: Path) -> None:
-    sink = JsonlSink(tmp_path / "out.jsonl")
+    sink = JsonlSink(tmp_path / "out.jsonl", commit_on_close=False)
     assert sink.abort(keep_partial=True) is None
     assert _files(tmp_path) == []
 
@@ -94,7 +104,7 @@ def test_an_aborted_file_without_messages_leaves_nothing(tmp_path: Path) -> None
 @pytest.mark.skipif(not HAS_DEV_FULL, reason="needs Linux's /dev/full")
 def test_a_full_disk_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sinks, "_open_text", _dev_full)
-    sink = JsonlSink(tmp_path / "out.jsonl")
+    sink = JsonlSink(tmp_path / "out.jsonl", commit_on_close=False)
     failed = None
     for i in range(400):  # enough to overflow the write buffer
         try:
@@ -115,7 +125,7 @@ def test_a_full_disk_publishes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
 def test_a_full_disk_at_the_final_flush_publishes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few small messages stay in the buffer: ENOSPC only surfaces when the file is closed."""
     monkeypatch.setattr(sinks, "_open_text", _dev_full)
-    sink = JsonlSink(tmp_path / "out.jsonl")
+    sink = JsonlSink(tmp_path / "out.jsonl", commit_on_close=False)
     sink.send(_status(0))
     sink.close()  # the recognizer's close: the error is kept, not raised
     assert sink.error is not None and sink.error.errno == errno.ENOSPC

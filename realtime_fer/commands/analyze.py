@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from realtime_fer.models.bundle import load_bundle
 
         bundle = load_bundle(config.model)
-        sink = JsonlSink(args.output)
+        sink = JsonlSink(args.output, commit_on_close=False)  # committed below, only when complete
         try:
             recognizer = open_recognizer(args.source, config, [sink], bundle=bundle)
         except BaseException:

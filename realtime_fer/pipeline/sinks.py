@@ -61,10 +61,18 @@ class JsonlSink:
     The first write error (e.g. ``ENOSPC``, a full disk) is raised by :meth:`send`, kept in
     :attr:`error`, and later messages are dropped; :meth:`commit` then refuses to publish the
     file.
+
+    Args:
+        path: the file to write.
+        commit_on_close: :meth:`close` (which the recognizer calls at the end of every run, also
+            an interrupted one) publishes the file, or removes it after a write error. ``False``
+            leaves the decision to the caller (``analyze``: :meth:`commit` after a complete run,
+            :meth:`abort` otherwise).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, commit_on_close: bool = True) -> None:
         self.path = Path(path)
+        self.commit_on_close = commit_on_close
         if not self.path.parent.is_dir():
             raise FerError(f"output folder does not exist: {self.path.parent}")
         if self.path.is_dir():
@@ -104,8 +112,16 @@ class JsonlSink:
         self._good_bytes += len(line.encode("utf-8"))
 
     def close(self) -> None:
-        """Flush and close the file (not yet published: see :meth:`commit`). Idempotent; a
-        write error here is kept in :attr:`error`, not raised."""
+        """Flush and close the file; publish it when ``commit_on_close`` (else see
+        :meth:`commit`). Idempotent; a write error is kept in :attr:`error`, not raised."""
+        self._close_file()
+        if self.commit_on_close:
+            if self.error is None:
+                self.commit()
+            else:
+                self.abort()
+
+    def _close_file(self) -> None:
         if self._fh.closed:
             return
         try:
@@ -122,12 +138,12 @@ class JsonlSink:
         log.info("wrote %d messages to %s", self.lines, self.temp_path or self.path)
 
     def commit(self) -> Path:
-        """Close the file and rename it to :attr:`path` (and remove a stale ``.partial``).
+        """Close the file and rename it to :attr:`path` (and remove a stale ``.partial``); idempotent.
 
         Raises:
             OSError: a write failed (the temporary file is removed first; nothing is published).
         """
-        self.close()
+        self._close_file()
         if self.error is not None:
             self.abort()
             raise self.error
@@ -143,10 +159,7 @@ class JsonlSink:
     def abort(self, keep_partial: bool = False) -> Path | None:
         """Close and discard the temporary file; with ``keep_partial`` (and no write error),
         keep its complete lines as ``path.partial`` instead. Returns the kept file, if any."""
-        try:
-            self.close()
-        except OSError:  # pragma: no cover - close() keeps its errors
-            pass
+        self._close_file()
         if not self.atomic or self.temp_path is None or self._committed:
             return None
         tmp, self.temp_path = self.temp_path, None
