@@ -29,6 +29,7 @@ from realtime_fer.config_io import to_dict
 from realtime_fer.explain.baselines import BaselineBank
 from realtime_fer.explain.heatmap import save_relevance_png
 from realtime_fer.explain.relevance import LandmarkRelevance, landmark_relevance
+from realtime_fer.io_atomic import write_text_atomic
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.models.network import Network
 from realtime_fer.training.cost import inference_cost
@@ -163,7 +164,7 @@ def write_pruned_train_config(path: Path, config: PruneConfig, subsets: Subsets)
     plain["model"]["landmark_subsets"] = {e: [int(i) for i in v] for e, v in subsets.items()}
     plain["output"] = prune["bundle"]
     header = "# Written by realtime-fer prune: the training config of the pruned bundle.\n"
-    path.write_text(header + yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=200), encoding="utf-8")
+    write_text_atomic(path, header + yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=200))
     return path
 
 
@@ -321,7 +322,7 @@ def run_prune(config: PruneConfig, *, progress: Callable[[str], None] | None = N
         "timing": timing,
         "config": to_dict(config),
     }
-    (out_dir / "curves.json").write_text(json.dumps({"schedule": grid, "criterion": opts.criterion, "tolerance": opts.tolerance, "emotions": curves}, indent=1) + "\n", encoding="utf-8")
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "curves.json", json.dumps({"schedule": grid, "criterion": opts.criterion, "tolerance": opts.tolerance, "emotions": curves}, indent=1) + "\n")
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     log.info("pruning done in %.1f s -> %s, %s", timing["total_s"], out_dir, opts.bundle)
     return report
