@@ -384,6 +384,28 @@ def test_listen_prints_messages(as_json: bool) -> None:
         assert all("face 2" in line and "SURPRISE" in line for line in lines), lines
 
 
+def test_listen_connects_to_several_publishers() -> None:
+    """``--connect`` repeated: one listener hears two recognizers (two hosts, in real life)."""
+    with Publisher("tcp://127.0.0.1:0", stream_id="door") as a, Publisher("tcp://127.0.0.1:0", stream_id="desk") as b:
+        args = ["listen", "--connect", a.endpoint, "--connect", b.endpoint, "--json", "--count", "40", "--timeout", "20"]
+        proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            feeders = [threading.Thread(target=_publish_until, args=(proc, pub, lambda i, s=sid: _prediction(stream=s, frame=i, landmarks=None)))
+                       for pub, sid in ((a, "door"), (b, "desk"))]
+            for f in feeders:
+                f.start()
+            out, err = proc.communicate(timeout=30)
+            for f in feeders:
+                f.join(timeout=5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    streams = {json.loads(line)["stream"] for line in out.strip().splitlines()}
+    assert streams == {"door", "desk"}
+
+
 def test_listen_status_and_topic_filter() -> None:
     with Publisher("tcp://127.0.0.1:0") as pub:
         args = ["listen", "--connect", pub.endpoint, "--topic", status_topic("cam0"), "--count", "2", "--timeout", "20"]

@@ -349,9 +349,13 @@ def summarise(args: argparse.Namespace, samples: list[dict], faults: list[Fault]
               crashed: str | None, returncode: int | None, log_text: str, t_wall0: float) -> dict:
     period = 1.0 / FPS
     for f in faults:
+        # after the fault is over; a resize is two changes: to the new size and back
         settle = f.t_end if f.kind != "corrupt" else f.t_start
         first = first_frame_after(ref, settle + (0.5 if f.kind == "resize" else 0.0))
         f.recovery_s = None if first is None else max(0.0, first - settle)
+        if f.kind == "resize" and f.recovery_s is not None:
+            during = first_frame_after(ref, f.t_start + 0.5)
+            f.recovery_s = None if during is None or during > f.t_end else max(f.recovery_s, during - f.t_start)
     # fault windows: from the start to 2 s after recovery (or 15 s when none)
     windows = [(f.t_start, (f.t_end if f.kind != "corrupt" else f.t_start) + (f.recovery_s if f.recovery_s is not None else 15.0) + 2.0) for f in faults]
 

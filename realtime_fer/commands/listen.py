@@ -15,7 +15,12 @@ DEFAULT_CONNECT = "tcp://127.0.0.1:5556"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect", default=DEFAULT_CONNECT, metavar="ENDPOINT", help=f"publisher endpoint (default: {DEFAULT_CONNECT})")
+    parser.add_argument(
+        "--connect",
+        action="append",
+        metavar="ENDPOINT",
+        help=f"publisher endpoint, repeatable: one subscriber on several recognizers / hosts (default: {DEFAULT_CONNECT})",
+    )
     parser.add_argument(
         "--topic",
         action="append",
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     topics = args.topic or ["fer."]
     received = 0
     curve = {"curve_server_key": args.curve_server_key, "curve_secret_key": args.curve_key}
-    with Subscriber(args.connect, topics=topics, timeout=args.timeout, **curve) as sub:
+    endpoints = args.connect or [DEFAULT_CONNECT]
+    with Subscriber(endpoints if len(endpoints) > 1 else endpoints[0], topics=topics, timeout=args.timeout, **curve) as sub:
         try:
             while args.count is None or received < args.count:
                 try:
@@ -58,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 if msg is None:
                     hint = _curve_hint(sub.secured, args.curve_key is not None)
-                    print(f"no message for {args.timeout:g} s on {args.connect}{hint}; stopping", file=sys.stderr)
+                    where = ", ".join(endpoints)
+                    print(f"no message for {args.timeout:g} s on {where}{hint}; stopping", file=sys.stderr)
                     break
                 received += 1
                 print(to_json_line(msg) if args.json else format_message(msg), flush=True)

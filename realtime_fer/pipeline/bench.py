@@ -288,7 +288,9 @@ def _threads(config: RuntimeConfig) -> str:
 def _bench_publish_options(config: RuntimeConfig):  # noqa: ANN202
     from dataclasses import replace
 
-    return replace(config.publish, endpoint=_BENCH_ENDPOINT)
+    # a loopback port of its own, read by the bench's own draining subscriber: no CURVE keys
+    # (the bench measures publishing, which CURVE leaves on ZeroMQ's I/O thread)
+    return replace(config.publish, endpoint=_BENCH_ENDPOINT, curve_secret_key=None, curve_allowed_clients=None)
 
 
 def _recognizer_pass(source_arg: str, config: RuntimeConfig, bundle: ModelBundle, *, max_frames: int | None, duration_s: float | None, keep: list[np.ndarray] | None = None, keep_ts: list[int] | None = None):  # noqa: ANN202
