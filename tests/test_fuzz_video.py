@@ -201,8 +201,8 @@ def _check(results: list[dict], kinds: dict[str, str]) -> None:
 
 
 def test_corrupt_videos_fail_to_open_or_read_to_the_end(shared_data: Path, tmp_path: Path) -> None:
-    cases = _corruptions(shared_data, tmp_path, n_per_base=18)
-    assert len(cases) >= 72, "the base videos are missing from ../shared/data"
+    cases = _corruptions(shared_data, tmp_path, n_per_base=30)
+    assert len(cases) >= 120, "the base videos are missing from ../shared/data"
     results = _run_child([p for _, p in cases])
     assert len(results) == len(cases)
     _check(results, {str(p): k for k, p in cases})
