@@ -9,7 +9,6 @@ file) it must raise, and path traversal must be refused as such, before the file
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil

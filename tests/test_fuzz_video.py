@@ -22,7 +22,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from realtime_fer.errors import FerError
 from runtime_helpers import model_cli_args, require_bundle

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", type=int, default=1, help="join this many copies of the video first (default 1)")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    ap.add_argument("--exe", metavar="CMD", help="the command to time instead of `realtime-fer` (e.g. another build's launcher)")
     args = ap.parse_args(argv)
     video = Path(args.video)
     if not video.is_file():
@@ -84,16 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     from realtime_fer.models.bundle import load_bundle
 
     blend = "1" if load_bundle().blendshapes else "0"
-    exe = str(Path(sys.executable).with_name("realtime-fer"))
+    exe = args.exe.split() if args.exe else [str(Path(sys.executable).with_name("realtime-fer"))]
     env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
     rows = []
     with tempfile.TemporaryDirectory(prefix="fer-bench-analyze-") as tmp:
         long_video = _looped(video, args.loops, Path(tmp))
         out = Path(tmp) / "out.jsonl"
-        _timed([exe, "analyze", str(long_video), "--output", str(out)], env)  # warm the file cache and Numba's
+        _timed([*exe, "analyze", str(long_video), "--output", str(out)], env)  # warm the file cache and Numba's
         for i in range(args.pairs):
             bare_s, frames = _timed([sys.executable, "-c", _BARE, str(long_video), blend], env)
-            analyze_s, _ = _timed([exe, "analyze", str(long_video), "--output", str(out)], env)
+            analyze_s, _ = _timed([*exe, "analyze", str(long_video), "--output", str(out)], env)
             predictions = sum(1 for line in out.open() if '"prediction"' in line)
             rows.append({"bare_s": bare_s, "analyze_s": analyze_s, "ratio": analyze_s / bare_s, "frames": int(frames), "predictions": predictions})
             print(f"pair {i + 1}: bare {bare_s:.2f} s, analyze {analyze_s:.2f} s, ratio {analyze_s / bare_s:.3f} ({int(frames)} frames, {predictions} predictions)", flush=True)

@@ -48,16 +48,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def one_run(video: str, caches: Path, timeout: float, extra: list[str]) -> dict[str, float]:
+def one_run(video: str, caches: Path, timeout: float, extra: list[str], exe: list[str]) -> dict[str, float]:
     """Launch one recognizer; seconds to ``started`` and to the first prediction."""
     port = _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    exe = shutil.which("realtime-fer") or sys.exit("error: realtime-fer is not on PATH (activate the venv)")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(caches / "numba"), REALTIME_FER_CACHE_DIR=str(caches / "realtime_fer"))
     out: dict[str, float] = {}
     with Subscriber(endpoint, topics=["fer."], timeout=0.05) as sub:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([exe, "-v", "run", "--source", video, "--publish", endpoint, *extra], env=env,
+        proc = subprocess.Popen([*exe, "-v", "run", "--source", video, "--publish", endpoint, *extra], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             while time.perf_counter() - t0 < timeout:
@@ -97,15 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="later runs to time (default 5)")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    ap.add_argument("--exe", metavar="CMD", help="the command to time instead of `realtime-fer` (e.g. another build's launcher)")
     ap.add_argument("extra", nargs="*", help="more arguments for `realtime-fer run` (after --)")
     args = ap.parse_args(argv)
     if not Path(args.video).is_file():
         print(f"error: no such video: {args.video}", file=sys.stderr)
         return 2
+    exe = args.exe.split() if args.exe else [shutil.which("realtime-fer") or sys.exit("error: realtime-fer is not on PATH (activate the venv)")]
     with tempfile.TemporaryDirectory(prefix="fer-cold-start-") as tmp:
         cache = Path(tmp)
-        first = one_run(args.video, cache, args.timeout, args.extra)
-        later = [one_run(args.video, cache, args.timeout, args.extra) for _ in range(args.repeat)]
+        first = one_run(args.video, cache, args.timeout, args.extra, exe)
+        later = [one_run(args.video, cache, args.timeout, args.extra, exe) for _ in range(args.repeat)]
     report = {
         "video": args.video,
         "first_run": first,

@@ -25,8 +25,10 @@ if [ $needs_torch = 1 ] && ! python -c "import torch" 2>/dev/null; then
     elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
         python -m pip install torch                      # a GPU: PyPI's CUDA build is the right one
     else
-        # a CPU machine: PyTorch's CPU index, else the CPU wheel this workplace keeps on disk
-        python -m pip install torch --index-url https://download.pytorch.org/whl/cpu \
+        # a CPU machine: PyTorch's CPU index alone (no local indexes or wheel folders, which may
+        # hold CUDA builds), else the CPU wheel this workplace keeps on disk
+        env PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= \
+            python -m pip install --timeout 15 --retries 1 torch --index-url https://download.pytorch.org/whl/cpu \
             || python -m pip install torch==2.13.0
     fi
     if python -c "import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)"; then
