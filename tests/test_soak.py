@@ -30,9 +30,11 @@ def test_short_soak_recovers_from_every_fault(shared_data: Path, tmp_path: Path)
     report = json.loads(report_path.read_text())
     assert report["crashed"] is None and report["recognizer_exit_code"] == 0, proc.stdout
     kinds = [f["kind"] for f in report["faults"]]
-    assert kinds == ["die", "hang", "corrupt", "resize"], kinds
+    assert kinds[:4] == ["die", "hang", "corrupt", "resize"], kinds
+    end = report["t_wall0"] + report["duration_s"]
     for fault in report["faults"]:
-        assert fault["recovery_s"] is not None, f"no frame processed after the {fault['kind']} fault:\n{proc.stdout}"
+        if fault["t_end"] + 10.0 < end:  # a fault too close to the end may not be recovered yet
+            assert fault["recovery_s"] is not None, f"no frame processed after the {fault['kind']} fault:\n{proc.stdout}"
     rows = report["intervals"]
     assert len(rows) >= 15 and all(r["rss_mib"] for r in rows)
     assert report["rss"] is not None and report["predictions_reference"] > 100
