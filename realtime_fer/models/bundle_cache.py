@@ -53,8 +53,12 @@ def cache_root() -> Path | None:
     if env:
         return None if env.lower() in ("off", "0", "none", "false") else Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "realtime_fer"
+    if xdg:
+        return Path(xdg) / "realtime_fer"
+    try:
+        return Path.home() / ".cache" / "realtime_fer"
+    except (RuntimeError, KeyError):  # no home directory (some services): no cache
+        return None
 
 
 def bundle_key(window_length: int, blendshapes: list[str] | None, emotions: Mapping[str, "EmotionEntry"], files: Mapping[str, str]) -> str:
