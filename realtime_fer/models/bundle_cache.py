@@ -157,6 +157,10 @@ class BundleCacheEntry:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _intact(self, networks: Mapping[str, Network]) -> bool:
+        """The stored entry is whole: its graph and every one of ``networks`` read back."""
+        return self.fused() is not None and all(self.network(e) is not None for e in networks)
+
     def store(self, fused: bytes, networks: Mapping[str, Network]) -> bool:
         """Write the entry (a temp folder renamed into place); ``False`` when it cannot be
         written (read-only home, full disk: the cache is then simply not used)."""
@@ -176,7 +180,10 @@ class BundleCacheEntry:
                 index = {"format": FORMAT, "key": self.key, "fused_sha256": _sha256(fused), "networks": nets}
                 (tmp / _INDEX).write_text(json.dumps(index))
                 if self.folder.exists():
-                    shutil.rmtree(self.folder, ignore_errors=True)
+                    self._index = None
+                    if self._intact(networks):  # another process (or stream) stored it meanwhile
+                        return True
+                    shutil.rmtree(self.folder, ignore_errors=True)  # a damaged entry
                 os.replace(tmp, self.folder)
             finally:
                 if tmp.exists():
