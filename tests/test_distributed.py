@@ -409,3 +409,56 @@ def test_scheduler_lost_mid_job_is_one_error_line(fresh_cluster, shared_data: Pa
             proc.kill()
     line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     assert c.address in line and "rerun resumes" in line
+
+
+def _train_config(path: Path, ck: Path, cache: Path, out: Path) -> Path:
+    path.write_text(
+        f"""
+data:
+  sources:
+    - {{path: "{ck}", name: ckplus48, licence: "CK+: non-commercial research use only"}}
+  cache_dir: "{cache}"
+  validation_fraction: 0.25
+  calibration_fraction: 0.25
+window: {{length: 4, hop: 2, still_jitter: 0.0015}}
+model:
+  family: randomized
+  emotions: [happy, surprise, sad]
+  min_positives: 4
+  randomized: {{hidden: [64], activation: tanh, input_scale: 0.5, ridge: 0.01, direct_link: false, seed: 0}}
+output: "{out}"
+"""
+    )
+    return path
+
+
+def test_train_on_the_cluster_equals_local(cluster: Cluster, shared_data: Path, tmp_path: Path) -> None:
+    """``train --scheduler``: the training data's landmarks are extracted by the workers, and the
+    bundle is the one a local run writes, file for file."""
+    ck = tmp_path / "ck"
+    for label in ("happy", "surprise", "sad"):
+        for p in sorted((shared_data / "ckplus48" / label).glob("*.png"))[::6][:12]:
+            _link(p, ck / label / p.name)
+    manifests = {}
+    before = cluster.samples_done()
+    for name, extra in (("local", []), ("dask", ["--scheduler", cluster.address])):
+        cfg = _train_config(tmp_path / f"{name}.yaml", ck, tmp_path / f"cache_{name}", tmp_path / f"bundle_{name}")
+        proc = _cli("train", "--config", str(cfg), "--no-progress", *extra)
+        assert proc.returncode == 0, proc.stderr
+        manifests[name] = json.loads((tmp_path / f"bundle_{name}" / "manifest.json").read_text())
+    assert cluster.samples_done() - before == len(list(ck.rglob("*.png")))
+    assert manifests["dask"]["files"] == manifests["local"]["files"]
+    _assert_same_cache(tmp_path / "cache_local", tmp_path / "cache_dask")
+
+
+@needs_dask
+def test_train_and_prune_with_an_unreachable_scheduler_are_one_error_line(tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    (tmp_path / "ck" / "happy").mkdir(parents=True)
+    cfg = _train_config(tmp_path / "train.yaml", tmp_path / "ck", tmp_path / "cache", tmp_path / "bundle")
+    line = _one_error_line(_cli("train", "--config", str(cfg), "--scheduler", address, "--scheduler-timeout", "2", "--no-progress", timeout=60))
+    assert f"cannot reach the Dask scheduler at {address} within 2 s" in line
+    prune = tmp_path / "prune.yaml"
+    prune.write_text(cfg.read_text() + f'prune: {{output: "{tmp_path / "prune_out"}", bundle: "{tmp_path / "pruned"}"}}\n')
+    line = _one_error_line(_cli("prune", "--config", str(prune), "--scheduler", address, "--scheduler-timeout", "2", "--no-progress", timeout=60))
+    assert f"cannot reach the Dask scheduler at {address} within 2 s" in line

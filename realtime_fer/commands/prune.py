@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands.extract import add_scheduler_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="pruning config (YAML): a training config plus a 'prune' section, e.g. configs/prune_default.yaml")
     p.add_argument("--output", help="folder for curves and report (default: the config's prune.output)")
     p.add_argument("--bundle", help="pruned bundle folder to write (default: the config's prune.bundle)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_scheduler_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +32,11 @@ def run(args: argparse.Namespace) -> int:
         config.prune.bundle = args.bundle
     err = Console(stderr=True)
     show = not args.no_progress and err.is_terminal
-    with err.status("pruning", spinner="dots", console=err) if show else _Null() as status:
-        report = run_prune(config, progress=(lambda msg: status.update(msg)) if show else None, data_progress=not args.no_progress)
+    from realtime_fer.data.executors import scheduler_executor
+
+    with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files):
+        with err.status("pruning", spinner="dots", console=err) if show else _Null() as status:
+            report = run_prune(config, progress=(lambda msg: status.update(msg)) if show else None, data_progress=not args.no_progress)
 
     console = Console(file=sys.stdout, width=max(Console().width, 120))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands.extract import add_scheduler_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="training config (YAML), e.g. configs/train_default.yaml")
@@ -11,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", choices=["randomized", "torch"], help="override the config's model family")
     p.add_argument("--report", help="also write the training report (JSON) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_scheduler_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,8 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from realtime_fer.training.config import load_train_config
     from realtime_fer.training.trainer import train
 
+    from realtime_fer.data.executors import scheduler_executor
+
     config = load_train_config(args.config)
-    report = train(config, family=args.family, output=args.output, progress=not args.no_progress)
+    with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files):
+        report = train(config, family=args.family, output=args.output, progress=not args.no_progress)
     if args.report:
         from realtime_fer.io_atomic import atomic_write
 
