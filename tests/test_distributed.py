@@ -371,19 +371,25 @@ def test_worker_killed_mid_job_is_retried_on_the_other(fresh_cluster, shared_dat
     _assert_same_cache(local, cache)
 
 
-def test_all_workers_gone_is_one_error_line_and_keeps_results(fresh_cluster, shared_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    c = fresh_cluster(1)
-    data = _clips(shared_data, tmp_path / "clips")
-    cache = tmp_path / "dask_cache"
-    proc = _start_extract(data, cache, c.address, timeout_s="3")
+def _extract_and_kill(data: Path, cache: Path, address: str, victim: subprocess.Popen) -> str:
+    """Start an extract on the cluster, SIGKILL ``victim`` (a worker or the scheduler) once
+    entries are cached, and return the command's one error line."""
+    proc = _start_extract(data, cache, address, timeout_s="3")
     try:
         _wait_for_entries(cache, proc)
-        os.kill(c.workers[0].pid, signal.SIGKILL)
+        os.kill(victim.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+
+
+def test_all_workers_gone_is_one_error_line_and_keeps_results(fresh_cluster, shared_data: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    c = fresh_cluster(1)
+    data = _clips(shared_data, tmp_path / "clips")
+    cache = tmp_path / "dask_cache"
+    line = _extract_and_kill(data, cache, c.address, c.workers[0])
     assert "no worker for 3 s" in line and "rerun resumes" in line
     kept = len(_entries(cache))
     assert 1 <= kept < len(LONG_CLIPS)
@@ -399,15 +405,7 @@ def test_scheduler_lost_mid_job_is_one_error_line(fresh_cluster, shared_data: Pa
     c = fresh_cluster(1)
     data = _clips(shared_data, tmp_path / "clips")
     cache = tmp_path / "dask_cache"
-    proc = _start_extract(data, cache, c.address, timeout_s="3")
-    try:
-        _wait_for_entries(cache, proc)
-        os.kill(c.scheduler.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    line = _one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    line = _extract_and_kill(data, cache, c.address, c.scheduler)
     assert c.address in line and "rerun resumes" in line
 
 

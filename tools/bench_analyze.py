@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from realtime_fer.io_atomic import write_text_atomic
+
 _BARE = r"""
 import sys, cv2
 from realtime_fer.landmarks.detector import FaceLandmarkDetector, LandmarkerOptions
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(min {report['min_ratio']:.3f}, max {report['max_ratio']:.3f}); {report['frames']} frames")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

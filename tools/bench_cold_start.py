@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from realtime_fer.io_atomic import write_text_atomic
+
 from realtime_fer.publish.schema import Prediction, Status
 from realtime_fer.publish.subscriber import Subscriber
 
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
           f" Numba kernels ready after {lr['numba_s']['median']:.2f} s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from realtime_fer.io_atomic import write_text_atomic
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_media import build_playlist  # noqa: E402
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
           f"growth from the 2nd to the last quarter {100 * report['growth_q2_to_q4']:+.2f} %; max {report['max_mib']:.1f} MiB")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.json, json.dumps(report, indent=1))
     if args.png:
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         plot(samples, Path(args.png), f"realtime-fer analyze, {frames} frames, {len(faces)} face tracks")

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime_fer.io_atomic import write_text_atomic
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import quarter_growth, rss_mib  # noqa: E402
 from soak_media import FPS, build_playlist  # noqa: E402
@@ -483,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
           f"predictions: reference {report['predictions_reference']}, flaky {report['predictions_flaky']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_text_atomic(args.json, json.dumps(report, indent=1))
     if args.png:
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         plot(report, Path(args.png))

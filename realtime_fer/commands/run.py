@@ -37,7 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    import threading
 
     from realtime_fer.commands._runtime import StopOnSignals, runtime_config
     from realtime_fer.errors import FerError
@@ -82,16 +81,25 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         signals.attach(recognizer)
-        timer = None
-        if args.duration is not None:
-            timer = threading.Timer(args.duration, recognizer.stop)
-            timer.daemon = True
-            timer.start()
-        summary = recognizer.run()
-        if timer is not None:
-            timer.cancel()
+        summary = _run_for(recognizer, args.duration)
     print("summary: " + "\n         ".join(summary.lines()), flush=True)
     return 0
+
+
+def _run_for(runner, duration: float | None):  # noqa: ANN001, ANN202 - a Recognizer or a MultiRecognizer
+    """``runner.run()``, stopped after ``duration`` seconds when one is given; its summary."""
+    import threading
+
+    timer = None
+    if duration is not None:
+        timer = threading.Timer(duration, runner.stop)
+        timer.daemon = True
+        timer.start()
+    try:
+        return runner.run()
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _streams(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - imports stay inside
@@ -116,7 +124,6 @@ def _streams(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - import
 def _run_streams(args: argparse.Namespace, config, streams) -> int:  # noqa: ANN001
     """Several streams, one endpoint (see :mod:`realtime_fer.pipeline.multistream`)."""
     import sys
-    import threading
 
     from realtime_fer.commands._runtime import StopOnSignals
     from realtime_fer.errors import ConfigError, FerError
@@ -145,14 +152,7 @@ def _run_streams(args: argparse.Namespace, config, streams) -> int:  # noqa: ANN
             flush=True,
         )
         signals.attach(multi)
-        timer = None
-        if args.duration is not None:
-            timer = threading.Timer(args.duration, multi.stop)
-            timer.daemon = True
-            timer.start()
-        summary = multi.run()
-        if timer is not None:
-            timer.cancel()
+        summary = _run_for(multi, args.duration)
     print("summary: " + "\n         ".join(summary.lines()), flush=True)
     if summary.failed:
         raise FerError(

@@ -22,6 +22,7 @@ written the cache is skipped (one debug line) and everything is derived as befor
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -146,12 +147,11 @@ class BundleCacheEntry:
         meta = index.get("networks", {}).get(emotion) if index else None
         if meta is None or self.folder is None:
             return None
-        path = self.folder / f"{meta['file']}"
         try:
-            data = path.read_bytes()
+            data = (self.folder / meta["file"]).read_bytes()
             if _sha256(data) != meta["sha256"]:
                 return None
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:  # the bytes just verified
                 arrays = {k: z[k] for k in z.files}
             return _network_from_npz(arrays, meta["meta"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -174,9 +174,10 @@ class BundleCacheEntry:
                 nets: dict[str, Any] = {}
                 for i, (emotion, net) in enumerate(networks.items()):
                     arrays, meta = _network_to_npz(net)
-                    name = f"network{i}.npz"
-                    np.savez(tmp / name, **arrays)
-                    nets[emotion] = {"file": name, "sha256": _sha256((tmp / name).read_bytes()), "meta": meta}
+                    name, buf = f"network{i}.npz", io.BytesIO()
+                    np.savez(buf, **arrays)
+                    (tmp / name).write_bytes(buf.getvalue())
+                    nets[emotion] = {"file": name, "sha256": _sha256(buf.getvalue()), "meta": meta}
                 index = {"format": FORMAT, "key": self.key, "fused_sha256": _sha256(fused), "networks": nets}
                 (tmp / _INDEX).write_text(json.dumps(index))
                 if self.folder.exists():
