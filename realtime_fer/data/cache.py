@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.data.layouts import SampleRef
+from realtime_fer.hashing import update_from_file
 from realtime_fer.landmarks.detector import NUM_BLENDSHAPES, NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,7 @@ def content_sha256(ref: SampleRef) -> str:
     for f in files:
         if len(files) > 1:
             h.update(f.stat().st_size.to_bytes(8, "little"))
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        update_from_file(h, f)
     return h.hexdigest()
 
 

@@ -22,13 +22,13 @@ The file's SHA-256 is checked against the pinned value of the float16 v1 model u
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from importlib import resources
 from pathlib import Path
 
 from realtime_fer.errors import ModelFileError
+from realtime_fer.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,7 @@ _INSTALL_HINT = (
 @functools.lru_cache(maxsize=8)
 def sha256_of(path: Path) -> str:
     """SHA-256 hex digest of a file (cached per path; the model is read once per process)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def packaged_model() -> Path:

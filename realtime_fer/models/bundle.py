@@ -10,7 +10,6 @@ raises :class:`~realtime_fer.errors.BundleError` with a clear message otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.errors import BundleError
+from realtime_fer.hashing import file_sha256
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.models.network import Network
@@ -47,11 +47,7 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def member_path(root: Path, name: object) -> Path:
