@@ -24,8 +24,8 @@ cache (Numba writes it beside this module, or in a per-user folder when that is 
 ``NUMBA_CACHE_DIR`` chooses another). So that even the first start need not wait for the
 compiler, :func:`compile_kernels` can compile in a background thread: until it is done, a
 selector runs the same computation in numpy (:func:`_push_faces_numpy`,
-:func:`_gather_windows_numpy`; the rotation from ``numpy.linalg.eigh`` instead of Jacobi
-sweeps, equal to float32 precision), then switches to the compiled kernels.
+:func:`_gather_windows_numpy`; the fit by :func:`~realtime_fer.landmarks.normalize.similarity_fit`'s
+SVD, the same optimum as Horn's, equal to float32 precision), then switches to the kernels.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit
 
 from realtime_fer.landmarks.detector import NUM_LANDMARKS, NUM_MESH_LANDMARKS
-from realtime_fer.landmarks.normalize import ANCHOR_INDEX, reference_face
+from realtime_fer.landmarks.normalize import ANCHOR_INDEX, reference_face, similarity_fit
 
 log = logging.getLogger(__name__)
 
@@ -238,46 +238,18 @@ def _normalize_one(points: np.ndarray, anchors: np.ndarray, ref_centered: np.nda
 # --------------------------------------------------------------------------------------------
 # numpy equivalents, used until the compiled kernels are ready
 # --------------------------------------------------------------------------------------------
-def _similarity_fit_numpy(points: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """:func:`_similarity_fit` in numpy (Horn's matrix, its leading eigenvector by LAPACK)."""
-    a = points[anchors].astype(np.float64)
-    mu = a.mean(axis=0)
-    xs = a - mu
-    var = float((xs * xs).sum())
-    h = xs.T @ ref_centered
-    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = h
-    n = np.array(
-        [
-            [sxx + syy + szz, syz - szy, szx - sxz, sxy - syx],
-            [syz - szy, sxx - syy - szz, sxy + syx, szx + sxz],
-            [szx - sxz, sxy + syx, -sxx + syy - szz, syz + szy],
-            [sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz],
-        ]
-    )
-    vals, vecs = np.linalg.eigh(n)
-    lam = float(vals[-1])
-    w, x, y, z = vecs[:, -1]
-    r = np.array(
-        [
-            [w * w + x * x - y * y - z * z, 2.0 * (y * x + w * z), 2.0 * (z * x - w * y)],
-            [2.0 * (x * y - w * z), w * w - x * x + y * y - z * z, 2.0 * (z * y + w * x)],
-            [2.0 * (x * z + w * y), 2.0 * (y * z - w * x), w * w - x * x - y * y + z * z],
-        ]
-    )
-    s = lam / max(var, 1e-12)
-    t = ref_mean - s * (mu @ r)
-    return r, s, t
-
-
 def _push_faces_numpy(points: np.ndarray, slots: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray,
                       union: np.ndarray, ring: np.ndarray, head: np.ndarray, filled: np.ndarray) -> None:
-    """:func:`_push_faces` in numpy."""
+    """:func:`_push_faces` in numpy: the same similarity fit by SVD
+    (:func:`~realtime_fer.landmarks.normalize.similarity_fit`), all faces at once."""
     length = ring.shape[1]
+    pts = points.astype(np.float64)
+    r, s, t = similarity_fit(pts[:, anchors], ref_centered + ref_mean)
+    normalised = s[:, None, None] * (pts[:, union] @ r) + t[:, None, :]
     for i in range(points.shape[0]):
         slot = int(slots[i])
-        r, s, t = _similarity_fit_numpy(points[i], anchors, ref_centered, ref_mean)
         pos = int(head[slot])
-        ring[slot, pos] = s * (points[i, union].astype(np.float64) @ r) + t
+        ring[slot, pos] = normalised[i]
         head[slot] = (pos + 1) % length
         if filled[slot] < length:
             filled[slot] += 1
