@@ -14,6 +14,7 @@ from realtime_fer.labels import EMOTIONS, canonical_label
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.network import POOLINGS
 from realtime_fer.models.randomized import RandomizedOptions
+from realtime_fer.models.speech_subspace import SpeechSubspaceOptions
 from realtime_fer.models.torch_mlp import TorchOptions
 
 
@@ -66,6 +67,9 @@ class ModelOptions:
     blendshapes: bool = False
     """The models also read MediaPipe's 52 blendshape scores of each frame (extraction and the
     live landmarker then compute them)."""
+    speech_subspace: SpeechSubspaceOptions = field(default_factory=SpeechSubspaceOptions)
+    """Directions of real talking motion projected off the pooled ``mean`` shape before
+    fitting (see :mod:`realtime_fer.models.speech_subspace`); rank 0: none."""
     threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
     randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
     torch: TorchOptions = field(default_factory=TorchOptions)

@@ -15,6 +15,7 @@ import numpy as np
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.network import Network
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
+from realtime_fer.models.speech_subspace import SpeechSubspace, fold_projection, project
 from realtime_fer.models.torch_mlp import TorchOptions, fit_torch
 from realtime_fer.training.features import PooledSet
 
@@ -32,6 +33,7 @@ def fit_models(
     randomized: RandomizedOptions | None = None,
     torch: TorchOptions | None = None,
     rows: np.ndarray | None = None,
+    subspace: SpeechSubspace | None = None,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -41,6 +43,9 @@ def fit_models(
         codes: (N,) label code of each window of ``data``.
         positives: emotion -> the label code that is positive for it.
         subsets: emotion -> landmark indices it sees.
+        subspace: directions of talking motion projected off each subset's pooled ``mean``
+            before fitting and folded into the returned networks (which then read raw pooled
+            features like any other).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     by_subset: dict[tuple[int, ...], list[str]] = defaultdict(list)
@@ -50,14 +55,20 @@ def fit_models(
     t0 = time.perf_counter()
     for subset, emotions in by_subset.items():
         x = data.features[np.ix_(rows, data.columns(subset))]
+        basis = subspace.basis(subset, data.pooling, data.n_blendshapes) if subspace is not None else None
+        x = project(x, basis)
         pos = {e: np.array([positives[e]]) for e in emotions}
         kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)
         if family == "randomized":
-            nets.update(fit_randomized(x, codes[rows], pos, randomized or RandomizedOptions(), **kwargs))
+            ropts = randomized or RandomizedOptions()
+            fitted = fit_randomized(x, codes[rows], pos, ropts, **kwargs)
+            half = ropts.weight_dtype == "float16"
         elif family == "torch":
-            nets.update(fit_torch(x, codes[rows], pos, torch or TorchOptions(), **kwargs))
+            fitted = fit_torch(x, codes[rows], pos, torch or TorchOptions(), **kwargs)
+            half = False
         else:
             raise ValueError(f"unknown model family {family!r}")
+        nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
     return nets, time.perf_counter() - t0
 
 

@@ -21,6 +21,7 @@ from realtime_fer.landmarks.normalize import ANCHORS
 from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
 from realtime_fer.models.metrics import binary_metrics, roc_auc
 from realtime_fer.models.network import Network
+from realtime_fer.models.speech_subspace import SpeechSubspace
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
 from realtime_fer.training.fitting import calibrate, fit_models, scores
@@ -109,6 +110,8 @@ class PreparedData:
     """Emotions left out, with the reason."""
     seconds: float
     """Time to load the sources (cache) and build the windows."""
+    subspace: SpeechSubspace | None = None
+    """Directions of talking motion the models project off (``model.speech_subspace``)."""
 
     @property
     def positives(self) -> dict[str, int]:
@@ -151,6 +154,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     motion_train, motion_cal = motion_banks(config, progress)
+    subspace = speech_subspace(config, progress)
     blend = config.model.blendshapes
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
@@ -181,7 +185,25 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
             emotions.append(e)
     if not emotions:
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0)
+    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace)
+
+
+def speech_subspace(config: TrainConfig, progress: bool = False) -> SpeechSubspace | None:
+    """The talking-motion directions of ``model.speech_subspace`` (None when its ranks are 0),
+    from its ``sources`` or else ``data.motion.sources`` (every clip: the directions are a
+    property of speech, not of the clips kept for calibration).
+
+    Raises:
+        DataError: ranks are set but no source of talking clips is.
+    """
+    opts = config.model.speech_subspace
+    if not opts.enabled:
+        return None
+    sources = opts.sources if opts.sources is not None else config.data.motion.sources
+    if not sources:
+        raise DataError("model.speech_subspace needs clips of people talking: set its sources or data.motion.sources")
+    bank = MotionBank.from_videos(sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    return SpeechSubspace.from_bank(bank, opts)
 
 
 def motion_banks(config: TrainConfig, progress: bool = False) -> tuple[tuple[MotionBank, MotionOptions] | None, tuple[MotionBank, MotionOptions] | None]:
@@ -212,7 +234,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     positives = {e: EMOTIONS.index(e) for e in emotions}
     nets, fit_s = fit_models(
         family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
-        randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows,
+        randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     cal_scores = scores(nets, plain, subsets, prep.cal_rows)

@@ -1,0 +1,163 @@
+"""Speech-subspace projection (realtime_fer.models.speech_subspace): directions of real talking
+motion, projected off before fitting and folded into the exported networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_testdata import session_cache
+from realtime_fer.data.motion import MotionBank
+from realtime_fer.models.network import pool
+from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY, build_onnx
+from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
+from realtime_fer.models.speech_subspace import SpeechSubspace, SpeechSubspaceOptions, fold_projection, project
+
+CLIPS = ("furious_talk2_clip1.mp4", "happyenglish_clip1.mp4", "nice_clip1.mp4")
+MOUTH = [0, 13, 14, 17, 61, 291, 78, 308, 152]
+BROWS = [10, 151, 9, 105, 334, 66, 296]
+
+
+@pytest.fixture(scope="module")
+def bank(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> MotionBank:
+    from realtime_fer.landmarks.detector import LandmarkerOptions
+
+    return MotionBank.from_videos([shared_data / "video" / "talking" / c for c in CLIPS], session_cache(tmp_path_factory), LandmarkerOptions(blendshapes=True), workers=0)
+
+
+def test_directions_are_orthonormal_and_placed_in_the_mean_part(bank: MotionBank) -> None:
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=4, blendshape_rank=2))
+    lms = MOUTH + BROWS
+    b = sub.basis(lms, ("mean", "std"), 52)
+    width = 3 * len(lms)
+    assert b.shape == (2 * (width + 52), 6)
+    np.testing.assert_allclose(b.T @ b, np.eye(6), atol=1e-10)
+    rows = np.flatnonzero(np.abs(b).sum(axis=1) > 0)
+    mean_lm = rows[rows < width]
+    mean_blend = rows[(rows >= 2 * width) & (rows < 2 * width + 52)]
+    assert len(mean_lm) + len(mean_blend) == len(rows)  # nothing in the std parts
+    # talking moves the mouth, not the forehead: the directions live on the mouth
+    u, share = sub.landmark_basis(lms)
+    energy = (u**2).reshape(len(lms), 3, -1).sum(axis=(1, 2))
+    assert energy[: len(MOUTH)].sum() > 3 * energy[len(MOUTH) :].sum()
+    assert 0.3 < share < 1.0
+    assert sub.basis(lms, ("std",), 52) is None  # no mean part: nothing to remove
+
+
+def test_projection_removes_speech_and_keeps_the_rest(bank: MotionBank) -> None:
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=6))
+    lms = list(range(468))
+    b = sub.basis(lms, ("mean",), 0)
+    speech = bank.frames.reshape(len(bank.frames), -1)
+    kept = np.linalg.norm(project(speech, b)) / np.linalg.norm(speech)
+    assert kept < 0.6  # most of the talking motion is gone
+    rng = np.random.default_rng(0)
+    other = rng.normal(size=(50, 1404)).astype(np.float32)  # a random direction is nearly untouched
+    assert np.linalg.norm(project(other, b)) / np.linalg.norm(other) > 0.99
+    np.testing.assert_allclose(project(project(other, b), b), project(other, b), atol=1e-5)  # a projection
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_folded_network_reads_raw_windows_as_the_fitted_one_reads_projected(bank: MotionBank, half: bool) -> None:
+    """Fit on projected features, fold, and the folded network on the raw window gives the
+    same score; its ONNX export gives it too (nothing else in the graph changes)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    lms = MOUTH + BROWS
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=5, blendshape_rank=3))
+    wins = rng.normal(0, 0.05, size=(300, 8, len(lms), 3)).astype(np.float32) + bank.frames[:8, lms][None]
+    blend = rng.uniform(0, 1, size=(300, 8, 52)).astype(np.float32)
+    codes = (wins[:, :, :, 1].mean(axis=(1, 2)) > np.median(wins[:, :, :, 1].mean(axis=(1, 2)))).astype(int)
+    pooling = ("mean", "std")
+    x = pool(wins, pooling, blendshapes=blend)
+    basis = sub.basis(lms, pooling, 52)
+    nets = fit_randomized(project(x, basis), codes, {"e": np.array([1])}, RandomizedOptions(hidden=[64, 32], seed=3), window_length=8, n_landmarks=len(lms), pooling=pooling, n_blendshapes=52)
+    fitted = nets["e"]
+    folded = fold_projection(fitted, basis, half=half)
+    want = fitted.score_pooled(project(x, basis))
+    got = folded.score(wins, blend)
+    np.testing.assert_allclose(got, want, atol=2e-3 if half else 1e-4)
+    if half:  # the folded first layer is stored in half precision like the random weights
+        w1 = folded.layers[0][0]
+        np.testing.assert_array_equal(w1.astype(np.float16).astype(np.float32), w1)
+    sess = ort.InferenceSession(build_onnx(folded).SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: (wins if i.name == INPUT_NAME else blend) for i in sess.get_inputs()}
+    (prob,) = sess.run([OUTPUT_PROBABILITY], feeds)
+    np.testing.assert_allclose(prob, folded.probability(wins, blend), atol=1e-4)
+
+
+def test_options_reject_negative_ranks() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        SpeechSubspaceOptions(rank=-1)
+    assert not SpeechSubspaceOptions().enabled and SpeechSubspaceOptions(blendshape_rank=1).enabled
+
+
+@pytest.fixture(scope="module")
+def trained(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from fer_testdata import RAF_LABELS, ck_subset, imagefolder
+    from test_train_cli import fer, write_video_recipe_config
+
+    root = tmp_path_factory.mktemp("speech_subspace")
+    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  speech_subspace: {rank: 4}\n")
+    out = root / "bundle"
+    proc = fer("train", "--config", cfg, "--output", out, "--no-progress", cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return cfg, out
+
+
+def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Through the bundle's ONNX models: moving a real face's window along a talking direction
+    of a model's landmarks leaves that model's probability unchanged; a random direction of
+    the same size does not."""
+    from realtime_fer.data.extract import extract_dataset
+    from realtime_fer.data.windows import iter_window_chunks
+    from realtime_fer.features.windows import WindowOptions
+    from realtime_fer.models.bundle import load_bundle
+    from realtime_fer.models.scorer import BundleScorer
+    from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.trainer import speech_subspace
+
+    cfg_path, out = trained
+    cfg = load_train_config(cfg_path)
+    bundle = load_bundle(out)
+    assert bundle.manifest["training"]["config"]["model"]["speech_subspace"]["rank"] == 4
+    sub = speech_subspace(cfg)
+    ck = extract_dataset(cfg.data.sources[0].path, cfg.data.cache_dir, workers=0, progress=False)
+    samples = [s for s in ck.samples if s.ref.label in ("happy", "surprise")][:12]
+    wins, _ = next(iter_window_chunks(samples, WindowOptions(length=bundle.window_length, hop=bundle.hop), jitter=False))
+    scorer = BundleScorer(bundle, device="cpu")
+
+    def logits(w: np.ndarray) -> dict[str, np.ndarray]:  # probabilities near 0 or 1 hide changes
+        return {e: np.log(p / (1 - p)) for e, p in scorer.predict(w).items()}
+
+    base = logits(wins)
+    rng = np.random.default_rng(0)
+    for emotion in ("happy", "surprise"):
+        lms = bundle.emotions[emotion].landmarks
+        u, _ = sub.landmark_basis(lms)
+        for j in range(u.shape[1]):
+            moved = wins.copy()
+            moved[:, :, lms, :] += 0.1 * u[:, j].reshape(len(lms), 3).astype(np.float32)
+            speech = np.abs(logits(moved)[emotion] - base[emotion]).max()
+            assert speech < 0.02, (emotion, j, speech)
+        r = rng.normal(size=3 * len(lms))
+        r /= np.linalg.norm(r)
+        moved = wins.copy()
+        moved[:, :, lms, :] += 0.1 * r.reshape(len(lms), 3).astype(np.float32)
+        other = np.abs(logits(moved)[emotion] - base[emotion]).mean()
+        assert other > 0.05, (emotion, other)
+
+
+def test_speech_subspace_without_talking_clips_is_one_error_line(shared_data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from fer_testdata import ck_subset
+    from test_train_cli import assert_clean_error, fer, write_config
+
+    cfg = write_config(tmp_path / "train.yaml", {"ck": ck_subset(shared_data, tmp_path_factory), "raf": ck_subset(shared_data, tmp_path_factory)}, session_cache(tmp_path_factory))
+    cfg.write_text(cfg.read_text().replace("model:\n", "model:\n  speech_subspace: {rank: 4}\n"))
+    assert_clean_error(fer("train", "--config", cfg, "--no-progress", cwd=tmp_path), "speech_subspace", "talking")
+    cfg.write_text(cfg.read_text().replace("speech_subspace: {rank: 4}", "speech_subspace: {rank: -2}"))
+    assert_clean_error(fer("train", "--config", cfg, "--no-progress", cwd=tmp_path), "rank")
