@@ -133,6 +133,10 @@ def test_choose_count_and_random_subsets() -> None:
     assert choose_count([468, 128, 64, 32], [0.90, 0.903, 0.899, 0.85], 0.005) == 64
     assert choose_count([468, 128, 64], [0.90, None, 0.80], 0.005) == 468
     assert choose_count([468, 128], [None, None], 0.005) == 468
+    # a cost budget: the best at or under it decides (0.903 at 128 -> 64 within 0.005)
+    assert choose_count([468, 128, 64, 32], [0.95, 0.903, 0.899, 0.85], 0.005) == 468
+    assert choose_count([468, 128, 64, 32], [0.95, 0.903, 0.899, 0.85], 0.005, max_count=160) == 64
+    assert choose_count([468, 128, 64, 32], [0.95, None, None, None], 0.005, max_count=160) == 128
     a, b = random_subset(range(468), 64, 0), random_subset(range(468), 64, 1)
     assert a == random_subset(range(468), 64, 0) and a != b and len(set(a)) == 64 == len(a)
 

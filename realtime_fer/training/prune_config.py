@@ -30,6 +30,9 @@ class PruneOptions:
     several points between neighbouring subsets) nor on the class imbalance of one-vs-rest."""
     tolerance: float = 0.005
     """Each emotion keeps the smallest subset whose criterion is within this of its best."""
+    max_landmarks: int | None = None
+    """A cost budget: each emotion keeps at most this many landmarks (the smallest subset
+    within ``tolerance`` of the best at or under it); None: no budget."""
     random_seeds: int = 5
     """Random subsets of each size (the ablation), shared by all emotions."""
     output: str = "runs/prune"
@@ -49,6 +52,8 @@ class PruneOptions:
             raise ValueError("riemann_trapezoid needs ig_steps >= 2")
         if not 0 <= self.tolerance < 1:
             raise ValueError("tolerance must be in [0, 1)")
+        if self.max_landmarks is not None and self.max_landmarks < min(s):
+            raise ValueError(f"max_landmarks must be at least the schedule's smallest count ({min(s)}), got {self.max_landmarks}")
         if self.random_seeds < 0 or self.time_runs < 1:
             raise ValueError("random_seeds must be >= 0 and time_runs >= 1")
 

@@ -145,11 +145,14 @@ def _margin_summary(margins: list[float]) -> dict[str, Any]:
     return {"sizes": len(m), "ig_better": int((m > 0).sum()), "mean": float(m.mean()), "min": float(m.min()), "max": float(m.max())}
 
 
-def choose_count(counts: Sequence[int], values: Sequence[float | None], tolerance: float) -> int:
-    """The smallest count whose value is within ``tolerance`` of the best value."""
-    known = [(c, v) for c, v in zip(counts, values) if v is not None]
+def choose_count(counts: Sequence[int], values: Sequence[float | None], tolerance: float, max_count: int | None = None) -> int:
+    """The smallest count whose value is within ``tolerance`` of the best value; with
+    ``max_count`` (a cost budget), among the counts at or under it only (the best is then the
+    best of those)."""
+    allowed = [c for c in counts if max_count is None or c <= max_count] or [min(counts)]
+    known = [(c, v) for c, v in zip(counts, values) if v is not None and c in allowed]
     if not known:
-        return max(counts)
+        return max(allowed)
     best = max(v for _, v in known)
     return min(c for c, v in known if v >= best - tolerance)
 
@@ -248,7 +251,7 @@ def run_prune(config: PruneConfig, *, progress: Callable[[str], None] | None = N
         if all(v is None for v in ig_vals):  # no validation positive: fall back to calibration AUC
             crit, split_used = "calibration_auc", "calibration (no validation positive; AUC is unaffected by the monotone Platt calibration fitted there)"
             ig_vals = [fits[c].calibration_auc.get(e) for c in grid]
-        pick = choose_count(grid, ig_vals, opts.tolerance)
+        pick = choose_count(grid, ig_vals, opts.tolerance, opts.max_landmarks)
         chosen[e] = ig_subsets[pick][e]
         entries = []
         for c, v in zip(grid, ig_vals):
@@ -279,7 +282,7 @@ def run_prune(config: PruneConfig, *, progress: Callable[[str], None] | None = N
     pruning_meta = {
         "pruning": {
             "method": "progressive dataset-level Integrated Gradients on the training split",
-            "baseline": opts.baseline, "ig_steps": opts.ig_steps, "criterion": opts.criterion, "tolerance": opts.tolerance,
+            "baseline": opts.baseline, "ig_steps": opts.ig_steps, "criterion": opts.criterion, "tolerance": opts.tolerance, "max_landmarks": opts.max_landmarks,
             "schedule": grid, "chosen": {e: len(v) for e, v in chosen.items()},
         }
     }
