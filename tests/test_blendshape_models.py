@@ -12,22 +12,16 @@ import numpy as np
 import onnx
 import pytest
 
-from fer_testdata import RAF_LABELS, ck_subset, imagefolder, link, session_cache
+from fer_testdata import link, session_cache
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
 from realtime_fer.models.bundle import load_bundle
 from realtime_fer.publish import Prediction, message_from_dict
-from test_train_cli import fer, write_video_recipe_config
+from test_train_cli import fer, train_small_video_recipe
 
 
 @pytest.fixture(scope="module")
 def bundle(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("blend_models")
-    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
-    out = root / "bundle"
-    proc = fer("train", "--config", cfg, "--output", out, "--no-progress", cwd=root, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
+    return train_small_video_recipe(shared_data, tmp_path_factory, "blend_models", "  pooling: [mean, std]\n  blendshapes: true\n")[1]
 
 
 def test_bundle_records_and_checks_blendshapes(bundle: Path) -> None:

@@ -97,16 +97,9 @@ def test_options_reject_negative_ranks() -> None:
 
 @pytest.fixture(scope="module")
 def trained(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from fer_testdata import RAF_LABELS, ck_subset, imagefolder
-    from test_train_cli import fer, write_video_recipe_config
+    from test_train_cli import train_small_video_recipe
 
-    root = tmp_path_factory.mktemp("speech_subspace")
-    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  speech_subspace: {rank: 4}\n")
-    out = root / "bundle"
-    proc = fer("train", "--config", cfg, "--output", out, "--no-progress", cwd=root, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return cfg, out
+    return train_small_video_recipe(shared_data, tmp_path_factory, "speech_subspace", "  pooling: [mean, std]\n  speech_subspace: {rank: 4}\n")
 
 
 def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:

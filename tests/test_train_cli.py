@@ -93,6 +93,18 @@ def write_video_recipe_config(path: Path, sources: dict[str, Path], cache: Path,
     return cfg
 
 
+def train_small_video_recipe(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, name: str, model: str) -> tuple[Path, Path]:
+    """Train, through the CLI, a video-recipe bundle on a small CK+ subset and 20 RAF-DB photos
+    per label with the extra ``model`` keys; returns (config, bundle)."""
+    root = tmp_path_factory.mktemp(name)
+    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", model)
+    out = root / "bundle"
+    proc = fer("train", "--config", cfg, "--output", out, "--no-progress", cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return cfg, out
+
+
 @pytest.fixture(scope="module")
 def config(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, work: Path) -> Path:
     return write_config(work / "train.yaml", sources, session_cache(tmp_path_factory))

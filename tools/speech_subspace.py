@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from realtime_fer.data.extract import extract_dataset  # noqa: E402
 from realtime_fer.data.motion import MotionBank, blendshape_mirror  # noqa: E402
-from realtime_fer.landmarks.detector import NUM_BLENDSHAPES, NUM_MESH_LANDMARKS  # noqa: E402
+from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS  # noqa: E402
 from realtime_fer.landmarks.normalize import mirror_index  # noqa: E402
 from realtime_fer.models.bundle import decide  # noqa: E402
 from realtime_fer.models.smoothing import SmoothingOptions, smooth_sequence  # noqa: E402
