@@ -153,8 +153,9 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         split = np.concatenate([split, np.full(len(kept), TRAIN)])
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
-    motion_train, motion_cal = motion_banks(config, progress)
-    subspace = speech_subspace(config, progress)
+    talking = talking_bank(config, config.data.motion.sources, progress) if config.data.motion.sources else None
+    motion_train, motion_cal = motion_banks(config, progress, talking)
+    subspace = speech_subspace(config, progress, talking)
     blend = config.model.blendshapes
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
@@ -188,10 +189,17 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace)
 
 
-def speech_subspace(config: TrainConfig, progress: bool = False) -> SpeechSubspace | None:
+def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
+    """The :class:`MotionBank` of the talking clips below ``sources``, read through the config's
+    landmark cache."""
+    return MotionBank.from_videos(sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+
+
+def speech_subspace(config: TrainConfig, progress: bool = False, motion_bank: MotionBank | None = None) -> SpeechSubspace | None:
     """The talking-motion directions of ``model.speech_subspace`` (None when its ranks are 0),
     from its ``sources`` or else ``data.motion.sources`` (every clip: the directions are a
-    property of speech, not of the clips kept for calibration).
+    property of speech, not of the clips kept for calibration). ``motion_bank``: the bank of
+    ``data.motion.sources`` when already read (used when the subspace has no sources of its own).
 
     Raises:
         DataError: ranks are set but no source of talking clips is.
@@ -202,17 +210,18 @@ def speech_subspace(config: TrainConfig, progress: bool = False) -> SpeechSubspa
     sources = opts.sources if opts.sources is not None else config.data.motion.sources
     if not sources:
         raise DataError("model.speech_subspace needs clips of people talking: set its sources or data.motion.sources")
-    bank = MotionBank.from_videos(sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    bank = motion_bank if motion_bank is not None and opts.sources is None else talking_bank(config, sources, progress)
     return SpeechSubspace.from_bank(bank, opts)
 
 
-def motion_banks(config: TrainConfig, progress: bool = False) -> tuple[tuple[MotionBank, MotionOptions] | None, tuple[MotionBank, MotionOptions] | None]:
+def motion_banks(config: TrainConfig, progress: bool = False, bank: MotionBank | None = None) -> tuple[tuple[MotionBank, MotionOptions] | None, tuple[MotionBank, MotionOptions] | None]:
     """The motion for training windows and (``calibrate_with_motion``) for calibration windows,
-    from disjoint clips of ``data.motion.sources``; ``(None, None)`` without sources."""
+    from disjoint clips of ``data.motion.sources`` (``bank``: their bank when already read);
+    ``(None, None)`` without sources."""
     opts = config.data.motion
     if not opts.sources:
         return None, None
-    bank = MotionBank.from_videos(opts.sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    bank = bank if bank is not None else talking_bank(config, opts.sources, progress)
     if not opts.calibrate_with_motion or bank.n_clips < 2:
         return (bank, opts), None
     train_bank, cal_bank = bank.split(opts.calibration_share, seed=config.seed)
