@@ -4,8 +4,9 @@ A talking face's window has its mouth open on average, so its *mean* shape leans
 directions in which speech moves the face (jaw, lips), and a model trained on photos reads that
 lean as an expression. This tool learns those directions from real talking clips (the principal
 components of each clip's frames around its own mean face, the motion bank of
-``data.motion``), projects them out of the pooled ``mean`` part of every window (training,
-calibration, validation and the held-out clips alike), and measures, per number of directions
+``data.motion``), projects them out of the pooled ``mean`` part of every window before
+fitting and folds the projection into the networks (``model.speech_subspace``, as ``train``
+does; the config's own rank is replaced by each variant's), and measures, per number of directions
 removed, the video protocol on held-out labelled clips (MEAD by default: clips right, mean
 per-class window recall, neutral share of the neutral clip; smoothed as the stream smooths)
 beside RAF-DB and CK+ validation AUCs. Everything else is the training config's recipe, run
@@ -30,52 +31,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtime_fer.data.extract import extract_dataset  # noqa: E402
-from realtime_fer.data.motion import MotionBank, blendshape_mirror  # noqa: E402
+from realtime_fer.data.motion import MotionBank  # noqa: E402
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS  # noqa: E402
-from realtime_fer.landmarks.normalize import mirror_index  # noqa: E402
 from realtime_fer.models.bundle import decide  # noqa: E402
+from realtime_fer.models.speech_subspace import SpeechSubspace, SpeechSubspaceOptions  # noqa: E402
 from realtime_fer.models.smoothing import SmoothingOptions, smooth_sequence  # noqa: E402
 from realtime_fer.training.config import load_train_config  # noqa: E402
-from realtime_fer.training.features import PooledSet, pooled_set  # noqa: E402
+from realtime_fer.training.features import pooled_set  # noqa: E402
 from realtime_fer.training.fitting import scores  # noqa: E402
-from realtime_fer.training.trainer import default_subsets, extraction_options, fit_and_validate, prepare  # noqa: E402
+from realtime_fer.training.trainer import default_subsets, extraction_options, fit_and_validate, prepare, talking_bank  # noqa: E402
 
 log = logging.getLogger("speech_subspace")
 
 
-def motion_directions(bank: MotionBank) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Principal directions of the bank's motion (frames and their mirror images): landmarks
-    (1404, 1404) and blendshapes (52, 52), columns by decreasing variance, with the explained
-    variance shares."""
-    f = bank.frames.reshape(len(bank.frames), -1).astype(np.float64)
-    m = bank.frames[:, mirror_index(), :].copy()
-    m[..., 0] = -m[..., 0]
-    x = np.concatenate([f, m.reshape(len(m), -1)])
-    _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
-    share = s**2 / np.sum(s**2)
-    ub = sb = None
-    if bank.blendshapes is not None:
-        b = np.concatenate([bank.blendshapes, bank.blendshapes[:, blendshape_mirror()]]).astype(np.float64)
-        _, s2, vt2 = np.linalg.svd(b - b.mean(axis=0), full_matrices=False)
-        ub, sb = vt2.T, s2**2 / np.sum(s2**2)
-    return vt.T, ub, share, sb
-
-
-def project_mean(features: np.ndarray, pooling: tuple[str, ...], n_blend: int, u: np.ndarray | None, ub: np.ndarray | None) -> np.ndarray:
-    """``features`` with the landmark (and blendshape) ``mean`` parts projected off ``u`` (``ub``)."""
-    out = features.copy()
-    width = 3 * NUM_MESH_LANDMARKS
-    k = pooling.index("mean")
-    if u is not None and u.shape[1]:
-        cols = slice(k * width, (k + 1) * width)
-        m = out[:, cols].astype(np.float64)
-        out[:, cols] = (m - (m @ u) @ u.T).astype(np.float32)
-    if ub is not None and ub.shape[1] and n_blend:
-        start = len(pooling) * width + k * n_blend
-        cols = slice(start, start + n_blend)
-        m = out[:, cols].astype(np.float64)
-        out[:, cols] = (m - (m @ ub) @ ub.T).astype(np.float32)
-    return out
+def subspace_of(bank: MotionBank, rank: int, blend_rank: int) -> SpeechSubspace | None:
+    """The trainer's speech subspace of ``bank`` with these ranks (None: nothing removed)."""
+    opts = SpeechSubspaceOptions(rank=rank, blendshape_rank=blend_rank)
+    return SpeechSubspace.from_bank(bank, opts) if opts.enabled else None
 
 
 def _logit(p):
@@ -159,15 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     vsamples = [s for s in video.samples if s.detected.any()]
     owner = {"names": [s.ref.path.name for s in vsamples], "labels": [s.ref.label for s in vsamples]}
     fps = [s.fps or 25.0 for s in vsamples]
-    bank = MotionBank.from_videos(base_cfg.data.motion.sources, base_cfg.data.cache_dir, extraction_options(base_cfg))
-    u_all, ub_all, share, bshare = motion_directions(bank)
-    log.info("motion variance explained by 2/4/8/16 directions: %s", [round(float(share[:k].sum()), 3) for k in (2, 4, 8, 16)])
-    if bshare is not None:
-        log.info("blendshape motion variance by 2/4/8: %s", [round(float(bshare[:k].sum()), 3) for k in (2, 4, 8)])
+    # the variants set the subspace themselves: the config's own is not applied on top
+    base_cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(base_cfg.model, speech_subspace=SpeechSubspaceOptions()))
+    bank = talking_bank(base_cfg, base_cfg.data.motion.sources)
+    full_mesh = list(range(NUM_MESH_LANDMARKS))
+    log.info("motion variance explained by 2/4/8/16 directions: %s", [round(subspace_of(bank, k, 0).landmark_basis(full_mesh)[1], 3) for k in (2, 4, 8, 16)])
     if args.frame_rank:
         import realtime_fer.training.features as features_module
 
-        uf = u_all[:, : args.frame_rank].astype(np.float32)
+        uf = subspace_of(bank, args.frame_rank, 0).landmark_basis(full_mesh)[0].astype(np.float32)
         raw_pool = features_module.pool
 
         def frame_projected_pool(windows, pooling, dtype=np.float32, blendshapes=None):
@@ -187,16 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         subsets = default_subsets(cfg, prep.emotions)
         for k in [int(r) for r in args.ranks.split(",")]:
             for kb in [int(r) for r in args.blend_ranks.split(",")]:
-                u = u_all[:, :k]
-                ub = None if ub_all is None else ub_all[:, :kb]
-                nb = prep.jittered.n_blendshapes
-                tr = dataclasses.replace(prep.jittered, features=project_mean(prep.jittered.features, pooling, nb, u, ub))
-                pl = dataclasses.replace(prep.plain, features=project_mean(prep.plain.features, pooling, nb, u, ub))
-                cl = PooledSet(project_mean(clips.features, pooling, nb, u, ub), clips.owner, pooling, clips.n_blendshapes)
-                fit = fit_and_validate(cfg, dataclasses.replace(prep, jittered=tr, plain=pl), subsets)
+                # projected off before fitting and folded into the networks, as `train` does
+                fit = fit_and_validate(cfg, dataclasses.replace(prep, subspace=subspace_of(bank, k, kb)), subsets)
                 cal_codes = prep.codes_plain[prep.cal_rows]
                 priors = {e: float(np.mean(cal_codes == prep.positives[e])) for e in fit.nets}
-                vp = clip_protocol(fit.nets, fit.thresholds, subsets, cl, owner, fps, cfg.window.hop, smoothing, priors)
+                vp = clip_protocol(fit.nets, fit.thresholds, subsets, clips, owner, fps, cfg.window.hop, smoothing, priors)
                 for rule, r in vp["prior_rules"].items():
                     log.info("   rule %s: clips %d, mean recall %.3f, recall %s", rule, r["clips_right"], r["mean_recall"], r["window_recall"])
                 raf = {e: round(m["auc"], 4) for e, m in fit.by_source["rafdb"]["emotions"].items() if m["auc"] is not None}
