@@ -42,7 +42,10 @@ def _run(wins: np.ndarray, ends: np.ndarray, options: AdaptationOptions) -> tupl
     for k in range(len(wins)):
         inputs = {"all": wins[k : k + 1].copy(), "mouth": wins[k : k + 1][:, :, [13, 14, 78, 308]].copy()}
         ready.append(adapt.track(1).ready)
+        union_window = wins[k : k + 1].copy()
+        adapt.correct_union(union_window, [1])
         adapt.correct(inputs, [1])
+        np.testing.assert_array_equal(union_window, inputs["all"])  # the union graph's input is corrected alike
         np.testing.assert_allclose(inputs["mouth"], inputs["all"][:, :, [13, 14, 78, 308]], atol=1e-7)  # per-emotion subsets agree
         out.append(inputs["all"][0])
         adapt.observe(1, wins[k], ends[k] / FPS, neutral=True)

@@ -125,6 +125,79 @@ def test_scorer_equals_the_numpy_networks(bundle_dir: Path, nets: dict[str, Netw
         scorer.predict(windows[:, :3])
 
 
+def test_union_graph_pools_once_and_equals_each_model(bundle_dir: Path, nets: dict[str, Network], windows: np.ndarray) -> None:
+    """realtime_fer networks run as one union graph: one window over the landmark union, pooled
+    once; its outputs equal every model's own numpy network, through each of the three ways in."""
+    from realtime_fer.models.fused import fuse_networks, union_columns
+
+    b = load_bundle(bundle_dir)
+    scorer = BundleScorer(b, device="cpu")
+    assert scorer.union_graph and np.array_equal(scorer.union, b.landmark_union)
+    graph = fuse_networks(nets, {e: np.asarray(SUBSETS[e]) for e in nets})[0].graph
+    assert [i.name for i in graph.input] == ["window"] and [o.name for o in graph.output] == ["probabilities"]
+    assert sum(n.op_type == "ReduceMean" for n in graph.node) == 1  # mean and delta pooling, once for all models
+    union = scorer.union
+    by_union = scorer.predict_union(windows[:, :, union])
+    by_subsets = scorer.predict_subsets({e: np.ascontiguousarray(windows[:, :, SUBSETS[e]]) for e in nets})
+    for name, net in nets.items():
+        expected = net.probability(windows[:, :, SUBSETS[name]])
+        np.testing.assert_allclose(by_union[name], expected, atol=1e-5)
+        np.testing.assert_allclose(by_subsets[name], by_union[name], rtol=0, atol=0)
+        cols = union_columns(net, np.searchsorted(union, SUBSETS[name]), len(union))
+        np.testing.assert_array_equal(pool(windows[:, :, union], net.pooling)[:, cols], net.pooled(windows[:, :, SUBSETS[name]]))
+
+
+def test_union_graph_refuses_networks_that_pool_differently(nets: dict[str, Network]) -> None:
+    from dataclasses import replace
+
+    from realtime_fer.models.fused import fuse_networks
+
+    other = dict(nets)
+    other["sad"] = replace(nets["sad"], pooling=("delta", "mean"))
+    with pytest.raises(ValueError, match="differs from the others"):
+        fuse_networks(other, {e: np.asarray(SUBSETS[e]) for e in nets})
+    with pytest.raises(ValueError, match="no networks"):
+        fuse_networks({}, {})
+
+
+def test_models_that_are_not_realtime_fer_networks_run_side_by_side(copy: Path, windows: np.ndarray) -> None:
+    """A model that is not a realtime_fer network (here a hand-made graph: the mean window
+    through one random linear map) still scores: the models are joined side by side instead of
+    into the union graph, each with its own outputs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    want = BundleScorer(load_bundle(copy), device="cpu").predict(windows)
+    n = len(SUBSETS["happy"])
+    w = np.random.default_rng(0).normal(size=(3 * n, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["window"], ["m"], axes=[1], keepdims=0),
+        helper.make_node("Reshape", ["m", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["s2"]),
+        helper.make_node("Reshape", ["s2", "vec"], ["score"]),
+        helper.make_node("Sigmoid", ["score"], ["probability"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "foreign",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, ["batch", T, n, 3])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch"]), helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])],
+        [numpy_helper.from_array(np.array([-1, 3 * n], np.int64), "shape"), numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([-1], np.int64), "vec")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(copy / "happy.onnx"))
+    _rehash(copy, "happy.onnx")
+    scorer = BundleScorer(load_bundle(copy), device="cpu")
+    assert not scorer.union_graph
+    got = scorer.predict(windows)
+    own = ort.InferenceSession(str(copy / "happy.onnx"), providers=["CPUExecutionProvider"]).run(["probability"], {"window": np.ascontiguousarray(windows[:, :, SUBSETS["happy"]])})[0]
+    np.testing.assert_allclose(got["happy"], own, atol=1e-6)
+    for name in ("sad", "surprise"):
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    np.testing.assert_allclose(scorer.predict_union(windows[:, :, scorer.union])["sad"], want["sad"], atol=1e-6)
+
+
 def test_write_bundle_overwrites_only_bundles(bundle_dir: Path, nets: dict[str, Network], tmp_path: Path) -> None:
     again = _write(tmp_path / "b", nets)
     _write(again, nets)  # an existing bundle is replaced

@@ -106,6 +106,10 @@ def test_gathered_windows_equal_reference(real_faces: np.ndarray, kernels: str) 
         for row, slot in enumerate([2, 0]):
             expected = normalize_landmarks(np.stack(seq[slot][-length:]))[:, lms]
             np.testing.assert_allclose(out[name][row], expected, atol=1e-5)
+    union = sel.gather_union([2, 0])  # what the union graph reads: the same numbers, all landmarks once
+    assert union.shape == (2, length, len(sel.union), 3)
+    for name, lms in emotions.items():
+        np.testing.assert_array_equal(union[:, :, np.searchsorted(sel.union, lms)], out[name])
 
 
 def test_ring_reset_and_readiness() -> None:

@@ -148,6 +148,19 @@ class PersonAdaptation:
             done += 1
         return done
 
+    def correct_union(self, windows: np.ndarray, track_ids: list[int]) -> int:
+        """Subtract each warm track's offset from its row of the union ``windows``
+        (N, T, L_union, 3), **in place**; returns the number of rows corrected."""
+        done = 0
+        for row, tid in enumerate(track_ids):
+            face = self._tracks.get(tid)
+            off = face.offset() if face is not None else None
+            if off is None:
+                continue
+            windows[row] -= off[None]
+            done += 1
+        return done
+
     def observe(self, track_id: int, window: np.ndarray, t_s: float, neutral: bool) -> bool:
         """Feed a track's unadapted union window (T, L_union, 3)."""
         return self.track(track_id).observe(window, t_s, neutral)

@@ -439,6 +439,14 @@ class FeatureSelector:
             return None
         return np.stack([np.roll(self._blend_ring[s], -int(self._head[s]), axis=0) for s in slots]) if len(slots) else np.zeros((0, self.window_length, self.n_blendshapes), np.float32)
 
+    def gather_union(self, slots: Sequence[int]) -> np.ndarray:
+        """The union windows (len(slots), T, L_union, 3) of ready faces, oldest frame first (a
+        new array): the input of the union graph (:meth:`BundleScorer.predict_union
+        <realtime_fer.models.scorer.BundleScorer.predict_union>`)."""
+        if not len(slots):
+            return np.zeros((0, self.window_length, len(self.union), 3), np.float32)
+        return np.stack([self.window(s) for s in slots])
+
     def window(self, slot: int) -> np.ndarray:
         """A copy of ``slot``'s window over the landmark union (T, L_union, 3), oldest frame
         first (valid once :meth:`ready`)."""

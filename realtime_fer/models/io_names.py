@@ -15,6 +15,8 @@ INPUT_NAME = "window"
 BLENDSHAPES_NAME = "blendshapes"
 OUTPUT_PROBABILITY = "probability"
 OUTPUT_SCORE = "score"
+#: Output of the union graph (:func:`realtime_fer.models.fused.fuse_networks`): [batch, emotions].
+UNION_OUTPUT = "probabilities"
 
 
 def input_name(emotion: str) -> str:

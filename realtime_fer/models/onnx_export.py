@@ -85,25 +85,43 @@ def _pool_parts(b: _Builder, net: Network, source: str, width: int, tag: str) ->
     return parts
 
 
+def network_body(b: _Builder, net: Network, pooled: str, prefix: str = "") -> str:
+    """The nodes from ``net``'s pooled input (``pooled``, [N, input_dim]) to its uncalibrated
+    score ([N, 1]); initializer names get ``prefix`` (empty for a model's own file, whose
+    stable names :mod:`realtime_fer.models.onnx_import` reads)."""
+    z = b.op("Div", [b.op("Sub", [pooled, b.const(net.mean.astype(np.float32), f"{prefix}mean")], "centred"), b.const(net.std.astype(np.float32), f"{prefix}std")], "z")
+    reps = [z]
+    act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}[net.activation]
+    for k, (w, bias) in enumerate(net.layers, start=1):
+        pre = b.op("Add", [b.op("MatMul", [reps[-1], b.const(w.astype(np.float32), f"{prefix}W{k}", allow_half=True)], f"mm{k}"), b.const(bias.astype(np.float32), f"{prefix}b{k}", allow_half=True)], f"pre{k}")
+        reps.append(b.op(act, [pre], f"h{k}"))
+    head_in = [reps[i] for i in net.head_inputs]
+    feats = head_in[0] if len(head_in) == 1 else b.op("Concat", head_in, "head_features", axis=1)
+    return b.op("Add", [b.op("MatMul", [feats, b.const(net.head_w.astype(np.float32).reshape(-1, 1), f"{prefix}head_w")], "head_mm"), b.const(np.array([net.head_b], np.float32), f"{prefix}head_b")], "score2d")
+
+
+def calibrated_logit(b: _Builder, net: Network, score: str, prefix: str = "") -> str:
+    """``platt_a * score + platt_b`` (the probability is its sigmoid)."""
+    return b.op("Add", [b.op("Mul", [score, b.const(np.array(net.platt_a, np.float32), f"{prefix}platt_a")], "scaled"), b.const(np.array(net.platt_b, np.float32), f"{prefix}platt_b")], "logit")
+
+
+def pooled_input(b: _Builder, net: Network, window: str, blendshapes: str | None, n_landmarks: int, tag: str = "") -> str:
+    """The pooled, flattened input ([N, input_dim] for ``n_landmarks`` landmarks) of windows
+    ``window`` and (for networks that read them) ``blendshapes``."""
+    parts = _pool_parts(b, net, window, 3 * n_landmarks, tag)
+    if net.n_blendshapes and blendshapes is not None:
+        parts += _pool_parts(b, net, blendshapes, net.n_blendshapes, f"{tag}_blendshapes")
+    return parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=1)
+
+
 def build_onnx(net: Network, name: str = "emotion") -> onnx.ModelProto:
     """The ONNX graph of ``net`` (see the module docstring for inputs and outputs)."""
     b = _Builder()
     t, l = net.window_length, net.n_landmarks
-    parts = _pool_parts(b, net, INPUT_NAME, 3 * l, "")
-    if net.n_blendshapes:
-        parts += _pool_parts(b, net, BLENDSHAPES_NAME, net.n_blendshapes, "_blendshapes")
-    x = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=1)
-    z = b.op("Div", [b.op("Sub", [x, b.const(net.mean.astype(np.float32), "mean")], "centred"), b.const(net.std.astype(np.float32), "std")], "z")
-    reps = [z]
-    act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}[net.activation]
-    for k, (w, bias) in enumerate(net.layers, start=1):
-        pre = b.op("Add", [b.op("MatMul", [reps[-1], b.const(w.astype(np.float32), f"W{k}", allow_half=True)], f"mm{k}"), b.const(bias.astype(np.float32), f"b{k}", allow_half=True)], f"pre{k}")
-        reps.append(b.op(act, [pre], f"h{k}"))
-    head_in = [reps[i] for i in net.head_inputs]
-    feats = head_in[0] if len(head_in) == 1 else b.op("Concat", head_in, "head_features", axis=1)
-    score2d = b.op("Add", [b.op("MatMul", [feats, b.const(net.head_w.astype(np.float32).reshape(-1, 1), "head_w")], "head_mm"), b.const(np.array([net.head_b], np.float32), "head_b")], "score2d")
+    x = pooled_input(b, net, INPUT_NAME, BLENDSHAPES_NAME if net.n_blendshapes else None, l)
+    score2d = network_body(b, net, x)
     b.nodes.append(helper.make_node("Reshape", [score2d, b.const(np.array([-1], np.int64), "vec")], [OUTPUT_SCORE], name="score_op"))
-    logit = b.op("Add", [b.op("Mul", [OUTPUT_SCORE, b.const(np.array(net.platt_a, np.float32), "platt_a")], "scaled"), b.const(np.array(net.platt_b, np.float32), "platt_b")], "logit")
+    logit = calibrated_logit(b, net, OUTPUT_SCORE)
     b.nodes.append(helper.make_node("Sigmoid", [logit], [OUTPUT_PROBABILITY], name="probability_op"))
 
     graph = helper.make_graph(

@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class WindowScorer:
-    """Runs the onnxruntime sessions of a :class:`~realtime_fer.models.scorer.BundleScorer`
-    directly on the per-emotion inputs a :class:`FeatureSelector` gathers.
+    """Runs the onnxruntime session of a :class:`~realtime_fer.models.scorer.BundleScorer`
+    directly on what a :class:`FeatureSelector` gathers: the faces' windows over the landmark
+    union (:meth:`predict_union`, the live path) or per-emotion inputs (:meth:`predict`).
 
     ``BundleScorer.predict`` takes full-mesh windows and slices each emotion's landmarks itself;
     the live pipeline keeps only the landmark union and gathers each emotion's subset in
@@ -35,7 +36,14 @@ class WindowScorer:
             have = selector.landmarks_of(name)
             if want.shape != have.shape or not np.array_equal(want, have):
                 raise BundleError(f"emotion {name!r}: the selector gathers other landmarks than the model reads")
+        if not np.array_equal(selector.union, scorer.union):
+            raise BundleError("the selector keeps another landmark union than the models read")
         self.provider: str = scorer.provider
+
+    def predict_union(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Emotion -> (N,) probabilities for the faces' union windows (N, T, L_union, 3)
+        (:meth:`FeatureSelector.gather_union`) and blendshape windows (N, T, B)."""
+        return {e: p.astype(np.float64) for e, p in self.scorer.predict_union(windows, blendshapes).items()}
 
     def predict(self, inputs: Mapping[str, np.ndarray], blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3) (and the faces'

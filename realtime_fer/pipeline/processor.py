@@ -178,9 +178,9 @@ class FrameProcessor:
         processed at once, by the selector's numpy path until the kernels are ready."""
         t0 = time.perf_counter()
         self.selector.warm_up(block=block)
-        inputs = {name: np.zeros((1, self.window_length, len(self.selector.landmarks_of(name)), 3), np.float32) for name in self.emotions}
+        windows = np.zeros((1, self.window_length, len(self.selector.union), 3), np.float32)
         blend = np.zeros((1, self.window_length, self.selector.n_blendshapes), np.float32) if self.selector.n_blendshapes else None
-        self.models.predict(inputs, blend)
+        self.models.predict_union(windows, blend)
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -263,19 +263,23 @@ class FrameProcessor:
         self.frames += 1
         scoring = pending.still or (self.frames - 1) % self.hop == 0
         ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
-        inputs = self.selector.gather([tracks[i].slot for i in ready]) if ready else None
+        ready_slots = [tracks[i].slot for i in ready]
+        windows = self.selector.gather_union(ready_slots) if ready else None  # what the models read
+        inputs = self.selector.gather(ready_slots) if ready and self.explainer is not None else None  # what IG reads
         blend_windows = self.selector.gather_blendshapes([tracks[i].slot for i in ready]) if ready else None
         t2 = time.perf_counter()
         times.features = t2 - t1
 
         adapted: list[bool] = []
-        if inputs is not None and self.adaptation is not None:
+        if windows is not None and self.adaptation is not None:
             ids = [result.faces[i].track_id for i in ready]
-            unadapted = [self.selector.window(tracks[i].slot) for i in ready]
+            unadapted = [w.copy() for w in windows]
             adapted = [self.adaptation.track(t).ready for t in ids]
-            self.adaptation.correct(inputs, ids)
-        if inputs is not None:
-            probs = self.models.predict(inputs, blend_windows)
+            self.adaptation.correct_union(windows, ids)
+            if inputs is not None:
+                self.adaptation.correct(inputs, ids)
+        if windows is not None:
+            probs = self.models.predict_union(windows, blend_windows)
             t_s = pending.timestamp_ms / 1000.0
             smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
