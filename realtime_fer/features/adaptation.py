@@ -134,32 +134,32 @@ class PersonAdaptation:
             face = self._tracks[track_id] = RestingFace(self._population, self.options)
         return face
 
-    def correct(self, inputs: Mapping[str, np.ndarray], track_ids: list[int]) -> int:
-        """Subtract each warm track's offset from its rows of the per-emotion ``inputs``
-        (N, T, L_e, 3), **in place**; returns the number of rows corrected."""
-        done = 0
+    def _warm_offsets(self, track_ids: list[int]) -> list[tuple[int, np.ndarray]]:
+        """(row, offset over the union) of each track in ``track_ids`` whose resting face is known."""
+        out = []
         for row, tid in enumerate(track_ids):
             face = self._tracks.get(tid)
             off = face.offset() if face is not None else None
-            if off is None:
-                continue
+            if off is not None:
+                out.append((row, off))
+        return out
+
+    def correct(self, inputs: Mapping[str, np.ndarray], track_ids: list[int]) -> int:
+        """Subtract each warm track's offset from its rows of the per-emotion ``inputs``
+        (N, T, L_e, 3), **in place**; returns the number of rows corrected."""
+        warm = self._warm_offsets(track_ids)
+        for row, off in warm:
             for e, x in inputs.items():
                 x[row] -= off[self._positions[e]][None]
-            done += 1
-        return done
+        return len(warm)
 
     def correct_union(self, windows: np.ndarray, track_ids: list[int]) -> int:
         """Subtract each warm track's offset from its row of the union ``windows``
         (N, T, L_union, 3), **in place**; returns the number of rows corrected."""
-        done = 0
-        for row, tid in enumerate(track_ids):
-            face = self._tracks.get(tid)
-            off = face.offset() if face is not None else None
-            if off is None:
-                continue
+        warm = self._warm_offsets(track_ids)
+        for row, off in warm:
             windows[row] -= off[None]
-            done += 1
-        return done
+        return len(warm)
 
     def observe(self, track_id: int, window: np.ndarray, t_s: float, neutral: bool) -> bool:
         """Feed a track's unadapted union window (T, L_union, 3)."""
