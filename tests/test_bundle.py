@@ -133,7 +133,7 @@ def test_union_graph_pools_once_and_equals_each_model(bundle_dir: Path, nets: di
     b = load_bundle(bundle_dir)
     scorer = BundleScorer(b, device="cpu")
     assert scorer.union_graph and np.array_equal(scorer.union, b.landmark_union)
-    graph = fuse_networks(nets, {e: np.asarray(SUBSETS[e]) for e in nets})[0].graph
+    graph = fuse_networks(nets, {e: np.asarray(SUBSETS[e]) for e in nets}).graph
     assert [i.name for i in graph.input] == ["window"] and [o.name for o in graph.output] == ["probabilities"]
     assert sum(n.op_type == "ReduceMean" for n in graph.node) == 1  # mean and delta pooling, once for all models
     union = scorer.union

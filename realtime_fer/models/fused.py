@@ -99,7 +99,7 @@ def union_columns(net: "Network", positions: np.ndarray, n_union: int) -> np.nda
     return out
 
 
-def fuse_networks(networks: Mapping[str, "Network"], subsets: Mapping[str, np.ndarray]) -> tuple[onnx.ModelProto, np.ndarray]:
+def fuse_networks(networks: Mapping[str, "Network"], subsets: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """One graph for all ``networks`` over the union of their landmarks (module docstring).
 
     Args:
@@ -108,8 +108,8 @@ def fuse_networks(networks: Mapping[str, "Network"], subsets: Mapping[str, np.nd
         subsets: emotion -> the mesh indices its network reads, in its input order.
 
     Returns:
-        The checked model (inputs ``window`` [N, T, U, 3] and, for blendshape networks,
-        ``blendshapes`` [N, T, B]; output ``probabilities`` [N, E]) and the sorted union (U,).
+        The checked model: inputs ``window`` [N, T, U, 3] (U: the sorted union of ``subsets``)
+        and, for blendshape networks, ``blendshapes`` [N, T, B]; output ``probabilities`` [N, E].
 
     Raises:
         ValueError: no networks, or networks that differ in window length, pooling or
@@ -147,4 +147,4 @@ def fuse_networks(networks: Mapping[str, "Network"], subsets: Mapping[str, np.nd
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="realtime_fer")
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model, union
+    return model

@@ -19,6 +19,7 @@ import numpy as np
 from realtime_fer.errors import BundleError
 from realtime_fer.models.bundle import ModelBundle
 from realtime_fer.models.io_names import BLENDSHAPES_NAME, INPUT_NAME, UNION_OUTPUT, blendshapes_input_name, input_name, output_name
+from realtime_fer.models.network import Network
 from realtime_fer.models.runtime import Device, make_session
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ class BundleScorer:
             except Exception as exc:  # noqa: BLE001 - a damaged cache entry: build it again
                 log.debug("cached fused graph unusable (%s); rebuilding", exc)
         if self.session is None:
-            fused = self._build(bundle)
+            fused, networks = self._build(bundle)
             try:
                 self.session = make_session(fused, device)
             except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
                 raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
-            self._store(bundle, fused)
+            self._store(bundle, fused, networks)
         self._outputs = [output_name(e) for e in self.emotions]
         self._inputs = {e: input_name(e) for e in self.emotions}
         self.n_blendshapes = len(bundle.blendshapes or ())
@@ -71,8 +72,10 @@ class BundleScorer:
                  f"pooled once over {len(self.union)} landmarks" if self.union_graph else "side by side")
 
     @staticmethod
-    def _build(bundle: ModelBundle) -> bytes:
-        """Check each model against its manifest entry and join them into one graph (bytes)."""
+    def _build(bundle: ModelBundle) -> tuple[bytes, dict[str, Network] | None]:
+        """Check each model against its manifest entry and join them into one graph (bytes);
+        also returns each model's numpy network, or ``None`` when they are not realtime_fer
+        networks."""
         import onnx
 
         from realtime_fer.models.fused import fuse_models, fuse_networks, input_shape
@@ -101,24 +104,26 @@ class BundleScorer:
         try:
             if networks is not None:
                 try:
-                    return fuse_networks(networks, {e: np.asarray(entry.landmarks, np.int64) for e, entry in bundle.emotions.items()})[0].SerializeToString()
+                    return fuse_networks(networks, {e: np.asarray(entry.landmarks, np.int64) for e, entry in bundle.emotions.items()}).SerializeToString(), networks
                 except ValueError as exc:  # e.g. models with different poolings
                     log.debug("bundle %s: no union graph (%s); its models run side by side", bundle.path, exc)
-            return fuse_models(models).SerializeToString()
+            return fuse_models(models).SerializeToString(), networks
         except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
             raise BundleError(f"bundle {bundle.path}: cannot build the onnxruntime session of its models: {str(exc).splitlines()[0]}") from None
 
     @staticmethod
-    def _store(bundle: ModelBundle, fused: bytes) -> None:
-        """Keep the working fused graph and each model's numpy network in the start-up cache."""
+    def _store(bundle: ModelBundle, fused: bytes, networks: dict[str, Network] | None) -> None:
+        """Keep the working fused graph and each model's numpy network (``None``: not
+        realtime_fer networks; they score, but only the graph is kept) in the start-up cache."""
         if bundle.cache is None:
             return
-        try:
-            networks = {e: bundle.network(e) for e in bundle.emotions}
-        except BundleError as exc:  # not realtime_fer networks: they score, but only the graph is kept
-            log.debug("bundle %s: networks not cached: %s", bundle.path, exc)
-            networks = {}
-        bundle.cache.store(fused, networks)
+        bundle.cache.store(fused, networks or {})
+
+    def _blendshapes(self, blendshapes: np.ndarray | None) -> np.ndarray:
+        """The faces' blendshape windows as the session's float32 input (bundles that read them)."""
+        if blendshapes is None:
+            raise ValueError(f"bundle {self.bundle.path} reads blendshapes: pass them (the landmarker must compute them)")
+        return np.ascontiguousarray(blendshapes, dtype=np.float32)
 
     def predict_union(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Emotion -> (N,) calibrated probabilities (float32) for windows (N, T, U, 3) of the
@@ -129,9 +134,7 @@ class BundleScorer:
             return self.predict_subsets({e: np.ascontiguousarray(w[:, :, self._positions[e], :]) for e in self.emotions}, blendshapes)
         feed = {INPUT_NAME: w}
         if self.n_blendshapes:
-            if blendshapes is None:
-                raise ValueError(f"bundle {self.bundle.path} reads blendshapes: pass them (the landmarker must compute them)")
-            feed[BLENDSHAPES_NAME] = np.ascontiguousarray(blendshapes, dtype=np.float32)
+            feed[BLENDSHAPES_NAME] = self._blendshapes(blendshapes)
         out = self.session.run([UNION_OUTPUT], feed)[0]
         return {e: out[:, k] for k, e in enumerate(self.emotions)}
 
@@ -151,9 +154,7 @@ class BundleScorer:
             return self.predict_union(w, blendshapes)
         feed = {self._inputs[e]: inputs[e] for e in self.emotions}
         if self.n_blendshapes:
-            if blendshapes is None:
-                raise ValueError(f"bundle {self.bundle.path} reads blendshapes: pass them (the landmarker must compute them)")
-            b = np.ascontiguousarray(blendshapes, dtype=np.float32)
+            b = self._blendshapes(blendshapes)
             feed.update({name: b for name in self._blend_inputs.values()})
         outs = self.session.run(self._outputs, feed)
         return {e: o.reshape(-1) for e, o in zip(self.emotions, outs)}

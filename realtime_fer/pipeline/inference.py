@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Mapping
-
 import numpy as np
 
 from realtime_fer.errors import BundleError
@@ -16,14 +14,13 @@ log = logging.getLogger(__name__)
 
 class WindowScorer:
     """Runs the onnxruntime session of a :class:`~realtime_fer.models.scorer.BundleScorer`
-    directly on what a :class:`FeatureSelector` gathers: the faces' windows over the landmark
-    union (:meth:`predict_union`, the live path) or per-emotion inputs (:meth:`predict`).
+    directly on the faces' windows over the landmark union that a :class:`FeatureSelector`
+    gathers (:meth:`FeatureSelector.gather_union`).
 
-    ``BundleScorer.predict`` takes full-mesh windows and slices each emotion's landmarks itself;
-    the live pipeline keeps only the landmark union and gathers each emotion's subset in
-    compiled code, so here every model gets its ready-made (N, T, L_e, 3) batch: one
-    ``session.run`` (all emotions in one fused graph) per scoring step, whatever the number of
-    faces.
+    ``BundleScorer.predict`` takes full-mesh windows and slices the union itself; the live
+    pipeline keeps only the landmark union in its ring buffers, so here the models get that
+    window as it is: one ``session.run`` (all emotions in one fused graph) per scoring step,
+    whatever the number of faces.
     """
 
     def __init__(self, scorer: BundleScorer, selector: FeatureSelector) -> None:
@@ -44,8 +41,3 @@ class WindowScorer:
         """Emotion -> (N,) probabilities for the faces' union windows (N, T, L_union, 3)
         (:meth:`FeatureSelector.gather_union`) and blendshape windows (N, T, B)."""
         return {e: p.astype(np.float64) for e, p in self.scorer.predict_union(windows, blendshapes).items()}
-
-    def predict(self, inputs: Mapping[str, np.ndarray], blendshapes: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Emotion -> (N,) probabilities for per-emotion inputs (N, T, L_e, 3) (and the faces'
-        blendshape windows (N, T, B) for bundles that read them)."""
-        return {e: p.astype(np.float64) for e, p in self.scorer.predict_subsets(inputs, blendshapes).items()}

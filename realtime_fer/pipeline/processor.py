@@ -266,7 +266,7 @@ class FrameProcessor:
         ready_slots = [tracks[i].slot for i in ready]
         windows = self.selector.gather_union(ready_slots) if ready else None  # what the models read
         inputs = self.selector.gather(ready_slots) if ready and self.explainer is not None else None  # what IG reads
-        blend_windows = self.selector.gather_blendshapes([tracks[i].slot for i in ready]) if ready else None
+        blend_windows = self.selector.gather_blendshapes(ready_slots) if ready else None
         t2 = time.perf_counter()
         times.features = t2 - t1
 
