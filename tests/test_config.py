@@ -170,12 +170,14 @@ model:
         ("data: {sources: [{path: x}], validation_fraction: 0.6, calibration_fraction: 0.5}\n", r"train\.yaml\.data: validation_fraction \+ calibration_fraction"),
         ("data: {sources: [{path: x}]}\nmodel: {emotions: [happy, hapy]}\n", r"train\.yaml\.model: unknown emotion label 'hapy'"),
         ("data: {sources: [{path: x}]}\nmodel: {pooling: [median]}\n", r"train\.yaml\.model: unknown pooling 'median'"),
+        ("data: {sources: [{path: x}]}\nmodel: {speech_subspace: {rank: 8, ranks: {suprise: 4}}}\n", r"train\.yaml\.model\.speech_subspace: unknown emotion label 'suprise'"),
+        ("data: {sources: [{path: x}]}\nmodel: {speech_subspace: {ranks: {surprise: four}}}\n", r"train\.yaml\.model\.speech_subspace\.ranks\.surprise: expected an integer, got 'four'"),
         ("data: {sources: [{path: x}]}\nlandmarker: {delegate: tpu}\n", r"train\.yaml\.landmarker\.delegate: must be one of 'cpu', 'gpu'"),
         ("data: {sources: []}\n", r"data\.sources lists no dataset folder"),
         ("", r"data\.sources lists no dataset folder"),
         ("- just\n- a list\n", r"must hold a mapping"),
     ],
-    ids=["unknown-nested-key", "wrong-type", "literal", "literal-nested", "post-init", "fractions", "unknown-emotion", "pooling", "delegate", "no-sources", "empty", "list"],
+    ids=["unknown-nested-key", "wrong-type", "literal", "literal-nested", "post-init", "fractions", "unknown-emotion", "pooling", "speech-rank-emotion", "speech-rank-type", "delegate", "no-sources", "empty", "list"],
 )
 def test_train_config_errors(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -12,6 +12,7 @@ from realtime_fer.data.extract import extract_dataset
 from realtime_fer.data.motion import MotionBank, MotionOptions, moving_windows
 from realtime_fer.errors import DataError
 from realtime_fer.features.windows import WindowOptions
+from realtime_fer.labels import EMOTIONS
 from realtime_fer.training.features import pooled_set
 
 CLIPS = ("furious_talk2_clip1.mp4", "happyenglish_clip1.mp4", "nice_clip1.mp4")
@@ -80,3 +81,35 @@ def test_no_video_is_a_clear_error(tmp_path: Path) -> None:
         MotionBank.from_videos([tmp_path], tmp_path / "cache")
     with pytest.raises(DataError, match="motion source not found"):
         MotionBank.from_videos([tmp_path / "nope"], tmp_path / "cache")
+
+
+@pytest.mark.parametrize("with_stills", [False, True])
+def test_calibration_windows_move_and_optionally_stay_still(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, with_stills: bool) -> None:
+    """``calibrate_with_motion`` sets the calibration images in motion from clips training never
+    saw; ``calibrate_with_stills`` keeps their still windows beside the moving ones."""
+    from realtime_fer.training.config import DataOptions, DataSource, ModelOptions, TrainConfig
+    from realtime_fer.training.trainer import CALIBRATION, prepare
+
+    talking = shared_data / "video" / "talking"
+    cfg = TrainConfig(
+        data=DataOptions(
+            sources=[DataSource(path=str(ck_subset(shared_data, tmp_path_factory, 10)), name="ck")],
+            cache_dir=str(session_cache(tmp_path_factory)), validation_fraction=0.25, calibration_fraction=0.3, workers=2,
+            motion=MotionOptions(sources=[str(talking / c) for c in CLIPS], probability=1.0, calibrate_with_stills=with_stills),
+        ),
+        window=WindowOptions(length=12, hop=2),
+        model=ModelOptions(pooling=["mean", "std"], min_positives=1),
+    )
+    prep = prepare(cfg, progress=False)
+    owners = prep.plain.owner[prep.cal_rows]
+    assert set(owners) == set(np.flatnonzero(prep.split == CALIBRATION))  # every calibration image, nothing else
+    spread = prep.plain.features[prep.cal_rows, 3 * 468 : 6 * 468].mean(axis=1)
+    still = spread < 1e-6  # plain windows repeat the photo: no spread at all
+    moving_rows = prep.cal_rows[~still]
+    assert len(moving_rows) == int(np.sum(prep.split == CALIBRATION))  # one moving window per image
+    if with_stills:
+        assert still.sum() == len(moving_rows)  # and the same images held still
+        np.testing.assert_array_equal(np.sort(owners[still]), np.sort(owners[~still]))
+    else:
+        assert not still.any()
+    np.testing.assert_array_equal(prep.codes_plain[prep.cal_rows], [EMOTIONS.index(prep.data.labels[o]) for o in owners])  # labels kept

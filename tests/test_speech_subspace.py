@@ -10,6 +10,7 @@ import pytest
 
 from fer_testdata import session_cache
 from realtime_fer.data.motion import MotionBank
+from realtime_fer.errors import DataError
 from realtime_fer.models.network import pool
 from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY, build_onnx
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
@@ -92,20 +93,40 @@ def test_folded_network_reads_raw_windows_as_the_fitted_one_reads_projected(bank
 def test_options_reject_negative_ranks() -> None:
     with pytest.raises(ValueError, match="rank"):
         SpeechSubspaceOptions(rank=-1)
+    with pytest.raises(ValueError, match="rank"):
+        SpeechSubspaceOptions(rank=4, ranks={"surprise": -1})
+    with pytest.raises(DataError, match="unknown emotion label 'suprise'"):
+        SpeechSubspaceOptions(rank=4, ranks={"suprise": 2})
     assert not SpeechSubspaceOptions().enabled and SpeechSubspaceOptions(blendshape_rank=1).enabled
+    assert SpeechSubspaceOptions(ranks={"surprise": 2}).enabled
+
+
+def test_an_emotion_can_keep_more_of_the_speech_directions(bank: MotionBank) -> None:
+    """``ranks`` overrides ``rank`` per emotion: fewer directions, the leading ones of the same
+    basis."""
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=6, ranks={"Surprised": 2}))
+    assert sub.options.ranks == {"surprise": 2} and sub.options.rank_of("surprise") == 2 and sub.options.rank_of("anger") == 6
+    lms = MOUTH + BROWS
+    full = sub.basis(lms, ("mean", "std"), 52, "anger")
+    few = sub.basis(lms, ("mean", "std"), 52, "surprise")
+    assert full.shape[1] == 6 and few.shape[1] == 2
+    np.testing.assert_array_equal(few, full[:, :2])
+    np.testing.assert_array_equal(sub.basis(lms, ("mean", "std"), 52), full)  # no emotion: rank
+    assert SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=6, ranks={"surprise": 0})).basis(lms, ("mean",), 0, "surprise") is None
 
 
 @pytest.fixture(scope="module")
 def trained(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from test_train_cli import train_small_video_recipe
 
-    return train_small_video_recipe(shared_data, tmp_path_factory, "speech_subspace", "  pooling: [mean, std]\n  speech_subspace: {rank: 4}\n")
+    return train_small_video_recipe(shared_data, tmp_path_factory, "speech_subspace", "  pooling: [mean, std]\n  speech_subspace: {rank: 4, ranks: {surprise: 2}}\n")
 
 
 def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Through the bundle's ONNX models: moving a real face's window along a talking direction
     of a model's landmarks leaves that model's probability unchanged; a random direction of
-    the same size does not."""
+    the same size does not. Surprise removes only its own 2 directions (``ranks``): the next
+    two move it."""
     from realtime_fer.data.extract import extract_dataset
     from realtime_fer.data.windows import iter_window_chunks
     from realtime_fer.features.windows import WindowOptions
@@ -118,6 +139,7 @@ def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], s
     cfg = load_train_config(cfg_path)
     bundle = load_bundle(out)
     assert bundle.manifest["training"]["config"]["model"]["speech_subspace"]["rank"] == 4
+    assert bundle.manifest["training"]["config"]["model"]["speech_subspace"]["ranks"] == {"surprise": 2}
     sub = speech_subspace(cfg)
     ck = extract_dataset(cfg.data.sources[0].path, cfg.data.cache_dir, workers=0, progress=False)
     samples = [s for s in ck.samples if s.ref.label in ("happy", "surprise")][:12]
@@ -131,12 +153,17 @@ def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], s
     rng = np.random.default_rng(0)
     for emotion in ("happy", "surprise"):
         lms = bundle.emotions[emotion].landmarks
-        u, _ = sub.landmark_basis(lms)
+        u, _ = sub.landmark_basis(lms, 4)
+        kept = sub.options.rank_of(emotion)
+        assert kept == {"happy": 4, "surprise": 2}[emotion]
         for j in range(u.shape[1]):
             moved = wins.copy()
             moved[:, :, lms, :] += 0.1 * u[:, j].reshape(len(lms), 3).astype(np.float32)
-            speech = np.abs(logits(moved)[emotion] - base[emotion]).max()
-            assert speech < 0.02, (emotion, j, speech)
+            speech = np.abs(logits(moved)[emotion] - base[emotion])
+            if j < kept:
+                assert speech.max() < 0.02, (emotion, j, speech.max())
+            else:
+                assert speech.mean() > 0.02, (emotion, j, speech.mean())
         r = rng.normal(size=3 * len(lms))
         r /= np.linalg.norm(r)
         moved = wins.copy()

@@ -52,6 +52,10 @@ class MotionOptions:
     calibrate_with_motion: bool = True
     """Calibration windows get motion from clips held out of training (so that thresholds are
     tuned for talking faces); validation stays still (comparable with today's figures)."""
+    calibrate_with_stills: bool = False
+    """With ``calibrate_with_motion``, the calibration images' still windows are kept beside
+    their moving ones, so that Platt scaling and thresholds fit a face that holds an expression
+    (a photo, a kiosk user who poses) as well as a talking one."""
     calibration_share: float = 0.25
     """Share of the clips kept for calibration windows (when ``calibrate_with_motion``)."""
 

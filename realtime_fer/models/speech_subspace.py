@@ -18,7 +18,7 @@ nothing more per frame, and every explanation, ONNX export and import path stays
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -38,18 +38,29 @@ class SpeechSubspaceOptions:
     """Landmark directions removed from the pooled ``mean`` shape (0: none); they are the
     leading principal components of the talking clips' motion, restricted to each model's
     landmarks."""
+    ranks: dict[str, int] = field(default_factory=dict)
+    """Per-emotion ``rank`` (emotion -> directions removed from that emotion's model); the
+    others use ``rank``. An expression that shares a motion with speech (surprise opens the
+    mouth) can keep more of it."""
     blendshape_rank: int = 0
     """Blendshape directions removed from the pooled ``mean`` of the blendshape scores."""
     sources: list[str] | None = None
     """Folders of clips of people talking; default: ``data.motion.sources``."""
 
     def __post_init__(self) -> None:
-        if self.rank < 0 or self.blendshape_rank < 0:
-            raise ValueError("speech_subspace.rank and blendshape_rank must be >= 0")
+        if self.rank < 0 or self.blendshape_rank < 0 or any(int(v) < 0 for v in self.ranks.values()):
+            raise ValueError("speech_subspace.rank, ranks and blendshape_rank must be >= 0")
+        from realtime_fer.labels import canonical_label
+
+        self.ranks = {canonical_label(k): int(v) for k, v in self.ranks.items()}
+
+    def rank_of(self, emotion: str | None) -> int:
+        """The landmark rank of ``emotion``'s model (``ranks``, else ``rank``)."""
+        return self.ranks.get(emotion, self.rank) if emotion is not None else self.rank
 
     @property
     def enabled(self) -> bool:
-        return self.rank > 0 or self.blendshape_rank > 0
+        return self.rank > 0 or self.blendshape_rank > 0 or any(v > 0 for v in self.ranks.values())
 
 
 class SpeechSubspace:
@@ -93,37 +104,42 @@ class SpeechSubspace:
         from realtime_fer.data.motion import blendshape_mirror
 
         sub = cls(bank.frames, bank.blendshapes, options, blendshape_mirror() if bank.blendshapes is not None else None)
-        log.info("speech subspace: %d directions of landmark motion (of %d frames)%s", options.rank, sub.n_frames,
+        per = "".join(f", {e} {r}" for e, r in sorted(options.ranks.items()))
+        log.info("speech subspace: %d directions of landmark motion%s (of %d frames)%s", options.rank, per, sub.n_frames,
                  f", {options.blendshape_rank} of blendshape motion ({sub.blendshape_share:.0%} of its variance)" if sub.blendshape_share is not None else "")
         return sub
 
-    def landmark_basis(self, landmarks: Sequence[int]) -> tuple[np.ndarray, float]:
+    def landmark_basis(self, landmarks: Sequence[int], rank: int | None = None) -> tuple[np.ndarray, float]:
         """(3L, rank) orthonormal leading directions of the motion of ``landmarks`` (x, y, z per
-        landmark, landmark-major, as pooled) and the share of that motion's variance they hold."""
+        landmark, landmark-major, as pooled) and the share of that motion's variance they hold.
+        ``rank``: default ``options.rank``."""
+        rank = self.options.rank if rank is None else int(rank)
         key = tuple(int(i) for i in landmarks)
         if key not in self._cache:
             idx = np.asarray(key, np.int64)
             cols = (3 * idx[:, None] + np.arange(3)[None, :]).reshape(-1)
             vals, vecs = np.linalg.eigh(self._cov[np.ix_(cols, cols)])
             order = np.argsort(vals)[::-1]
-            k = min(self.options.rank, len(cols) - 1)
-            share = float(vals[order[:k]].sum() / max(vals.sum(), 1e-12))
-            self._cache[key] = (vecs[:, order[:k]], share)
-        return self._cache[key]
+            self._cache[key] = (vals[order], vecs[:, order])
+        vals, vecs = self._cache[key]
+        k = min(rank, len(vals) - 1)
+        share = float(vals[:k].sum() / max(vals.sum(), 1e-12))
+        return vecs[:, :k], share
 
-    def basis(self, landmarks: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:
+    def basis(self, landmarks: Sequence[int], pooling: Sequence[str], n_blendshapes: int, emotion: str | None = None) -> np.ndarray | None:
         """(D, k) orthonormal basis, in the pooled input of a network on ``landmarks`` (see
         :func:`realtime_fer.models.network.pool`), of the directions to project off: the
         landmark and blendshape motion directions in the ``mean`` part; None when the pooling
-        has no ``mean`` or nothing is removed."""
+        has no ``mean`` or nothing is removed. ``emotion``: whose rank (``options.ranks``)."""
         if "mean" not in pooling or not self.options.enabled:
             return None
         width = 3 * len(landmarks)
         dim = len(pooling) * (width + n_blendshapes)
         k = list(pooling).index("mean")
         blocks = []
-        if self.options.rank:
-            u, _ = self.landmark_basis(landmarks)
+        rank = self.options.rank_of(emotion)
+        if rank:
+            u, _ = self.landmark_basis(landmarks, rank)
             b = np.zeros((dim, u.shape[1]))
             b[k * width : (k + 1) * width] = u
             blocks.append(b)

@@ -44,18 +44,21 @@ def fit_models(
         positives: emotion -> the label code that is positive for it.
         subsets: emotion -> landmark indices it sees.
         subspace: directions of talking motion projected off each subset's pooled ``mean``
-            before fitting and folded into the returned networks (which then read raw pooled
+            (as many as the emotion's rank) before fitting and folded into the returned networks (which then read raw pooled
             features like any other).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
-    by_subset: dict[tuple[int, ...], list[str]] = defaultdict(list)
+    # emotions that see the same landmarks (and project off the same speech directions) share
+    # hidden features
+    by_subset: dict[tuple[tuple[int, ...], int], list[str]] = defaultdict(list)
     for emotion in positives:
-        by_subset[tuple(int(i) for i in subsets[emotion])].append(emotion)
+        rank = subspace.options.rank_of(emotion) if subspace is not None else 0
+        by_subset[(tuple(int(i) for i in subsets[emotion]), rank)].append(emotion)
     nets: dict[str, Network] = {}
     t0 = time.perf_counter()
-    for subset, emotions in by_subset.items():
+    for (subset, _), emotions in by_subset.items():
         x = data.features[np.ix_(rows, data.columns(subset))]
-        basis = subspace.basis(subset, data.pooling, data.n_blendshapes) if subspace is not None else None
+        basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
         x = project(x, basis)
         pos = {e: np.array([positives[e]]) for e in emotions}
         kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)

@@ -97,7 +97,8 @@ class PreparedData:
     """Training windows (stills with landmark jitter), full mesh."""
     plain: PooledSet
     """Windows without jitter (validation, explanation) and the calibration windows (set in
-    motion when ``data.motion.calibrate_with_motion``), full mesh."""
+    motion when ``data.motion.calibrate_with_motion``, still ones kept beside them when
+    ``calibrate_with_stills``), full mesh."""
     train_rows: np.ndarray
     cal_rows: np.ndarray
     val_rows: np.ndarray
@@ -169,6 +170,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         cal_samples = np.flatnonzero(split == CALIBRATION)
         moving = pooled_set([data.samples[i] for i in cal_samples], config.window, pooling, jitter=True, seed=config.seed + 1, max_windows=config.data.max_windows_per_video, motion=motion_cal, blendshapes=blend)
         cal_rows = len(plain.features) + np.arange(len(moving.features))
+        if config.data.motion.calibrate_with_stills:
+            cal_rows = np.concatenate([_rows_of(plain.owner, split == CALIBRATION), cal_rows])
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
     else:
