@@ -154,22 +154,22 @@ def test_trained_bundle_ignores_talking_directions(trained: tuple[Path, Path], s
     for emotion in ("happy", "surprise"):
         lms = bundle.emotions[emotion].landmarks
         u, _ = sub.landmark_basis(lms, 4)
-        kept = sub.options.rank_of(emotion)
-        assert kept == {"happy": 4, "surprise": 2}[emotion]
+        removed = sub.options.rank_of(emotion)
+        assert removed == {"happy": 4, "surprise": 2}[emotion]
         for j in range(u.shape[1]):
             moved = wins.copy()
             moved[:, :, lms, :] += 0.1 * u[:, j].reshape(len(lms), 3).astype(np.float32)
             speech = np.abs(logits(moved)[emotion] - base[emotion])
-            if j < kept:
-                assert speech.max() < 0.02, (emotion, j, speech.max())
+            if j < removed:
+                assert speech.max() < 0.003, (emotion, j, speech.max())  # measured < 3e-4 (float16 first layer)
             else:
-                assert speech.mean() > 0.02, (emotion, j, speech.mean())
+                assert speech.mean() > 0.005, (emotion, j, speech.mean())  # not projected off: it moves the model
         r = rng.normal(size=3 * len(lms))
         r /= np.linalg.norm(r)
         moved = wins.copy()
         moved[:, :, lms, :] += 0.1 * r.reshape(len(lms), 3).astype(np.float32)
         other = np.abs(logits(moved)[emotion] - base[emotion]).mean()
-        assert other > 0.05, (emotion, other)
+        assert other > 0.02, (emotion, other)  # 70x any projected direction
 
 
 def test_speech_subspace_without_talking_clips_is_one_error_line(shared_data: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
