@@ -60,7 +60,11 @@ def test_stream_attributions_equal_offline_engine(smile_window):
             assert item["weight"] == pytest.approx(ref, rel=1e-4, abs=1e-6)
         assert entry["output"] == pytest.approx(offline.output[0], rel=1e-4, abs=1e-6)
         assert entry["baseline_output"] == pytest.approx(offline.baseline_output[0], rel=1e-4, abs=1e-6)
-        assert entry["sum"] == pytest.approx(offline.total[0], rel=1e-4, abs=1e-5)
+        # the stream integrates in float32: its sum of all attributions is exact to a few eps32
+        # times the sum of their sizes (hundreds of terms that largely cancel), not to the
+        # sum's own size
+        scale = float(np.abs(offline.attributions[0]).sum() + (0.0 if offline.blendshapes is None else np.abs(offline.blendshapes[0]).sum()))
+        assert entry["sum"] == pytest.approx(offline.total[0], rel=1e-4, abs=max(1e-5, 1e-6 * scale))  # 0.5 surprise: 1.5e-5 off, scale 370
         # completeness, checkable from the message alone
         gap = abs(entry["sum"] - (entry["output"] - entry["baseline_output"]))
         assert gap <= 1e-3 * max(1.0, abs(entry["output"] - entry["baseline_output"]))
