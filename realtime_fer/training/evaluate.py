@@ -206,12 +206,13 @@ def adapted_clip(
     for k in range(len(wins)):
         if k and ends[k] - ends[k - 1] != hop:
             track += 1
-        inputs = {e: np.ascontiguousarray(wins[k : k + 1][:, :, idx, :]) for e, idx in subsets.items()}
-        adapt.correct(inputs, [track])
-        p = scorer.predict_subsets(inputs, None if blendshapes is None else blendshapes[k : k + 1])
+        window = wins[k][:, union, :]  # the union window, as the live selector keeps it
+        corrected = window[None].copy()
+        adapt.correct_union(corrected, [track])
+        p = scorer.predict_union(corrected, None if blendshapes is None else blendshapes[k : k + 1])
         for e in probs:
             probs[e][k] = p[e][0]
         sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, ends[k] / fps)
         tops[k] = str(decide({e: np.array([v]) for e, v in sm.items()}, model.thresholds)[0])
-        adapt.observe(track, wins[k][:, union, :], ends[k] / fps, tops[k] == FALLBACK)
+        adapt.observe(track, window, ends[k] / fps, tops[k] == FALLBACK)
     return probs, tops.astype(str)
