@@ -23,14 +23,11 @@ The join is done in memory when the bundle is loaded; the files on disk stay as 
 
 from __future__ import annotations
 
-from typing import Mapping
-
-import onnx
-from onnx import TensorProto, compose, helper
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+import onnx
+from onnx import TensorProto, compose, helper
 
 from realtime_fer.models.io_names import BLENDSHAPES_NAME, INPUT_NAME, OPSET, OUTPUT_PROBABILITY, UNION_OUTPUT, blendshapes_input_name, input_name, output_name
 

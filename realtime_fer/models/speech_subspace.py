@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from realtime_fer.labels import canonical_label
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.normalize import mirror_index
 from realtime_fer.models.network import Network
@@ -50,8 +51,6 @@ class SpeechSubspaceOptions:
     def __post_init__(self) -> None:
         if self.rank < 0 or self.blendshape_rank < 0 or any(int(v) < 0 for v in self.ranks.values()):
             raise ValueError("speech_subspace.rank, ranks and blendshape_rank must be >= 0")
-        from realtime_fer.labels import canonical_label
-
         self.ranks = {canonical_label(k): int(v) for k, v in self.ranks.items()}
 
     def rank_of(self, emotion: str | None) -> int:

@@ -44,8 +44,8 @@ def fit_models(
         positives: emotion -> the label code that is positive for it.
         subsets: emotion -> landmark indices it sees.
         subspace: directions of talking motion projected off each subset's pooled ``mean``
-            (as many as the emotion's rank) before fitting and folded into the returned networks (which then read raw pooled
-            features like any other).
+            (as many as the emotion's rank) before fitting and folded into the returned
+            networks (which then read raw pooled features like any other).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
