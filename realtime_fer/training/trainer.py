@@ -164,18 +164,16 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
     codes_plain = codes_of_sample[plain.owner]
+    cal_rows = _rows_of(plain.owner, split == CALIBRATION)  # the calibration photos, still
     if motion_cal is not None:
         # calibration windows set in motion by clips that training never saw: thresholds for
         # talking faces; they are appended to ``plain`` so rows index one set
         cal_samples = np.flatnonzero(split == CALIBRATION)
         moving = pooled_set([data.samples[i] for i in cal_samples], config.window, pooling, jitter=True, seed=config.seed + 1, max_windows=config.data.max_windows_per_video, motion=motion_cal, blendshapes=blend)
-        cal_rows = len(plain.features) + np.arange(len(moving.features))
-        if config.data.motion.calibrate_with_stills:
-            cal_rows = np.concatenate([_rows_of(plain.owner, split == CALIBRATION), cal_rows])
+        moving_rows = len(plain.features) + np.arange(len(moving.features))
+        cal_rows = np.concatenate([cal_rows, moving_rows]) if config.data.motion.calibrate_with_stills else moving_rows
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
-    else:
-        cal_rows = _rows_of(plain.owner, split == CALIBRATION)
 
     emotions, skipped = [], {}
     for e in config.model.emotions:
