@@ -12,6 +12,7 @@ from realtime_fer.errors import ConfigError
 from realtime_fer.features.windows import WindowOptions
 from realtime_fer.labels import EMOTIONS, canonical_label
 from realtime_fer.landmarks.detector import LandmarkerOptions
+from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
 from realtime_fer.models.network import POOLINGS
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.models.speech_subspace import SpeechSubspaceOptions
@@ -70,6 +71,9 @@ class ModelOptions:
     speech_subspace: SpeechSubspaceOptions = field(default_factory=SpeechSubspaceOptions)
     """Directions of real talking motion projected off the pooled ``mean`` shape before
     fitting (see :mod:`realtime_fer.models.speech_subspace`); rank 0: none."""
+    blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
+    """A blendshape-only network per emotion fused with the landmark model in log-odds space
+    (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
     threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
     randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
     torch: TorchOptions = field(default_factory=TorchOptions)

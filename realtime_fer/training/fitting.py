@@ -12,6 +12,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.network import Network
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
@@ -73,6 +74,45 @@ def fit_models(
             raise ValueError(f"unknown model family {family!r}")
         nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
     return nets, time.perf_counter() - t0
+
+
+def fit_blendshape_fusion(
+    nets: dict[str, Network],
+    data: PooledSet,
+    codes: np.ndarray,
+    positives: dict[str, int],
+    subsets: dict[str, Sequence[int]],
+    *,
+    rows: np.ndarray,
+    cal_data: PooledSet,
+    cal_rows: np.ndarray,
+    cal_codes: np.ndarray,
+    window_length: int,
+    randomized: RandomizedOptions,
+    options: BlendshapeModelOptions,
+) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
+    """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
+    fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
+    the fusion weights taken from the calibration windows ``cal_rows`` of ``cal_data`` (label
+    codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights."""
+    if not data.n_blendshapes:
+        raise ValueError("model.blendshape_model needs model.blendshapes: true")
+    bopts = RandomizedOptions(**{**randomized.__dict__, "hidden": list(options.hidden)})
+    empty: dict[str, Sequence[int]] = {e: [] for e in nets}
+    bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows)
+    s_lm = scores(nets, cal_data, subsets, cal_rows)
+    s_bs = scores(bs_nets, cal_data, empty, cal_rows)
+    fused: dict[str, Network] = {}
+    weights: dict[str, dict[str, float]] = {}
+    for e, net in nets.items():
+        truth = cal_codes == positives[e]
+        if options.fusion == "fitted":
+            w = fit_fusion_weights(s_lm[e], s_bs[e], truth, options.l2)
+        else:
+            w = fixed_fusion_weights(s_lm[e], s_bs[e], truth, options.weight)
+        fused[e] = fuse(net, bs_nets[e], *w)
+        weights[e] = {"w_landmarks": w[0], "w_blendshapes": w[1], "bias": w[2]}
+    return fused, weights
 
 
 def scores(nets: dict[str, Network], data: PooledSet, subsets: dict[str, Sequence[int]], rows: np.ndarray) -> dict[str, np.ndarray]:

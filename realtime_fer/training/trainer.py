@@ -24,7 +24,7 @@ from realtime_fer.models.network import Network
 from realtime_fer.models.speech_subspace import SpeechSubspace
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
-from realtime_fer.training.fitting import calibrate, fit_models, scores
+from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
 from realtime_fer.training.splits import group_split
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ class FitResult:
     calibration_auc: dict[str, float | None] = field(default_factory=dict)
     """AUC on the calibration split (Platt scaling is monotone, so this is an honest held-out
     AUC; used when the validation split lacks an emotion)."""
+    fusion: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per emotion, the log-odds weights of the fused landmark and blendshape models
+    (``model.blendshape_model``); empty without."""
 
 
 def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence[ExtractedSample] = (), extra_name: str = "extra") -> PreparedData:
@@ -247,6 +250,16 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
         randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
+    bm = config.model.blendshape_model
+    fusion: dict[str, dict[str, float]] = {}
+    if bm.enabled:
+        t0 = time.perf_counter()
+        nets, fusion = fit_blendshape_fusion(
+            nets, prep.jittered, prep.codes_train, positives, subsets, rows=prep.train_rows, cal_data=plain,
+            cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
+            randomized=config.model.randomized, options=bm,
+        )
+        fit_s += time.perf_counter() - t0
     cal_scores = scores(nets, plain, subsets, prep.cal_rows)
     cal_truth = {e: codes_plain[prep.cal_rows] == positives[e] for e in emotions}
     thresholds = calibrate(nets, cal_scores, cal_truth, config.model.threshold_criterion)
@@ -267,7 +280,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
             "emotions": {e: binary_metrics(val_probs[e][m], val_truth[m] == e, thresholds[e]) for e in emotions},
             "overall": overall_accuracy({e: val_probs[e][m] for e in emotions}, thresholds, val_truth[m]),
         }
-    return FitResult(nets, subsets, thresholds, metrics, overall, by_source, fit_s, cal_auc)
+    return FitResult(nets, subsets, thresholds, metrics, overall, by_source, fit_s, cal_auc, fusion)
 
 
 def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit: FitResult, family: str, extra_training: dict[str, Any] | None = None) -> Path:
@@ -287,6 +300,7 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
             "windows": {"train": int(len(prep.train_rows)), "calibration": int(len(prep.cal_rows)), "validation": int(len(prep.val_rows))},
             "skipped_emotions": prep.skipped,
             "fit_seconds": round(fit.fit_seconds, 3),
+            **({"blendshape_fusion": fit.fusion} if fit.fusion else {}),
             "validation_overall": fit.overall,
             "config": to_dict(config),
             **(extra_training or {}),

@@ -1,0 +1,249 @@
+"""The generalisation report: a training recipe judged on every labelled set, over seeds.
+
+A recipe (a training config, optionally with fixed per-emotion landmark subsets and overrides)
+is trained once per seed; every seed's bundle is then scored through the real path
+(:func:`realtime_fer.training.evaluate.evaluate`: landmark cache, normalisation, windows,
+onnxruntime, smoothing, the published ``top``) on each labelled video folder, and its held-out
+photos (the training config's validation split, per source: RAF-DB validation, CK+ validation)
+give AUCs and balanced accuracies. Figures are then summarised over seeds as mean, standard
+deviation (``ddof=1``), minimum and maximum.
+
+A seed sets both the random layers (``model.randomized.seed``) and the window / motion sampling
+(``seed``): the spread then covers everything that is drawn at random in a recipe.
+
+Report schema (JSON)::
+
+    {"recipe": {...}, "seeds": [0, 1, 2],
+     "runs": [{"seed": 0, "sets": {"<set>": {<figures>}}}],
+     "summary": {"<set>": {"<figure>": {"mean", "sd", "min", "max", "values"}}}}
+
+Video sets (one per folder, plus ``video`` = all folders together) have ``clips_right``,
+``n_clips``, ``clips_decided`` (clips with at least one published decision),
+``mean_window_recall`` and ``recall.<emotion>``; photo sets (``photos.<source>``) have
+``auc.<emotion>``, ``balanced.<emotion>`` and ``accuracy`` (the decision rule on windows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime_fer.config_io import from_dict, to_dict
+from realtime_fer.labels import EMOTIONS
+from realtime_fer.models.bundle import load_bundle
+from realtime_fer.models.smoothing import SmoothingOptions
+from realtime_fer.training.config import TrainConfig
+from realtime_fer.training.evaluate import evaluate
+from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
+
+log = logging.getLogger(__name__)
+
+VIDEO_ALL = "video"
+"""Name of the set that joins every video folder."""
+
+
+def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``config`` with dotted keys replaced (``{"model.randomized.ridge": 0.01}``), validated
+    as the YAML loader validates.
+
+    Raises:
+        ConfigError: a key names no field, or a value has the wrong type.
+    """
+    data = to_dict(config)
+    for key, value in overrides.items():
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {} if node.get(p) is None else node[p]
+            node = node[p]
+        node[parts[-1]] = value
+    return from_dict(TrainConfig, data, where="overrides")
+
+
+def seeded(config: TrainConfig, seed: int) -> TrainConfig:
+    """The recipe at ``seed``: random layers and window/motion sampling both drawn from it."""
+    model = dataclasses.replace(config.model, randomized=dataclasses.replace(config.model.randomized, seed=seed))
+    return dataclasses.replace(config, model=model, seed=seed)
+
+
+def video_figures(video: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's figures of one ``video`` section of :func:`evaluate` (``None``: no clip)."""
+    if not video:
+        return {"n_clips": 0, "clips_right": 0, "clips_decided": 0, "mean_window_recall": None}
+    out: dict[str, Any] = {
+        "n_clips": int(video["n_clips"]),
+        "clips_right": int(video["clips_right"]),
+        "clips_decided": int(video["n_clips_scored"]),
+        "mean_window_recall": video["mean_window_recall"],
+    }
+    for e, r in video["window_recall"].items():
+        out[f"recall.{e}"] = float(r)
+    out["clips"] = {Path(k).name: {"label": c["label"], "vote": c["vote"], "windows": c["windows"]} for k, c in video["clips"].items()}
+    return out
+
+
+def joined_video(sets: dict[str, dict[str, Any]], videos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """All video folders as one set: clips counted together, window recall per emotion over
+    every clip of that emotion (windows pooled), and the mean over the emotions present."""
+    hits: dict[str, float] = {}
+    total: dict[str, int] = {}
+    for video in videos.values():
+        if not video:
+            continue
+        for c in video["clips"].values():
+            n = int(c["windows"])
+            total[c["label"]] = total.get(c["label"], 0) + n
+            hits[c["label"]] = hits.get(c["label"], 0.0) + c["share"].get(c["label"], 0.0) * n
+    recall = {e: hits[e] / total[e] for e in EMOTIONS if total.get(e)}
+    out: dict[str, Any] = {
+        "n_clips": sum(s["n_clips"] for s in sets.values()),
+        "clips_right": sum(s["clips_right"] for s in sets.values()),
+        "clips_decided": sum(s["clips_decided"] for s in sets.values()),
+        "mean_window_recall": float(np.mean(list(recall.values()))) if recall else None,
+    }
+    out.update({f"recall.{e}": r for e, r in recall.items()})
+    return out
+
+
+def photo_figures(by_source: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``photos.<source>`` sets from a fit's (or a manifest's) validation metrics per source."""
+    out: dict[str, dict[str, Any]] = {}
+    for source, m in by_source.items():
+        figs: dict[str, Any] = {}
+        for e, em in m["emotions"].items():
+            if em.get("auc") is not None:
+                figs[f"auc.{e}"] = float(em["auc"])
+            if em.get("balanced_accuracy") is not None and em.get("n_pos"):
+                figs[f"balanced.{e}"] = float(em["balanced_accuracy"])
+        if m.get("overall", {}).get("accuracy") is not None:
+            figs["accuracy"] = float(m["overall"]["accuracy"])
+        out[f"photos.{source}"] = figs
+    return out
+
+
+def manifest_by_source(bundle: Any) -> dict[str, dict[str, Any]]:
+    """The per-source validation metrics a bundle's manifest recorded at training time."""
+    out: dict[str, dict[str, Any]] = {}
+    entries = bundle.manifest.get("emotions", {})
+    for e in bundle.emotions:
+        for source, em in entries.get(e, {}).get("metrics", {}).get("validation_by_source", {}).items():
+            out.setdefault(source, {"emotions": {}})["emotions"][e] = em
+    return out
+
+
+def score_bundle(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, by_source: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Every set's figures for one bundle: each video folder through :func:`evaluate`, the
+    joined video set, and the photo sets of ``by_source`` (default: the bundle's manifest)."""
+    sets: dict[str, dict[str, Any]] = {}
+    videos: dict[str, dict[str, Any]] = {}
+    for d in video_dirs:
+        name = Path(d).name
+        res = evaluate(d, bundle_dir, cache_dir=cache_dir, progress=False, smoothing=smoothing)
+        videos[name] = res["video"]
+        sets[name] = video_figures(res["video"])
+        failed = res["data"]["failed"]
+        if failed:
+            sets[name]["failed"] = failed
+    if len(video_dirs) > 1:
+        sets[VIDEO_ALL] = joined_video({k: v for k, v in sets.items()}, videos)
+    sets.update(photo_figures(by_source if by_source is not None else manifest_by_source(load_bundle(bundle_dir))))
+    return sets
+
+
+def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, keep_bundle: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train the recipe at ``seed`` (the trainer's own ``prepare`` and ``fit_and_validate``),
+    write its bundle (to ``keep_bundle``, else a temporary folder) and score it."""
+    cfg = seeded(config, seed)
+    prep = prepare(cfg, progress=progress)
+    subs = {e: list(subsets[e]) for e in prep.emotions if e in subsets} if subsets else default_subsets(cfg, prep.emotions)
+    missing = [e for e in prep.emotions if e not in subs]
+    if missing:
+        subs.update(default_subsets(cfg, missing))
+    fit = fit_and_validate(cfg, prep, subs)
+    with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
+        out = Path(keep_bundle) if keep_bundle else Path(tmp) / "bundle"
+        write_trained_bundle(out, cfg, prep, fit, cfg.model.family)
+        sets = score_bundle(out, video_dirs, cache_dir=cfg.data.cache_dir, smoothing=smoothing, by_source=fit.by_source)
+    return {"seed": seed, "sets": sets, "fit_seconds": round(fit.fit_seconds, 2), "windows_seconds": round(prep.seconds, 2)}
+
+
+def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Mean, sd (ddof=1; 0 for one run), min, max and the values of every numeric figure of
+    every set over the runs (a figure missing from a run is left out of its statistics)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    names = list(dict.fromkeys(s for r in runs for s in r["sets"]))
+    for s in names:
+        keys = list(dict.fromkeys(k for r in runs for k, v in r["sets"].get(s, {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)))
+        out[s] = {}
+        for k in keys:
+            vals = [float(r["sets"][s][k]) for r in runs if isinstance(r["sets"].get(s, {}).get(k), (int, float))]
+            a = np.asarray(vals)
+            out[s][k] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "min": float(a.min()), "max": float(a.max()), "values": vals}
+    return out
+
+
+def run_report(config: TrainConfig, seeds: Sequence[int], video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], None] | None = None, bundles_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train and score the recipe at every seed; returns the report (see the module docstring).
+    ``on_run`` is called with each seed's run as it finishes; ``bundles_dir`` keeps each seed's
+    bundle as ``<bundles_dir>/seed<N>``."""
+    runs = []
+    for seed in seeds:
+        keep = Path(bundles_dir) / f"seed{seed}" if bundles_dir else None
+        run = train_and_score(config, int(seed), video_dirs, subsets=subsets, smoothing=smoothing, keep_bundle=keep)
+        runs.append(run)
+        if on_run:
+            on_run(run)
+    return {"recipe": recipe or {}, "seeds": [int(s) for s in seeds], "video": [str(d) for d in video_dirs], "runs": runs, "summary": summarise_runs(runs)}
+
+
+def bundle_report(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report of one existing bundle (one run, no seeds; photo sets from its manifest)."""
+    run = {"seed": None, "sets": score_bundle(bundle_dir, video_dirs, cache_dir=cache_dir, smoothing=smoothing)}
+    return {"recipe": recipe or {"bundle": str(bundle_dir or "shipped default")}, "seeds": [], "video": [str(d) for d in video_dirs], "runs": [run], "summary": summarise_runs([run])}
+
+
+def _cell(stat: dict[str, Any] | None, digits: int, count: bool = False) -> str:
+    if stat is None:
+        return "–"
+    if len(stat["values"]) == 1:
+        return f"{stat['mean']:.0f}" if count else f"{stat['mean']:.{digits}f}"
+    if count:
+        return f"{stat['mean']:.1f} ± {stat['sd']:.1f} ({stat['min']:.0f}-{stat['max']:.0f})"
+    return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+
+def report_tables(report: dict[str, Any]) -> str:
+    """The report as Markdown: one table for the video sets, one for the photo sets (mean ±
+    sd over seeds; counts with their range)."""
+    summary = report["summary"]
+    lines: list[str] = []
+    vsets = [s for s in summary if not s.startswith("photos.")]
+    if vsets:
+        emos = [e for e in EMOTIONS if any(f"recall.{e}" in summary[s] for s in vsets)]
+        lines.append("| video set | clips right | of | clips decided | mean window recall | " + " | ".join(emos) + " |")
+        lines.append("|---" * (5 + len(emos)) + "|")
+        for s in vsets:
+            f = summary[s]
+            n = f.get("n_clips", {}).get("max", 0)
+            row = [s, _cell(f.get("clips_right"), 0, True), f"{n:.0f}", _cell(f.get("clips_decided"), 0, True), _cell(f.get("mean_window_recall"), 3)]
+            row += [_cell(f.get(f"recall.{e}"), 2) for e in emos]
+            lines.append("| " + " | ".join(row) + " |")
+    psets = [s for s in summary if s.startswith("photos.")]
+    if psets:
+        emos = [e for e in EMOTIONS if any(f"auc.{e}" in summary[s] for s in psets)]
+        lines.append("")
+        lines.append("| photo set (validation) | accuracy | " + " | ".join(f"AUC {e}" for e in emos) + " | balanced happy | balanced surprise |")
+        lines.append("|---" * (4 + len(emos)) + "|")
+        for s in psets:
+            f = summary[s]
+            row = [s[len("photos."):], _cell(f.get("accuracy"), 3)] + [_cell(f.get(f"auc.{e}"), 3) for e in emos]
+            row += [_cell(f.get("balanced.happy"), 3), _cell(f.get("balanced.surprise"), 3)]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

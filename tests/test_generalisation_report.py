@@ -1,0 +1,152 @@
+"""The generalisation report (tools/generalisation_report.py) on real data, and the
+blendshape-model fusion it measures: two real clips and a small image set, two seeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_testdata import RAF_LABELS, ck_subset, imagefolder, link, session_cache
+from realtime_fer.models.blendshape_fusion import fit_fusion_weights, fixed_fusion_weights, fuse
+from realtime_fer.models.network import pool
+from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
+from realtime_fer.training.report import summarise_runs
+from test_train_cli import write_video_recipe_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "generalisation_report.py"
+
+
+def tool(*args: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def setup(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("report")
+    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
+    clips = root / "clips"
+    for name in ("happy.mp4", "surprise.mp4"):  # two real clips, named by their label
+        link(shared_data / "video" / "mead" / name, clips / name)
+    return {"root": root, "config": cfg, "clips": clips}
+
+
+@pytest.fixture(scope="module")
+def fused_report(setup: dict[str, Path]) -> dict:
+    out = setup["root"] / "fused" / "report.json"
+    proc = tool("--config", setup["config"], "--seeds", "0,1", "--video", setup["clips"], "--set", "model.blendshape_model.enabled=true", "--set", "model.blendshape_model.hidden=[32]",
+                "--keep-bundles", setup["root"] / "fused" / "bundles", "--output", out, cwd=setup["root"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"report": json.loads(out.read_text()), "md": out.with_suffix(".md").read_text(), "stdout": proc.stdout, "bundles": setup["root"] / "fused" / "bundles"}
+
+
+def test_report_writes_its_table_over_seeds(fused_report: dict) -> None:
+    rep = fused_report["report"]
+    assert rep["seeds"] == [0, 1] and len(rep["runs"]) == 2
+    assert rep["recipe"]["overrides"] == {"model.blendshape_model.enabled": True, "model.blendshape_model.hidden": [32]}
+    for run in rep["runs"]:
+        clips = run["sets"]["clips"]
+        assert clips["n_clips"] == 2 and 0 <= clips["clips_right"] <= 2 and clips["clips_decided"] == 2
+        assert set(clips["clips"]) == {"happy.mp4", "surprise.mp4"}
+        assert 0.0 <= clips["mean_window_recall"] <= 1.0
+        # the photo sets: the config's held-out photos per source, with AUCs in range
+        for source in ("photos.rafdb", "photos.ckplus48"):
+            aucs = [v for k, v in run["sets"][source].items() if k.startswith("auc.")]
+            assert aucs and all(0.0 <= a <= 1.0 for a in aucs)
+    # the summary is the mean and spread of the two runs' figures
+    s = rep["summary"]["clips"]["mean_window_recall"]
+    vals = [r["sets"]["clips"]["mean_window_recall"] for r in rep["runs"]]
+    assert s["values"] == vals and s["mean"] == pytest.approx(np.mean(vals)) and s["sd"] == pytest.approx(np.std(vals, ddof=1))
+    # the Markdown table names every set and is what the tool printed
+    for name in ("| clips |", "| rafdb |", "| ckplus48 |", "mean window recall", "AUC happy"):
+        assert name in fused_report["md"]
+    assert "| clips |" in fused_report["stdout"]
+
+
+def test_fused_bundle_scores_as_its_two_models(fused_report: dict, shared_data: Path) -> None:
+    """The fused network of each emotion computes w_lm * landmark score + w_bs * blendshape
+    score + c: its hidden layer holds both models' units, and the manifest records the weights."""
+    from realtime_fer.models.bundle import load_bundle
+
+    b = load_bundle(fused_report["bundles"] / "seed0")
+    fusion = b.manifest["training"]["blendshape_fusion"]
+    assert set(fusion) == set(b.emotions)
+    for e in b.emotions:
+        net = b.network(e)
+        assert net.layers[0][0].shape[1] == 128 + 32  # the landmark model's 128 units, then the blendshape model's 32
+        w = fusion[e]
+        assert np.isfinite([w["w_landmarks"], w["w_blendshapes"], w["bias"]]).all()
+        # the blendshape units read blendshape columns only
+        n_lm_cols = len(net.pooling) * 3 * net.n_landmarks
+        assert not net.layers[0][0][:n_lm_cols, 128:].any()
+
+
+def test_report_scores_a_bundle_as_it_is_and_bad_input_is_one_line(fused_report: dict, setup: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "one.json"
+    proc = tool("--bundle", fused_report["bundles"] / "seed1", "--video", setup["clips"], "--output", out, cwd=setup["root"])
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(out.read_text())
+    seed1 = fused_report["report"]["runs"][1]["sets"]
+    # the same bundle through the same path: the same video figures, the photo figures from its manifest
+    assert rep["runs"][0]["sets"]["clips"]["mean_window_recall"] == pytest.approx(seed1["clips"]["mean_window_recall"])
+    assert rep["runs"][0]["sets"]["photos.rafdb"]["auc.happy"] == pytest.approx(seed1["photos.rafdb"]["auc.happy"])
+    for args, fragment in (
+        (("--video", tmp_path / "nope"), "no such video folder"),
+        (("--config", tmp_path / "missing.yaml", "--video", setup["clips"]), "not found"),
+        (("--config", setup["config"], "--video", setup["clips"], "--set", "model.blendshape_model.fusion=best"), "blendshape_model"),
+        (("--config", setup["config"], "--video", setup["clips"], "--set", "nokey"), "KEY=VALUE"),
+    ):
+        proc = tool(*args, "--output", tmp_path / "bad.json", cwd=setup["root"], timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and fragment in proc.stderr, proc.stderr
+        assert not (tmp_path / "bad.json").exists()
+
+
+def _two_networks(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n, t, l, b = 300, 5, 4, 52
+    win = rng.normal(size=(n, t, l, 3)).astype(np.float32)
+    blend = rng.random((n, t, b)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    x = pool(win, ("mean", "std"), blendshapes=blend)
+    xb = pool(win[:, :, :0], ("mean", "std"), blendshapes=blend)
+    lm = fit_randomized(x, y, {"e": np.array([1])}, RandomizedOptions(hidden=[24]), window_length=t, n_landmarks=l, pooling=("mean", "std"), n_blendshapes=b)["e"]
+    # the blendshape model standardised on other rows: its (mean, std) differ from the landmark model's
+    bs = fit_randomized(xb[:200], y[:200], {"e": np.array([1])}, RandomizedOptions(hidden=[8], seed=5), window_length=t, n_landmarks=0, pooling=("mean", "std"), n_blendshapes=b)["e"]
+    return lm, bs, x, xb, y
+
+
+def test_fuse_is_exactly_the_weighted_sum_of_log_odds() -> None:
+    lm, bs, x, xb, y = _two_networks()
+    f = fuse(lm, bs, 0.8, 1.7, -0.3)
+    np.testing.assert_allclose(f.score_pooled(x), 0.8 * lm.score_pooled(x) + 1.7 * bs.score_pooled(xb) - 0.3, atol=1e-4)
+    assert f.n_landmarks == lm.n_landmarks and f.input_dim == lm.input_dim
+    with pytest.raises(ValueError, match="blendshape network"):
+        fuse(lm, lm, 1.0, 1.0, 0.0)
+
+
+def test_fusion_weights_follow_the_informative_model() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.random(2000) < 0.2
+    informative = truth * 2.0 + rng.normal(size=2000)
+    noise = rng.normal(size=2000)
+    w_lm, w_bs, _ = fit_fusion_weights(noise, informative, truth)
+    assert w_bs > 1.0 and abs(w_lm) < 0.2 * w_bs
+    # fixed: the blendshape model's share of the two Platt log-odds
+    a = fixed_fusion_weights(noise, informative, truth, 1.0)
+    assert a[0] == 0.0 and a[1] > 0
+    with pytest.raises(ValueError, match="positive and negative"):
+        fit_fusion_weights(noise, informative, np.zeros(2000, bool))
+
+
+def test_summary_of_runs_is_mean_and_spread() -> None:
+    runs = [{"sets": {"a": {"x": 1.0, "n": 2}}}, {"sets": {"a": {"x": 3.0, "n": 2}}}, {"sets": {"a": {"n": 2}}}]
+    s = summarise_runs(runs)["a"]
+    assert s["x"]["mean"] == 2.0 and s["x"]["sd"] == pytest.approx(np.sqrt(2.0)) and s["x"]["values"] == [1.0, 3.0]
+    assert s["n"] == {"mean": 2.0, "sd": 0.0, "min": 2.0, "max": 2.0, "values": [2.0, 2.0, 2.0]}
