@@ -150,3 +150,24 @@ def test_summary_of_runs_is_mean_and_spread() -> None:
     s = summarise_runs(runs)["a"]
     assert s["x"]["mean"] == 2.0 and s["x"]["sd"] == pytest.approx(np.sqrt(2.0)) and s["x"]["values"] == [1.0, 3.0]
     assert s["n"] == {"mean": 2.0, "sd": 0.0, "min": 2.0, "max": 2.0, "values": [2.0, 2.0, 2.0]}
+
+
+def test_blendshape_only_source_trains_the_blendshape_model_alone(setup: dict[str, Path]) -> None:
+    """A source with role blendshape_model: all its photos are training windows of the
+    blendshape model; the landmark models, calibration and validation never see them."""
+    from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.report import with_overrides
+    from realtime_fer.training.trainer import fit_and_validate, prepare, default_subsets
+
+    base = load_train_config(setup["config"])
+    sources = [{"path": s.path, "name": s.name, "licence": s.licence, "role": "blendshape_model" if s.name == "rafdb" else "all"} for s in base.data.sources]
+    cfg = with_overrides(base, {"data.sources": sources, "model.pooling": ["mean", "std"], "model.blendshapes": True, "model.blendshape_model.enabled": True, "model.blendshape_model.hidden": [16]})
+    prep = prepare(cfg, progress=False)
+    source = np.array([g.split(":", 1)[0] for g in prep.data.groups])
+    assert len(prep.blendshape_rows) and set(source[prep.jittered.owner[prep.blendshape_rows]]) == {"rafdb"}
+    assert "rafdb" not in set(source[prep.jittered.owner[prep.train_rows]])
+    assert "rafdb" not in set(source[prep.plain.owner[prep.val_rows]]) | set(source[prep.plain.owner[prep.cal_rows]])
+    fit = fit_and_validate(cfg, prep, default_subsets(cfg, prep.emotions))
+    assert set(fit.fusion) == set(prep.emotions) and "rafdb" not in fit.by_source
+    with pytest.raises(Exception, match="blendshape_model.enabled"):
+        with_overrides(base, {"data.sources": sources})

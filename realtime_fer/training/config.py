@@ -27,6 +27,10 @@ class DataSource:
     licence: str = "unknown"
     """Licence terms of the original data; copied into the bundle manifest."""
     name: str | None = None
+    role: Literal["all", "blendshape_model"] = "all"
+    """``all``: split into training, validation and calibration and used by every model;
+    ``blendshape_model``: every sample trains the blendshape model only
+    (``model.blendshape_model``), never the landmark models, calibration or validation."""
 
 
 @dataclass
@@ -96,6 +100,13 @@ class TrainConfig:
     output: str = "runs/model"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if any(src.role == "blendshape_model" for src in self.data.sources):
+            if not self.model.blendshape_model.enabled:
+                raise ValueError("a data source with role blendshape_model needs model.blendshape_model.enabled: true")
+            if all(src.role == "blendshape_model" for src in self.data.sources):
+                raise ValueError("every data source has role blendshape_model; the landmark models need one with role all")
+
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load a training config; relative data/cache/output paths are resolved against the
@@ -103,4 +114,5 @@ def load_train_config(path: str | Path) -> TrainConfig:
     cfg = from_dict(TrainConfig, load_yaml(path), where=str(path))
     if not cfg.data.sources:
         raise ConfigError(f"{path}: data.sources lists no dataset folder")
+
     return cfg

@@ -113,6 +113,9 @@ class PreparedData:
     """Time to load the sources (cache) and build the windows."""
     subspace: SpeechSubspace | None = None
     """Directions of talking motion the models project off (``model.speech_subspace``)."""
+    blendshape_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Training windows (rows of ``jittered``) of the sources with role ``blendshape_model``:
+    the blendshape model trains on them beside ``train_rows``, the landmark models do not."""
 
     @property
     def positives(self) -> dict[str, int]:
@@ -146,6 +149,12 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     t0 = time.perf_counter()
     data = load_sources(config, progress=progress)
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
+    blend_only_names = {src.name or Path(src.path).name for src in config.data.sources if src.role == "blendshape_model"}
+    blend_only = np.array([g.split(":", 1)[0] in blend_only_names for g in data.groups], bool)
+    if blend_only.any():
+        # the blendshape model's extra photos train it whole; the landmark models, calibration
+        # and validation never see them
+        split = np.where(blend_only, TRAIN, split)
     kept = [s for s in extra_train if s.detected.any()]
     if kept:
         data = LabelledData(
@@ -155,6 +164,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
             data.sources + [{"name": extra_name, "n_samples": len(kept), "split": "train only", "per_label": {e: sum(s.ref.label == e for s in kept) for e in EMOTIONS if any(s.ref.label == e for s in kept)}}],
         )
         split = np.concatenate([split, np.full(len(kept), TRAIN)])
+        blend_only = np.concatenate([blend_only, np.zeros(len(kept), bool)])
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     talking = talking_bank(config, config.data.motion.sources, progress) if config.data.motion.sources else None
@@ -163,7 +173,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     blend = config.model.blendshapes
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
-    train_rows = _rows_of(jittered.owner, split == TRAIN)
+    train_rows = _rows_of(jittered.owner, (split == TRAIN) & ~blend_only)
+    blend_rows = _rows_of(jittered.owner, (split == TRAIN) & blend_only)
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
     codes_plain = codes_of_sample[plain.owner]
@@ -190,7 +201,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
             emotions.append(e)
     if not emotions:
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace)
+    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows)
 
 
 def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
@@ -255,7 +266,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     if bm.enabled:
         t0 = time.perf_counter()
         nets, fusion = fit_blendshape_fusion(
-            nets, prep.jittered, prep.codes_train, positives, subsets, rows=prep.train_rows, cal_data=plain,
+            nets, prep.jittered, prep.codes_train, positives, subsets, rows=np.concatenate([prep.train_rows, prep.blendshape_rows]), cal_data=plain,
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm,
         )
