@@ -171,3 +171,17 @@ def test_blendshape_only_source_trains_the_blendshape_model_alone(setup: dict[st
     assert set(fit.fusion) == set(prep.emotions) and "rafdb" not in fit.by_source
     with pytest.raises(Exception, match="blendshape_model.enabled"):
         with_overrides(base, {"data.sources": sources})
+
+
+def test_train_only_source_never_calibrates_or_validates(setup: dict[str, Path]) -> None:
+    from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.report import with_overrides
+    from realtime_fer.training.trainer import prepare
+
+    base = load_train_config(setup["config"])
+    sources = [{"path": s.path, "name": s.name, "licence": s.licence, "role": "train" if s.name == "rafdb" else "all"} for s in base.data.sources]
+    prep = prepare(with_overrides(base, {"data.sources": sources}), progress=False)
+    source = np.array([g.split(":", 1)[0] for g in prep.data.groups])
+    assert "rafdb" in set(source[prep.jittered.owner[prep.train_rows]])
+    assert "rafdb" not in set(source[prep.plain.owner[prep.val_rows]]) | set(source[prep.plain.owner[prep.cal_rows]])
+    assert len(prep.blendshape_rows) == 0

@@ -27,8 +27,10 @@ class DataSource:
     licence: str = "unknown"
     """Licence terms of the original data; copied into the bundle manifest."""
     name: str | None = None
-    role: Literal["all", "blendshape_model"] = "all"
+    role: Literal["all", "train", "blendshape_model"] = "all"
     """``all``: split into training, validation and calibration and used by every model;
+    ``train``: every sample is a training sample of every model, never a calibration or
+    validation one (e.g. clips rendered from the training photos of another source);
     ``blendshape_model``: every sample trains the blendshape model only
     (``model.blendshape_model``), never the landmark models, calibration or validation."""
 

@@ -151,10 +151,12 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
     blend_only_names = {src.name or Path(src.path).name for src in config.data.sources if src.role == "blendshape_model"}
     blend_only = np.array([g.split(":", 1)[0] in blend_only_names for g in data.groups], bool)
-    if blend_only.any():
-        # the blendshape model's extra photos train it whole; the landmark models, calibration
-        # and validation never see them
-        split = np.where(blend_only, TRAIN, split)
+    train_only_names = blend_only_names | {src.name or Path(src.path).name for src in config.data.sources if src.role == "train"}
+    train_only = np.array([g.split(":", 1)[0] in train_only_names for g in data.groups], bool)
+    if train_only.any():
+        # sources that only train (role train; role blendshape_model: the blendshape model
+        # alone): calibration and validation never see them
+        split = np.where(train_only, TRAIN, split)
     kept = [s for s in extra_train if s.detected.any()]
     if kept:
         data = LabelledData(
