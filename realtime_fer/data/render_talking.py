@@ -137,8 +137,10 @@ class TalkingWarp:
             landmark cache holds them (MediaPipe's convention, see the module docstring).
         mouth_cavity: where the mouth opens wider than in the photo, paint the new opening
             (inside the moved inner-lip contour, from pixels outside the photo's own opening)
-            the dark colour of a mouth's inside; without it, an opening mouth shows stretched
-            lip pixels, which the landmarker reads as a closed mouth.
+            the dark colour of a mouth's inside (the 5th percentile of the photo's lip pixels,
+            darkened), fading in over the first pixel of widening; without it, an opening
+            mouth shows stretched lip pixels, which the landmarker reads as a closed mouth.
+            No motion, or a closing mouth, leaves the photo's pixels as they are.
 
     Raises:
         ValueError: bad shapes, or landmarks that are not finite.
@@ -198,7 +200,8 @@ class TalkingWarp:
         pixels = self.image.reshape(h, w, -1)[lips] if lips.any() else self.image.reshape(h * w, -1)
         self._cavity = (np.percentile(pixels.astype(np.float32), CAVITY_PERCENTILE, axis=0) * CAVITY_DARKEN).astype(np.float32)
         """(C,) colour of the inside of the mouth."""
-        del cv2
+        self._gap = _mouth_gap(xy[list(INNER_LIP)])
+        """Mean gap between the photo's lips (pixels)."""
 
     @property
     def rotation(self) -> np.ndarray:
@@ -249,15 +252,26 @@ class TalkingWarp:
             frame = cv2.remap(self.image, p[..., 0], p[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             if self.mouth_cavity:
                 # the opening in this frame, less what comes from the photo's own opening
-                was_open = cv2.remap(self._opening, p[..., 0], p[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                alpha = _polygon_mask(lips[k], self.height, self.width) * (1.0 - was_open)
-                if alpha.max() > 0:
+                # (fading in over the first pixel by which the gap between the lips widens)
+                gain = float(np.clip(_mouth_gap(lips[k]) - self._gap, 0.0, 1.0))
+                if gain > 0:
+                    was_open = cv2.remap(self._opening, p[..., 0], p[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                    alpha = gain * _polygon_mask(lips[k], self.height, self.width) * (1.0 - was_open)
                     f = frame.reshape(self.height, self.width, -1).astype(np.float32)
                     a = alpha[..., None]
                     f = f * (1.0 - a) + self._cavity * a
                     frame = np.clip(np.rint(f), 0, 255).astype(np.uint8)
             out[k] = frame.reshape(self.image.shape)
         return out
+
+
+def _mouth_gap(inner_lip: np.ndarray) -> float:
+    """Mean gap (pixels) between the lips of an :data:`INNER_LIP` contour: its area over the
+    distance between the mouth corners."""
+    pts = np.asarray(inner_lip, np.float64)
+    x, y = pts[:, 0], pts[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return area / max(float(np.linalg.norm(pts[0] - pts[10])), 1.0)
 
 
 def _polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
