@@ -247,3 +247,27 @@ def report_tables(report: dict[str, Any]) -> str:
             row += [_cell(f.get("balanced.happy"), 3), _cell(f.get("balanced.surprise"), 3)]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def comparison_table(reports: Sequence[dict[str, Any]], emotions: Sequence[str] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")) -> str:
+    """One Markdown row per report: its name, the video sets' clips right and mean window
+    recall (mean ± sd over seeds), RAF-DB validation AUCs and CK+ happy/surprise AUC (means)."""
+    vnames = list(dict.fromkeys(s for r in reports for s in r["summary"] if not s.startswith("photos.") and s != VIDEO_ALL))
+    head = ["recipe", "seeds", "all video: clips right", "all video: mean window recall"] + [f"{v}: clips, recall" for v in vnames]
+    head += ["RAF-DB AUC " + "/".join(e[:3] for e in emotions), "CK+ AUC happy/surprise"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in reports:
+        s = r["summary"]
+        seeds = ",".join(map(str, r["seeds"])) or "-"
+        row = [str(r["recipe"].get("name", "?")), seeds]
+        allv = s.get(VIDEO_ALL) or (s.get(vnames[0]) if vnames else None) or {}
+        n_all = allv.get("n_clips", {}).get("max", 0)
+        row += [_cell(allv.get("clips_right"), 0, True) + f" of {n_all:.0f}", _cell(allv.get("mean_window_recall"), 3)]
+        for v in vnames:
+            f = s.get(v, {})
+            row.append(f"{_cell(f.get('clips_right'), 0, True)} of {f.get('n_clips', {}).get('max', 0):.0f}, {_cell(f.get('mean_window_recall'), 3)}")
+        raf, ck = s.get("photos.rafdb", {}), s.get("photos.ckplus48", {})
+        row.append("/".join(f"{raf[f'auc.{e}']['mean']:.3f}"[1:] if f"auc.{e}" in raf else "–" for e in emotions))
+        row.append("/".join(f"{ck[f'auc.{e}']['mean']:.3f}" if f"auc.{e}" in ck else "–" for e in ("happy", "surprise")))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
