@@ -112,7 +112,7 @@ def print_video(console, video: dict, png) -> None:  # noqa: ANN001 - rich is im
     for col in ("clip", "label", "vote", "windows", "shares"):
         clips.add_column(col)
     for path, c in video["clips"].items():
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(c["share"].items())[:3]) or "no full window of a face"
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(c["share"].items())[:3]) or "no window of a face"
         clips.add_row(Path(path).name, c["label"], ("[green]" if c["correct"] else "[red]") + str(c["vote"]), str(c["windows"]), shares)
     console.print(clips)
     cm = Table(title="window confusion (rows true, columns published; share of the row)")

@@ -1,10 +1,12 @@
-"""Windows of T frames: the unit that every emotion classifier scores.
+"""Windows of T samples: the unit that every emotion classifier scores.
 
-A *window* is a float32 array (T, L, 3): T consecutive frames of L normalised landmarks
-(see :mod:`realtime_fer.landmarks.normalize`).
+A *window* is a float32 array (T, L, 3): T samples of L normalised landmarks (see
+:mod:`realtime_fer.landmarks.normalize`), evenly spaced in source time.
 
-* **Videos** give sliding windows of ``length`` frames every ``hop`` frames. A window is used
-  only if the face was found in all of its frames.
+* **Videos** give a window every ``hop_seconds`` of source time, each spanning ``seconds``
+  resampled from the face's frames (*Windows in seconds* below). A window holds frames of one
+  run of consecutive detections of the face. (:func:`sliding_windows`, ``length`` consecutive
+  frames every ``hop`` frames, remains for training configs without ``seconds``.)
 * **Still images** (most of our training data) give a window made of the same frame repeated
   T times, each copy with independent Gaussian *landmark jitter* of standard deviation
   ``still_jitter`` (normalised units). The default is the frame-to-frame jitter measured on
