@@ -100,6 +100,8 @@ def test_write_and_load_round_trip(bundle_dir: Path) -> None:
 
     b = load_bundle(bundle_dir)
     assert b.path == bundle_dir and b.window_length == T and b.hop == 2
+    # no seconds in the manifest: the legacy rule, T frames of a 25 fps clip
+    assert b.window_seconds == pytest.approx(T / 25) and b.hop_seconds == pytest.approx(2 / 25)
     assert list(b.emotions) == ["happy", "sad", "surprise"]
     for name, e in b.emotions.items():
         assert e.landmarks == SUBSETS[name] and e.threshold == THRESHOLDS[name] and e.family == "randomized"
@@ -256,8 +258,10 @@ def test_wrong_schema_version(copy: Path, version: object) -> None:
         (lambda m: m["emotions"]["happy"].__setitem__("landmarks", [13, 13]), "distinct"),
         (lambda m: m["emotions"]["happy"].__setitem__("landmarks", []), "landmark indices"),
         (lambda m: m["files"].pop("sad.onnx"), "no sha256 for sad.onnx"),
+        (lambda m: m["window"].__setitem__("seconds", -0.5), "window seconds must be a number of seconds > 0"),
+        (lambda m: m["window"].__setitem__("hop_seconds", "fast"), "window hop_seconds must be a number of seconds > 0"),
     ],
-    ids=["no-window", "hop-0", "no-emotions", "no-threshold", "index-468", "index-negative", "duplicate-index", "no-landmarks", "no-hash"],
+    ids=["no-window", "hop-0", "no-emotions", "no-threshold", "index-468", "index-negative", "duplicate-index", "no-landmarks", "no-hash", "seconds-negative", "hop-seconds-text"],
 )
 def test_malformed_manifest(copy: Path, edit, match: str) -> None:  # noqa: ANN001
     _edit_manifest(copy, edit)

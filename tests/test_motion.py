@@ -112,3 +112,27 @@ def test_calibration_windows_move_and_optionally_stay_still(shared_data: Path, t
         assert spread[moving] > 1.5 * spread[still]  # real talking motion, not the photo repeated
     assert len(prep.cal_rows) == len(cal_images) * (2 if with_stills else 1)
     np.testing.assert_array_equal(prep.codes_plain[prep.cal_rows], [EMOTIONS.index(prep.data.labels[o]) for o in owners])  # labels kept
+
+
+def test_bank_resamples_clips_to_the_window_rate(bank: MotionBank, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Windows in seconds: a bank with ``rate`` holds its 30 fps clips at the window's sample
+    rate (25 Hz for 24 samples over 0.96 s), linearly interpolated, so a segment of T samples
+    spans the window's seconds."""
+    from realtime_fer.data.motion import resample_run
+    from realtime_fer.features.windows import WindowOptions
+
+    rate = WindowOptions(length=24, seconds=0.96).rate_hz
+    timed = MotionBank.from_videos([shared_data / "video" / "talking" / c for c in CLIPS], session_cache(tmp_path_factory), workers=0, rate=rate)
+    assert timed.rate == rate and bank.rate is None
+    assert sorted(timed.names) == sorted(bank.names) and len(timed.run_length) == len(bank.run_length)
+    for n30, n25 in zip(bank.run_length, timed.run_length):  # (n - 1) / 30 s of frames -> samples every 1/25 s
+        assert n25 == int(np.floor((n30 - 1) / 30 * 25 + 1e-6)) + 1
+    # the resampling itself: a signal linear in time comes back exactly at the sample times
+    t30 = np.arange(31) / 30
+    run = np.stack([t30, 2 * t30], axis=1).astype(np.float32)
+    out = resample_run(run, 30.0, 25.0)
+    np.testing.assert_allclose(out[:, 0], np.arange(26) / 25, atol=1e-6)
+    np.testing.assert_allclose(out[:, 1], 2 * np.arange(26) / 25, atol=1e-6)
+    np.testing.assert_array_equal(resample_run(run, 25.0, 25.0), run)  # same rate: the frames themselves
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        MotionBank([np.zeros((4, 468, 3), np.float32)], fps=[30.0], rate=0.0)

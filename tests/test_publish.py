@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +33,7 @@ from realtime_fer.publish import (
     encode,
     face_topic,
     faces_prefix,
+    message_from_dict,
     status_topic,
     to_json_line,
 )
@@ -151,6 +153,18 @@ def test_invalid_prediction_fields_are_named(field: str, value: Any, match: str)
     data[field] = value
     with pytest.raises(MessageError, match=match):
         decode(json.dumps(data).encode())
+
+
+def test_partial_flag_is_optional_and_checked() -> None:
+    """``partial`` (windows in seconds) is an optional field: old messages without it decode
+    with ``None``, a flagged prediction round-trips, a non-boolean is rejected."""
+    pred = replace(_prediction(), partial=True)
+    assert decode(encode(pred, "json")).partial is True  # type: ignore[union-attr]
+    old = json.loads(encode(_prediction(), "json"))
+    old.pop("partial")
+    assert message_from_dict(old).partial is None  # type: ignore[union-attr]
+    with pytest.raises(MessageError, match="partial"):
+        message_from_dict({**old, "partial": "yes"})
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:

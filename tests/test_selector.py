@@ -112,6 +112,50 @@ def test_gathered_windows_equal_reference(real_faces: np.ndarray, kernels: str) 
         np.testing.assert_array_equal(union[:, :, np.searchsorted(sel.union, lms)], out[name])
 
 
+def test_timed_windows_kernels_numpy_and_offline_agree(real_faces: np.ndarray) -> None:
+    """Irregular frame times (a 13-40 fps camera with dropped frames, then a 250 fps burst whose
+    extra frames replace the newest), partial windows and blendshapes: the compiled kernels,
+    their numpy stand-ins and the offline resampling (interpolation_plan over
+    normalize_landmarks) give the same windows."""
+    from realtime_fer.features.windows import interpolation_plan, resample
+
+    rng = np.random.default_rng(7)
+    frames = np.concatenate([real_faces, _synthetic_faces(20, seed=8)])
+    n = 70
+    seq = frames[rng.integers(0, len(frames), n)]
+    blend = rng.uniform(0, 1, size=(n, 3)).astype(np.float32)
+    gaps = np.concatenate([rng.uniform(0.025, 0.075, 50), np.full(20, 0.004)])
+    times = np.round(np.cumsum(gaps) * 1000) / 1000
+    emotions = {"a": sorted(rng.choice(468, 30, replace=False).tolist()), "b": rng.choice(468, 12, replace=False).tolist()}
+    sels = {}
+    for kernels in ("compiled", "numpy"):
+        sel = FeatureSelector(emotions, window_length=8, max_faces=2, n_blendshapes=3, seconds=0.4, max_fps=120)
+        sel.kernels = kernels
+        sels[kernels] = sel
+    kept: list[int] = []  # the frames the ring keeps (offline reference): a 250 fps frame replaces the newest
+    for i in range(n):
+        if len(kept) >= 2 and times[kept[-1]] - times[kept[-2]] < sels["numpy"].min_interval:
+            kept[-1] = i
+        else:
+            kept.append(i)
+        got = {}
+        for kernels, sel in sels.items():
+            sel.push([1], [seq[i]], [blend[i]], t=float(times[i]))
+            got[kernels] = (sel.gather([1]), sel.gather_union([1]), sel.gather_blendshapes([1]), sel.real_samples(1))
+        c, nmp = got["compiled"], got["numpy"]
+        assert c[3] == nmp[3] and (c[3] < 8) == (times[i] - times[0] < 0.35 - 1e-4)
+        for name in emotions:
+            np.testing.assert_allclose(c[0][name], nmp[0][name], atol=2e-5)
+        np.testing.assert_allclose(c[1], nmp[1], atol=2e-5)
+        np.testing.assert_allclose(c[2], nmp[2], atol=1e-6)
+        k = np.array(kept)
+        older, newer, w = interpolation_plan(times[k], np.array([len(k) - 1]), 8, 0.05)
+        want = resample(normalize_landmarks(seq[k]), older, newer, w)[0][:, sels["numpy"].union]
+        np.testing.assert_allclose(c[1][0], want, atol=2e-5)
+        np.testing.assert_allclose(c[2][0], resample(blend[k], older, newer, w)[0], atol=1e-6)
+    assert sels["compiled"].ring_frames == int(np.ceil(0.4 * 120)) + 3
+
+
 def test_ring_reset_and_readiness() -> None:
     sel = FeatureSelector({"a": [1, 2, 3]}, window_length=3, max_faces=2)
     faces = _synthetic_faces(5, seed=4)

@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing-tau", type=float, metavar="S", help="time constant of the published probabilities' moving average on clips, seconds (default: the live recognizer's)")
     p.add_argument("--no-smoothing", action="store_true", help="decide every window of a clip alone")
     p.add_argument("--adapt", action="store_true", help="person-adaptive normalisation on clips, as the live recognizer's adaptation.enabled")
+    p.add_argument("--partial-windows", choices=["short", "all", "none"], default="short", help="which partial windows of clips are scored (a face seen for less than a window, at least --min-seconds): 'short' only in runs too short for a full window (default), 'all' every one a live stream publishes, 'none' full windows only")
+    p.add_argument("--min-seconds", type=float, default=0.4, metavar="S", help="a face seen this long gets a partial window (the live window.min_seconds; default 0.4)")
     p.add_argument("--leave-one-actor-out", metavar="TRAIN_CONFIG", help="for recipes that train on video: per actor of DIR's clips, train TRAIN_CONFIG's recipe on its sources plus the other actors' clips and score the held-out actor's clips (--model is not used)")
     p.add_argument("--groups", metavar="YAML", help="with --leave-one-actor-out: a map 'clip file name: actor' for clips whose names carry no actor")
     add_scheduler_arguments(p)
@@ -32,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise FerError(f"--smoothing-tau: {exc}") from None
     adaptation = AdaptationOptions(enabled=args.adapt)
+    if not (args.min_seconds >= 0 and args.min_seconds < float("inf")):
+        raise FerError(f"--min-seconds must be >= 0 seconds, got {args.min_seconds}")
     if args.groups and not args.leave_one_actor_out:
         raise FerError("--groups is used with --leave-one-actor-out only")
     with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files):
@@ -53,7 +57,7 @@ def _metrics(args: argparse.Namespace, smoothing, adaptation) -> dict:  # noqa: 
         cfg.data.cache_dir = args.cache
         metrics = leave_one_group_out(args.data, cfg, groups_file=args.groups, smoothing=smoothing, adaptation=adaptation, device=args.device, workers=args.workers, progress=not args.no_progress)
     else:
-        metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames, smoothing=smoothing, adaptation=adaptation)
+        metrics = evaluate(args.data, args.model, cache_dir=args.cache, device=args.device, workers=args.workers, progress=not args.no_progress, max_video_frames=args.max_video_frames, smoothing=smoothing, adaptation=adaptation, partial=args.partial_windows, min_seconds=args.min_seconds)
     return metrics
 
 
@@ -108,7 +112,7 @@ def print_video(console, video: dict, png) -> None:  # noqa: ANN001 - rich is im
     for col in ("clip", "label", "vote", "windows", "shares"):
         clips.add_column(col)
     for path, c in video["clips"].items():
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(c["share"].items())[:3]) or "no full window of a face"
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(c["share"].items())[:3]) or "no window of a face"
         clips.add_row(Path(path).name, c["label"], ("[green]" if c["correct"] else "[red]") + str(c["vote"]), str(c["windows"]), shares)
     console.print(clips)
     cm = Table(title="window confusion (rows true, columns published; share of the row)")

@@ -11,6 +11,13 @@ window of a face with that expression, talking, with its label kept.
 
 Clips are read through the landmark cache (:func:`realtime_fer.data.extract.extract_dataset`),
 so their file names need no label: any video below the given folders is used.
+
+Windows in seconds: a bank built with a ``rate`` (the window's samples per second,
+:attr:`WindowOptions.rate_hz <realtime_fer.features.windows.WindowOptions.rate_hz>`, given when
+the training config sets ``window.seconds``) resamples each run of its clips onto that rate by
+linear interpolation of the clip's timestamped frames (``i / fps``), so a segment of T samples
+spans the window's seconds whatever the clip's frame rate (the talking clips are 30 fps).
+Without a rate the clips are read frame by frame (the shipped model's recipe).
 """
 
 from __future__ import annotations
@@ -104,13 +111,30 @@ class MotionBank:
     Args:
         clips: per clip, (F, 468, 3) normalised landmarks with NaN rows where no face was found.
         names: one name per clip (reports).
-        min_run: shortest run of consecutive detected frames that is kept.
+        min_run: shortest run of consecutive detected frames that is kept (counted after
+            resampling).
+        fps: per clip, its frame rate (``None``: unknown); used with ``rate``.
+        rate: resample every run of a clip with a known frame rate onto this many samples a
+            second (``None``: frames as they are).
 
     A clip's frames are cut into runs of consecutive detections (a lost face may come back as
     somebody else); each run's motion is its frames minus the run's mean face.
     """
 
-    def __init__(self, clips: Sequence[np.ndarray], names: Sequence[str] | None = None, min_run: int = 2, blendshapes: Sequence[np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        clips: Sequence[np.ndarray],
+        names: Sequence[str] | None = None,
+        min_run: int = 2,
+        blendshapes: Sequence[np.ndarray] | None = None,
+        *,
+        fps: Sequence[float | None] | None = None,
+        rate: float | None = None,
+    ) -> None:
+        if rate is not None and not (np.isfinite(rate) and rate > 0):
+            raise ValueError(f"motion rate must be > 0 samples a second, got {rate!r}")
+        self.rate = rate
+        """Samples per second of the bank's runs (``None``: the clips' own frames)."""
         runs: list[np.ndarray] = []
         blend_runs: list[np.ndarray] = []
         self.names = list(names) if names is not None else [f"clip{i}" for i in range(len(clips))]
@@ -122,12 +146,17 @@ class MotionBank:
             if b is not None:
                 ok &= np.isfinite(b).all(axis=1)
             edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+            clip_fps = fps[ci] if fps is not None else None
             for s, e in zip(edges[::2], edges[1::2]):
-                if e - s >= min_run:
-                    seg = c[s:e]
+                seg = c[s:e]
+                bseg = None if b is None else b[s:e]
+                if rate is not None and clip_fps:
+                    seg = resample_run(seg, clip_fps, rate)
+                    bseg = None if bseg is None else resample_run(bseg, clip_fps, rate)
+                if len(seg) >= min_run:
                     runs.append((seg - seg.mean(axis=0, keepdims=True)).astype(np.float32))
-                    if b is not None:
-                        blend_runs.append((b[s:e] - b[s:e].mean(axis=0, keepdims=True)).astype(np.float32))
+                    if bseg is not None:
+                        blend_runs.append((bseg - bseg.mean(axis=0, keepdims=True)).astype(np.float32))
                     self.run_clip.append(ci)
         if not runs:
             raise DataError("no motion: no clip has a face in two consecutive frames")
@@ -148,8 +177,10 @@ class MotionBank:
         *,
         workers: int | None = None,
         progress: bool = False,
+        rate: float | None = None,
     ) -> MotionBank:
-        """Extract (or read from the cache) every video below ``paths`` and build the bank."""
+        """Extract (or read from the cache) every video below ``paths`` and build the bank
+        (``rate``: resample the clips onto that many samples a second, see the class)."""
         from realtime_fer.data.extract import extract_dataset
 
         res = extract_dataset(motion_discovery(paths), cache_dir, options, workers=workers, progress=progress)
@@ -164,8 +195,12 @@ class MotionBank:
             frames = np.full((s.n_frames, 468, 3), np.nan, np.float32)
             frames[s.detected] = normalize_landmarks(s.landmarks[s.detected])
             normed.append(frames)
-        bank = cls(normed, [s.ref.path.name for s in clips], blendshapes=[s.blendshapes for s in clips] if with_blend else None)
-        log.info("motion bank: %d clips, %d runs, %d frames", len(clips), len(bank.run_length), len(bank.frames))
+        if rate is not None:
+            for s in clips:
+                if not s.fps:
+                    log.warning("motion clip %s reports no frame rate: its frames are used as samples", s.ref.path.name)
+        bank = cls(normed, [s.ref.path.name for s in clips], blendshapes=[s.blendshapes for s in clips] if with_blend else None, fps=[s.fps for s in clips], rate=rate)
+        log.info("motion bank: %d clips, %d runs, %d %s", len(clips), len(bank.run_length), len(bank.frames), "frames" if rate is None else f"samples at {rate:g} Hz")
         return bank
 
     @property
@@ -184,6 +219,7 @@ class MotionBank:
     def _subset(self, clips: Sequence[int]) -> MotionBank:
         keep = set(int(c) for c in clips)
         out = object.__new__(MotionBank)
+        out.rate = self.rate
         runs = [i for i, c in enumerate(self.run_clip) if c in keep]
         remap = {c: j for j, c in enumerate(sorted(keep))}
         out.names = [self.names[c] for c in sorted(keep)]
@@ -226,6 +262,24 @@ class MotionBank:
                 if blend is not None:
                     blend[flip] = blend[flip][:, :, blendshape_mirror()]
         return seg.astype(np.float32, copy=False), (None if blend is None else blend.astype(np.float32, copy=False))
+
+
+def resample_run(frames: np.ndarray, fps: float, rate: float) -> np.ndarray:
+    """A run of consecutive frames (n, ...) at ``fps``, resampled onto ``rate`` samples a second
+    from its first frame: samples at ``k / rate`` for ``k / rate <= (n - 1) / fps``, each
+    linearly interpolated between the two frames around it (the window rule of
+    :func:`~realtime_fer.features.windows.interpolation_plan`)."""
+    from realtime_fer.features.windows import TIME_TOLERANCE_S, resample
+
+    n = len(frames)
+    times = np.arange(n, dtype=np.float64) / fps
+    grid = np.arange(int(np.floor(times[-1] * rate + 1e-6)) + 1, dtype=np.float64) / rate
+    older = np.clip(np.searchsorted(times, grid + TIME_TOLERANCE_S, side="right") - 1, 0, n - 1)
+    exact = np.abs(times[older] - grid) <= TIME_TOLERANCE_S
+    newer = np.where(exact, older, np.minimum(older + 1, n - 1))
+    gap = times[newer] - times[older]
+    weight = np.where(exact | (gap <= 0), 0.0, (grid - times[older]) / np.where(gap > 0, gap, 1.0))
+    return resample(frames, older[:, None], newer[:, None], weight[:, None])[:, 0]
 
 
 def blendshape_mirror() -> np.ndarray:

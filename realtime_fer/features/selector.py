@@ -1,15 +1,22 @@
-"""The live feature selector: landmarks -> normalised per-face ring buffers -> model inputs.
+"""The live feature selector: landmarks -> normalised, timestamped per-face ring buffers -> model inputs.
 
 Per frame, :meth:`FeatureSelector.push` takes the (478, 3) pixel landmarks of every tracked face
-and, in one Numba-compiled call, normalises each face to the reference face (the same similarity
-fit on :data:`~realtime_fer.landmarks.normalize.ANCHORS` as
+and the frame's source time and, in one Numba-compiled call, normalises each face to the
+reference face (the same similarity fit on :data:`~realtime_fer.landmarks.normalize.ANCHORS` as
 :func:`~realtime_fer.landmarks.normalize.normalize_landmarks`) and writes only the bundle's
-*landmark union* into that face's slot of a preallocated ring buffer of ``window_length`` frames.
+*landmark union* (and the face's blendshape scores) into that face's slot of a preallocated ring
+buffer of timestamped frames. The ring holds enough frames to cover a window's span at up to
+``max_fps`` frames a second; a frame that comes sooner than ``1 / max_fps`` after the frame
+before the newest replaces the newest (so a faster source still covers the span).
 
-Every scoring step, :meth:`FeatureSelector.gather` copies, again in one compiled call, each
-emotion's pruned landmark subset of every ready face into that emotion's preallocated batch
-array (N, T, L_e, 3), oldest frame first: exactly the input its ONNX model takes. Nothing
-allocates per frame and no Python loop runs over landmarks.
+Every scoring step, :meth:`FeatureSelector.gather_union` (what the models read) and
+:meth:`FeatureSelector.gather` (each emotion's pruned subset, what the attributions read)
+resample, again in compiled calls, each face's frames onto the window's T sample times (see
+:mod:`realtime_fer.features.windows`, *Windows in seconds*): a window ending at the face's latest
+frame ``t`` holds the samples at ``t - (T - 1 - k) * seconds / T``, each linearly interpolated
+between the two frames around it, oldest first; samples before the face's first frame hold the
+first frame (a *partial* window, :meth:`FeatureSelector.real_samples` < T). Nothing allocates
+per frame and no Python loop runs over landmarks.
 
 The rigid fit needs the rotation maximising ``trace(R^T H)`` for a 3x3 cross-covariance ``H``.
 Numba's ``np.linalg.svd`` needs SciPy's LAPACK, which this package does not depend on, so the
@@ -24,8 +31,9 @@ cache (Numba writes it beside this module, or in a per-user folder when that is 
 ``NUMBA_CACHE_DIR`` chooses another). So that even the first start need not wait for the
 compiler, :func:`compile_kernels` can compile in a background thread: until it is done, a
 selector runs the same computation in numpy (:func:`_push_faces_numpy`,
-:func:`_gather_windows_numpy`; the fit by :func:`~realtime_fer.landmarks.normalize.similarity_fit`'s
-SVD, the same optimum as Horn's, equal to float32 precision), then switches to the kernels.
+:func:`_plan_windows_numpy`, :func:`_gather_windows_numpy`, :func:`_resample_rows_numpy`; the fit
+by :func:`~realtime_fer.landmarks.normalize.similarity_fit`'s SVD, the same optimum as Horn's,
+equal to float32 precision), then switches to the kernels.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 from numba import njit
 
+from realtime_fer.features.windows import LEGACY_RATE_HZ, TIME_TOLERANCE_S, interpolation_plan, real_samples
 from realtime_fer.landmarks.detector import NUM_LANDMARKS, NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.normalize import ANCHOR_INDEX, reference_face, similarity_fit
 
@@ -165,21 +174,27 @@ def _similarity_fit(points: np.ndarray, anchors: np.ndarray, ref_centered: np.nd
 @njit(cache=True, nogil=True)
 def _push_faces(
     points: np.ndarray,
+    blend_in: np.ndarray,
     slots: np.ndarray,
+    times: np.ndarray,
     anchors: np.ndarray,
     ref_centered: np.ndarray,
     ref_mean: np.ndarray,
     union: np.ndarray,
     ring: np.ndarray,
+    blend_ring: np.ndarray,
+    stamps: np.ndarray,
     head: np.ndarray,
-    filled: np.ndarray,
+    count: np.ndarray,
+    first: np.ndarray,
+    min_interval: float,
 ) -> None:  # pragma: no cover - compiled
-    """Normalise faces ``points[i]`` (F, 478, 3) into ``ring[slots[i], head[slot]]`` (union only)."""
-    length = ring.shape[1]
+    """Normalise faces ``points[i]`` (F, 478, 3) of time ``times[i]`` into ring ``slots[i]``
+    (union only; ``blend_in[i]`` into ``blend_ring``); see :func:`_ring_position`."""
     for i in range(points.shape[0]):
         slot = slots[i]
+        pos = _ring_position(stamps, head, count, first, slot, times[i], min_interval)
         r, s, t = _similarity_fit(points[i], anchors, ref_centered, ref_mean)
-        pos = head[slot]
         for u in range(union.shape[0]):
             j = union[u]
             p0 = points[i, j, 0]
@@ -187,25 +202,81 @@ def _push_faces(
             p2 = points[i, j, 2]
             for c in range(3):
                 ring[slot, pos, u, c] = s * (p0 * r[0, c] + p1 * r[1, c] + p2 * r[2, c]) + t[c]
-        head[slot] = (pos + 1) % length
-        if filled[slot] < length:
-            filled[slot] += 1
+        for b in range(blend_ring.shape[2]):
+            blend_ring[slot, pos, b] = blend_in[i, b]
+
+
+@njit(cache=True, nogil=True)
+def _ring_position(stamps: np.ndarray, head: np.ndarray, count: np.ndarray, first: np.ndarray, slot: int, t: float, min_interval: float) -> int:  # pragma: no cover - compiled
+    """The ring position a frame of time ``t`` goes to, with the ring's bookkeeping updated: a
+    new position, or the newest frame's when that one came less than ``min_interval`` after the
+    frame before it (it is replaced; the stored frames stay ``min_interval`` apart)."""
+    frames = stamps.shape[1]
+    n = count[slot]
+    if n == 0:
+        first[slot] = t
+    if n >= 2:
+        newest = (head[slot] - 1 + frames) % frames
+        before = (head[slot] - 2 + frames) % frames
+        if stamps[slot, newest] - stamps[slot, before] < min_interval:
+            stamps[slot, newest] = t
+            return newest
+    pos = head[slot]
+    stamps[slot, pos] = t
+    head[slot] = (pos + 1) % frames
+    if n < frames:
+        count[slot] = n + 1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _plan_windows(stamps: np.ndarray, head: np.ndarray, count: np.ndarray, slots: np.ndarray, step: float, tol: float, older: np.ndarray, newer: np.ndarray, weight: np.ndarray) -> None:  # pragma: no cover - compiled
+    """For each face ``slots[b]``, the ring positions and weight of the T samples of its window
+    ending at its newest frame (the rule of :func:`~realtime_fer.features.windows.interpolation_plan`):
+    ``older[b, k]``, ``newer[b, k]``, ``weight[b, k]``."""
+    frames = stamps.shape[1]
+    length = older.shape[1]
+    for b in range(slots.shape[0]):
+        slot = slots[b]
+        n = count[slot]
+        h = head[slot]
+        t_end = stamps[slot, (h - 1 + frames) % frames]
+        t_oldest = stamps[slot, (h - n + frames) % frames]
+        age = 0  # of the newest frame at or before the sample time (0 = newest)
+        for k in range(length - 1, -1, -1):
+            s = t_end - (length - 1 - k) * step
+            while age < n - 1 and stamps[slot, (h - 1 - age + 2 * frames) % frames] > s + tol:
+                age += 1
+            pos = (h - 1 - age + 2 * frames) % frames
+            ts = stamps[slot, pos]
+            if s <= t_oldest + tol or abs(ts - s) <= tol or age == 0:
+                older[b, k] = pos
+                newer[b, k] = pos
+                weight[b, k] = 0.0
+            else:
+                nxt = (pos + 1) % frames
+                older[b, k] = pos
+                newer[b, k] = nxt
+                gap = stamps[slot, nxt] - ts
+                weight[b, k] = (s - ts) / gap if gap > 0 else 0.0
 
 
 @njit(cache=True, nogil=True)
 def _gather_windows(
     ring: np.ndarray,
-    head: np.ndarray,
     slots: np.ndarray,
+    older: np.ndarray,
+    newer: np.ndarray,
+    weight: np.ndarray,
     positions: np.ndarray,
     offsets: np.ndarray,
     flat_out: np.ndarray,
     capacity: int,
 ) -> None:  # pragma: no cover - compiled
-    """Copy each emotion's landmark subset of ``slots``' rings, oldest frame first, into its
-    block of ``flat_out``: emotion ``e`` owns ``capacity * T * L_e * 3`` floats starting at
-    ``capacity * T * 3 * offsets[e]``, laid out C-contiguously as (capacity, T, L_e, 3)."""
-    length = ring.shape[1]
+    """Resample each emotion's landmark subset of ``slots``' rings by the plan (oldest sample
+    first) into its block of ``flat_out``: emotion ``e`` owns ``capacity * T * L_e * 3`` floats
+    starting at ``capacity * T * 3 * offsets[e]``, laid out C-contiguously as (capacity, T, L_e, 3)."""
+    length = older.shape[1]
     n_emotions = offsets.shape[0] - 1
     for e in range(n_emotions):
         lo = offsets[e]
@@ -213,16 +284,40 @@ def _gather_windows(
         base = capacity * length * 3 * lo
         for b in range(slots.shape[0]):
             slot = slots[b]
-            start = head[slot]  # the oldest frame once the ring is full
             for t in range(length):
-                src = (start + t) % length
+                i0 = older[b, t]
+                i1 = newer[b, t]
+                w = weight[b, t]
                 row = base + (b * length + t) * n_lm * 3
                 for l in range(n_lm):
                     u = positions[lo + l]
                     k = row + l * 3
-                    flat_out[k] = ring[slot, src, u, 0]
-                    flat_out[k + 1] = ring[slot, src, u, 1]
-                    flat_out[k + 2] = ring[slot, src, u, 2]
+                    for c in range(3):
+                        a = ring[slot, i0, u, c]
+                        if w == 0.0:
+                            flat_out[k + c] = a
+                        else:
+                            flat_out[k + c] = a + w * (ring[slot, i1, u, c] - a)
+
+
+@njit(cache=True, nogil=True)
+def _resample_rows(rows: np.ndarray, slots: np.ndarray, older: np.ndarray, newer: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[b, k] = rows[slots[b], older] + weight * (rows[slots[b], newer] - rows[..., older])``
+    for rings ``rows`` (capacity, frames, D): the union windows, or the blendshape windows."""
+    length = older.shape[1]
+    for b in range(slots.shape[0]):
+        slot = slots[b]
+        for k in range(length):
+            i0 = older[b, k]
+            i1 = newer[b, k]
+            w = weight[b, k]
+            if w == 0.0:
+                for d in range(rows.shape[2]):
+                    out[b, k, d] = rows[slot, i0, d]
+            else:
+                for d in range(rows.shape[2]):
+                    a = rows[slot, i0, d]
+                    out[b, k, d] = a + w * (rows[slot, i1, d] - a)
 
 
 @njit(cache=True, nogil=True)
@@ -238,33 +333,72 @@ def _normalize_one(points: np.ndarray, anchors: np.ndarray, ref_centered: np.nda
 # --------------------------------------------------------------------------------------------
 # numpy equivalents, used until the compiled kernels are ready
 # --------------------------------------------------------------------------------------------
-def _push_faces_numpy(points: np.ndarray, slots: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray,
-                      union: np.ndarray, ring: np.ndarray, head: np.ndarray, filled: np.ndarray) -> None:
+def _ring_position_numpy(stamps: np.ndarray, head: np.ndarray, count: np.ndarray, first: np.ndarray, slot: int, t: float, min_interval: float) -> int:
+    """:func:`_ring_position` in Python."""
+    frames = stamps.shape[1]
+    n = int(count[slot])
+    if n == 0:
+        first[slot] = t
+    if n >= 2:
+        newest = (int(head[slot]) - 1) % frames
+        before = (int(head[slot]) - 2) % frames
+        if stamps[slot, newest] - stamps[slot, before] < min_interval:
+            stamps[slot, newest] = t
+            return newest
+    pos = int(head[slot])
+    stamps[slot, pos] = t
+    head[slot] = (pos + 1) % frames
+    if n < frames:
+        count[slot] = n + 1
+    return pos
+
+
+def _push_faces_numpy(points: np.ndarray, blend_in: np.ndarray, slots: np.ndarray, times: np.ndarray, anchors: np.ndarray, ref_centered: np.ndarray, ref_mean: np.ndarray,
+                      union: np.ndarray, ring: np.ndarray, blend_ring: np.ndarray, stamps: np.ndarray, head: np.ndarray, count: np.ndarray, first: np.ndarray,
+                      min_interval: float) -> None:
     """:func:`_push_faces` in numpy: the same similarity fit by SVD
     (:func:`~realtime_fer.landmarks.normalize.similarity_fit`), all faces at once."""
-    length = ring.shape[1]
     pts = points.astype(np.float64)
     r, s, t = similarity_fit(pts[:, anchors], ref_centered + ref_mean)
     normalised = s[:, None, None] * (pts[:, union] @ r) + t[:, None, :]
     for i in range(points.shape[0]):
         slot = int(slots[i])
-        pos = int(head[slot])
+        pos = _ring_position_numpy(stamps, head, count, first, slot, float(times[i]), min_interval)
         ring[slot, pos] = normalised[i]
-        head[slot] = (pos + 1) % length
-        if filled[slot] < length:
-            filled[slot] += 1
+        blend_ring[slot, pos] = blend_in[i]
 
 
-def _gather_windows_numpy(ring: np.ndarray, head: np.ndarray, slots: np.ndarray, positions: np.ndarray, offsets: np.ndarray,
+def _plan_windows_numpy(stamps: np.ndarray, head: np.ndarray, count: np.ndarray, slots: np.ndarray, step: float, tol: float,
+                        older: np.ndarray, newer: np.ndarray, weight: np.ndarray) -> None:
+    """:func:`_plan_windows` by :func:`~realtime_fer.features.windows.interpolation_plan` over
+    each ring's frames in time order."""
+    frames = stamps.shape[1]
+    length = older.shape[1]
+    for b, slot in enumerate(slots):
+        n = int(count[slot])
+        order = (int(head[slot]) - n + np.arange(n)) % frames  # oldest first
+        o, nw, w = interpolation_plan(stamps[slot, order], np.array([n - 1]), length, step)
+        older[b] = order[o[0]]
+        newer[b] = order[nw[0]]
+        weight[b] = w[0]
+
+
+def _gather_windows_numpy(ring: np.ndarray, slots: np.ndarray, older: np.ndarray, newer: np.ndarray, weight: np.ndarray, positions: np.ndarray, offsets: np.ndarray,
                           batches: Sequence[np.ndarray]) -> None:
     """:func:`_gather_windows` in numpy, writing into the per-emotion views of ``flat_out``."""
-    length = ring.shape[1]
-    steps = np.arange(length)
     for e, out in enumerate(batches):
         pos = positions[offsets[e] : offsets[e + 1]]
         for b, slot in enumerate(slots):
-            order = (int(head[slot]) + steps) % length
-            out[b] = ring[slot][order][:, pos]
+            a = ring[slot][older[b]][:, pos].astype(np.float64)
+            z = ring[slot][newer[b]][:, pos]
+            out[b] = a + weight[b][:, None, None] * (z - a)
+
+
+def _resample_rows_numpy(rows: np.ndarray, slots: np.ndarray, older: np.ndarray, newer: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_resample_rows` in numpy."""
+    for b, slot in enumerate(slots):
+        a = rows[slot][older[b]].astype(np.float64)
+        out[b] = a + weight[b][:, None] * (rows[slot][newer[b]] - a)
 
 
 _ready = threading.Event()
@@ -286,9 +420,11 @@ def _compile_now() -> float:
         sel.kernels = "compiled"
         fake = np.zeros((NUM_LANDMARKS, 3), np.float32)
         fake[:NUM_MESH_LANDMARKS] = reference_face() * 100.0 + 200.0
-        for _ in range(2):
-            sel.push([0], [fake])
+        for k in range(3):
+            sel.push([0], [fake], t=0.015 * k)  # spacing off the sample grid: interpolated samples
         sel.gather([0])
+        sel.gather_union([0])
+        sel.gather_blendshapes([0])
         normalize_subset(fake, sel.union[:1])
         _ready.set()
         elapsed = time.perf_counter() - t0
@@ -342,15 +478,20 @@ def normalize_subset(points: np.ndarray, index: Sequence[int] | np.ndarray, refe
 
 
 class FeatureSelector:
-    """Preallocated per-face ring buffers and per-emotion batch arrays for live scoring.
+    """Preallocated per-face ring buffers of timestamped frames and per-emotion batch arrays.
 
     Args:
         emotions: emotion -> landmark indices (into the 468-point mesh) that its model reads, in
             the model's input order (``{name: entry.landmarks for name, entry in
             bundle.emotions.items()}``).
-        window_length: frames per window (T).
+        window_length: samples per window (T).
         max_faces: number of ring-buffer slots (faces tracked at once).
         reference: (468, 3) reference face; default: the shipped one.
+        n_blendshapes: blendshape scores kept per frame (0: none).
+        seconds: a window's span in source seconds; default ``window_length / 25`` (the legacy
+            rule: at 25 fps every sample is a frame).
+        max_fps: the fastest frame rate whose frames are all kept (faster sources keep frames
+            ``1 / max_fps`` apart); sizes the rings.
 
     Slots are indices ``0 .. max_faces - 1`` that the caller (the face tracker) assigns to
     faces; :meth:`reset` empties one when a new face takes it.
@@ -363,14 +504,29 @@ class FeatureSelector:
         max_faces: int,
         reference: np.ndarray | None = None,
         n_blendshapes: int = 0,
+        *,
+        seconds: float | None = None,
+        max_fps: float = 120.0,
     ) -> None:
         if not emotions:
             raise ValueError("no emotions to select features for")
         if window_length < 1 or max_faces < 1:
             raise ValueError("window_length and max_faces must be >= 1")
+        if seconds is not None and not (np.isfinite(seconds) and seconds > 0):
+            raise ValueError("seconds must be > 0")
+        if not (np.isfinite(max_fps) and max_fps > 0):
+            raise ValueError("max_fps must be > 0")
         self.emotions: tuple[str, ...] = tuple(emotions)
         self.window_length = int(window_length)
         self.max_faces = int(max_faces)
+        self.seconds = float(seconds) if seconds is not None else self.window_length / LEGACY_RATE_HZ
+        """A window's span in source seconds."""
+        self.step = self.seconds / self.window_length
+        """Seconds between two samples of a window."""
+        self.min_interval = min(1.0 / float(max_fps), self.step)
+        """Stored frames are at least this far apart (a faster frame replaces the newest)."""
+        self.ring_frames = int(np.ceil(self.seconds / self.min_interval)) + 3
+        """Frames a ring holds: a window's span at ``max_fps``, with margin."""
         per_emotion = [np.asarray(list(emotions[e]), dtype=np.int64) for e in self.emotions]
         for name, idx in zip(self.emotions, per_emotion):
             if idx.size == 0 or idx.min() < 0 or idx.max() >= NUM_MESH_LANDMARKS:
@@ -381,10 +537,16 @@ class FeatureSelector:
         sizes = np.array([len(idx) for idx in per_emotion], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._ref_centered, self._ref_mean = _reference_terms(reference)
-        t, cap = self.window_length, self.max_faces
-        self._ring = np.zeros((cap, t, len(self.union), 3), dtype=np.float32)
+        t, cap, frames = self.window_length, self.max_faces, self.ring_frames
+        self._ring = np.zeros((cap, frames, len(self.union), 3), dtype=np.float32)
+        self._ring_rows = self._ring.reshape(cap, frames, len(self.union) * 3)  # a view
+        self._stamps = np.zeros((cap, frames), dtype=np.float64)
+        """Source time (seconds) of each ring frame."""
         self._head = np.zeros(cap, dtype=np.int64)
-        self._filled = np.zeros(cap, dtype=np.int64)
+        self._count = np.zeros(cap, dtype=np.int64)
+        """Frames held in each ring."""
+        self._first = np.full(cap, np.nan, dtype=np.float64)
+        """Time of each face's first frame (``-inf``: a still, full at once; NaN: empty)."""
         self._flat = np.zeros(int(cap * t * 3 * self._offsets[-1]), dtype=np.float32)
         self._batches: dict[str, np.ndarray] = {}
         for e, name in enumerate(self.emotions):
@@ -393,9 +555,14 @@ class FeatureSelector:
             self._batches[name] = self._flat[start : start + cap * t * 3 * (hi - lo)].reshape(cap, t, hi - lo, 3)
         self._points = np.zeros((cap, NUM_LANDMARKS, 3), dtype=np.float32)
         self._slots = np.zeros(cap, dtype=np.int64)
+        self._times = np.zeros(cap, dtype=np.float64)
+        self._older = np.zeros((cap, t), dtype=np.int64)
+        self._newer = np.zeros((cap, t), dtype=np.int64)
+        self._weight = np.zeros((cap, t), dtype=np.float64)
         self.n_blendshapes = int(n_blendshapes)
-        self._blend_ring = np.zeros((cap, t, self.n_blendshapes), dtype=np.float32)
+        self._blend_ring = np.zeros((cap, frames, self.n_blendshapes), dtype=np.float32)
         """Per-face blendshape scores, written at the same ring position as the landmarks."""
+        self._blend_in = np.zeros((cap, self.n_blendshapes), dtype=np.float32)
         self.kernels: Literal["auto", "compiled", "numpy"] = "auto"
         """``auto``: the compiled kernels once :func:`kernels_ready`, numpy until then;
         ``compiled``: always the kernels (compiled on first use); ``numpy``: never them."""
@@ -404,10 +571,14 @@ class FeatureSelector:
         return self.kernels == "compiled" or (self.kernels == "auto" and _ready.is_set())
 
     @classmethod
-    def for_bundle(cls, bundle: object, max_faces: int) -> FeatureSelector:
-        """A selector for a :class:`~realtime_fer.models.bundle.ModelBundle`."""
+    def for_bundle(cls, bundle: object, max_faces: int, max_fps: float = 120.0) -> FeatureSelector:
+        """A selector for a :class:`~realtime_fer.models.bundle.ModelBundle` (its window span:
+        ``window.seconds``, or the legacy ``length / 25``)."""
         emotions = {name: entry.landmarks for name, entry in bundle.emotions.items()}  # type: ignore[attr-defined]
-        return cls(emotions, bundle.window_length, max_faces, n_blendshapes=len(bundle.blendshapes or ()))  # type: ignore[attr-defined]
+        return cls(
+            emotions, bundle.window_length, max_faces, n_blendshapes=len(bundle.blendshapes or ()),  # type: ignore[attr-defined]
+            seconds=bundle.window_seconds, max_fps=max_fps,  # type: ignore[attr-defined]
+        )
 
     def landmarks_of(self, emotion: str) -> np.ndarray:
         """The mesh landmark indices gathered for ``emotion``, in its model's input order."""
@@ -417,46 +588,54 @@ class FeatureSelector:
     # -- state ------------------------------------------------------------------------------
     def reset(self, slot: int) -> None:
         """Empty one face's ring buffer (a new face took the slot, or the face was missed)."""
-        self._filled[slot] = 0
+        self._count[slot] = 0
         self._head[slot] = 0
+        self._first[slot] = np.nan
 
     def reset_all(self) -> None:
-        self._filled[:] = 0
+        self._count[:] = 0
         self._head[:] = 0
+        self._first[:] = np.nan
+
+    def fill(self, slot: int) -> None:
+        """Make ``slot``'s window full now: every sample before its first frame holds that frame
+        (a still image: its window is the frame repeated T times)."""
+        if self._count[slot] == 0:
+            raise ValueError(f"slot {slot} holds no frame to fill its window with")
+        self._first[slot] = -np.inf
+
+    def latest_time(self, slot: int) -> float:
+        """Source time of ``slot``'s newest frame (NaN when empty)."""
+        if self._count[slot] == 0:
+            return float("nan")
+        return float(self._stamps[slot, (int(self._head[slot]) - 1) % self.ring_frames])
+
+    def real_samples(self, slot: int) -> int:
+        """Samples of ``slot``'s current window (ending at its newest frame) at or after the
+        face's first frame: T for a full window, fewer for a partial one, 0 when empty."""
+        if self._count[slot] == 0:
+            return 0
+        return real_samples(self.latest_time(slot), float(self._first[slot]), self.step, self.window_length)
 
     def filled(self, slot: int) -> int:
-        """Frames held for ``slot`` (at most ``window_length``)."""
-        return int(self._filled[slot])
+        """Real samples of ``slot``'s window (:meth:`real_samples`; at most ``window_length``)."""
+        return self.real_samples(slot)
 
     def ready(self, slot: int) -> bool:
-        """True when ``slot`` holds a full window."""
-        return bool(self._filled[slot] >= self.window_length)
-
-    def gather_blendshapes(self, slots: Sequence[int]) -> np.ndarray | None:
-        """The blendshape windows (len(slots), T, B) of ready faces, oldest frame first (a new
-        array), or ``None`` when the selector keeps no blendshapes."""
-        if not self.n_blendshapes:
-            return None
-        return np.stack([np.roll(self._blend_ring[s], -int(self._head[s]), axis=0) for s in slots]) if len(slots) else np.zeros((0, self.window_length, self.n_blendshapes), np.float32)
-
-    def gather_union(self, slots: Sequence[int]) -> np.ndarray:
-        """The union windows (len(slots), T, L_union, 3) of ready faces, oldest frame first (a
-        new array): the input of the union graph (:meth:`BundleScorer.predict_union
-        <realtime_fer.models.scorer.BundleScorer.predict_union>`)."""
-        if not len(slots):
-            return np.zeros((0, self.window_length, len(self.union), 3), np.float32)
-        return np.stack([self.window(s) for s in slots])
-
-    def window(self, slot: int) -> np.ndarray:
-        """A copy of ``slot``'s window over the landmark union (T, L_union, 3), oldest frame
-        first (valid once :meth:`ready`)."""
-        return np.roll(self._ring[slot], -int(self._head[slot]), axis=0)
+        """True when ``slot``'s window is full (no sample precedes the face's first frame)."""
+        return self.real_samples(slot) >= self.window_length
 
     # -- per frame ----------------------------------------------------------------------------
-    def push(self, slots: Sequence[int], points: Sequence[np.ndarray], blendshapes: Sequence[np.ndarray | None] | None = None) -> None:
+    def push(self, slots: Sequence[int], points: Sequence[np.ndarray], blendshapes: Sequence[np.ndarray | None] | None = None, t: float | None = None) -> None:
         """Normalise and append one frame for each face: ``points[i]`` (478|468, 3) pixel
         landmarks go to ring ``slots[i]``, with ``blendshapes[i]`` (B,) when the selector keeps
-        blendshapes (a face without them gets zeros)."""
+        blendshapes (a face without them gets zeros).
+
+        Args:
+            t: the frame's source time in seconds (increasing from frame to frame of a face);
+                ``None``: one sample ``step`` after each face's previous frame (frames taken as
+                consecutive samples).
+        """
         n = len(slots)
         if n == 0:
             return
@@ -468,31 +647,81 @@ class FeatureSelector:
         self._slots[:n] = slots
         if int(self._slots[:n].min()) < 0 or int(self._slots[:n].max()) >= self.max_faces:
             raise ValueError(f"slots must be in [0, {self.max_faces})")
-        if self.n_blendshapes:
+        times = self._times[:n]
+        if t is None:
             for i, slot in enumerate(slots):
+                last = self.latest_time(slot)
+                times[i] = 0.0 if np.isnan(last) else last + self.step
+        else:
+            times[:] = float(t)
+        blend = self._blend_in[:n]
+        if self.n_blendshapes:
+            for i in range(n):
                 b = blendshapes[i] if blendshapes is not None else None
-                self._blend_ring[slot, self._head[slot]] = b if b is not None and len(b) == self.n_blendshapes else 0.0
+                blend[i] = b if b is not None and len(b) == self.n_blendshapes else 0.0
         push = _push_faces if self._compiled() else _push_faces_numpy
-        push(buf, self._slots[:n], ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._head, self._filled)
+        push(buf, blend, self._slots[:n], times, ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._blend_ring,
+             self._stamps, self._head, self._count, self._first, self.min_interval)
+
+    # -- per scoring step ---------------------------------------------------------------------
+    def _plan(self, slots: Sequence[int]) -> int:
+        """Interpolation plan of the windows of ``slots`` into ``_older/_newer/_weight``; returns n."""
+        n = len(slots)
+        if n > self.max_faces:
+            raise ValueError(f"at most {self.max_faces} slots")
+        self._slots[:n] = slots
+        for slot in self._slots[:n]:
+            if self._count[slot] == 0:
+                raise ValueError(f"slot {int(slot)} holds no frame")
+        plan = _plan_windows if self._compiled() else _plan_windows_numpy
+        plan(self._stamps, self._head, self._count, self._slots[:n], self.step, TIME_TOLERANCE_S, self._older[:n], self._newer[:n], self._weight[:n])
+        return n
 
     def gather(self, slots: Sequence[int]) -> dict[str, np.ndarray]:
-        """Model inputs for the faces in ``slots`` (which must be :meth:`ready`).
+        """Model inputs for the faces in ``slots`` (each holding at least one frame; a partial
+        window repeats the face's first frame).
 
         Returns:
             emotion -> (len(slots), T, L_e, 3) float32, C-contiguous **views of preallocated
             buffers**, valid until the next :meth:`gather`.
         """
-        n = len(slots)
-        if n == 0:
+        if len(slots) == 0:
             return {name: arr[:0] for name, arr in self._batches.items()}
-        if n > self.max_faces:
-            raise ValueError(f"at most {self.max_faces} slots")
-        self._slots[:n] = slots
+        n = self._plan(slots)
+        args = (self._slots[:n], self._older[:n], self._newer[:n], self._weight[:n], self._positions, self._offsets)
         if self._compiled():
-            _gather_windows(self._ring, self._head, self._slots[:n], self._positions, self._offsets, self._flat, self.max_faces)
+            _gather_windows(self._ring, *args, self._flat, self.max_faces)
         else:
-            _gather_windows_numpy(self._ring, self._head, self._slots[:n], self._positions, self._offsets, list(self._batches.values()))
+            _gather_windows_numpy(self._ring, *args, list(self._batches.values()))
         return {name: arr[:n] for name, arr in self._batches.items()}
+
+    def gather_union(self, slots: Sequence[int]) -> np.ndarray:
+        """The union windows (len(slots), T, L_union, 3) of the faces in ``slots``, oldest sample
+        first (a new array): the input of the union graph (:meth:`BundleScorer.predict_union
+        <realtime_fer.models.scorer.BundleScorer.predict_union>`)."""
+        out = np.empty((len(slots), self.window_length, len(self.union), 3), np.float32)
+        if len(slots):
+            self._resample(self._ring_rows, slots, out.reshape(len(slots), self.window_length, -1))
+        return out
+
+    def gather_blendshapes(self, slots: Sequence[int]) -> np.ndarray | None:
+        """The blendshape windows (len(slots), T, B) of the faces in ``slots``, resampled like the
+        landmarks (a new array), or ``None`` when the selector keeps no blendshapes."""
+        if not self.n_blendshapes:
+            return None
+        out = np.empty((len(slots), self.window_length, self.n_blendshapes), np.float32)
+        if len(slots):
+            self._resample(self._blend_ring, slots, out)
+        return out
+
+    def _resample(self, rows: np.ndarray, slots: Sequence[int], out: np.ndarray) -> None:
+        n = self._plan(slots)
+        resample = _resample_rows if self._compiled() else _resample_rows_numpy
+        resample(rows, self._slots[:n], self._older[:n], self._newer[:n], self._weight[:n], out)
+
+    def window(self, slot: int) -> np.ndarray:
+        """A copy of ``slot``'s window over the landmark union (T, L_union, 3), oldest sample first."""
+        return self.gather_union([slot])[0]
 
     # -- compilation --------------------------------------------------------------------------
     def warm_up(self, block: bool = True) -> float:

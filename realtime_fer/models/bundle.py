@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.errors import BundleError
+from realtime_fer.features.windows import WindowOptions, bundle_window_options
 from realtime_fer.hashing import file_sha256
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
@@ -110,6 +111,24 @@ class ModelBundle:
     @property
     def hop(self) -> int:
         return int(self.manifest["window"]["hop"])
+
+    @property
+    def window(self) -> WindowOptions:
+        """The window geometry in seconds (:func:`~realtime_fer.features.windows.bundle_window_options`):
+        ``window.seconds`` / ``window.hop_seconds`` of the manifest, or for a bundle without them
+        (every bundle made before windows were in seconds, the shipped one included) the legacy
+        ``length / 25`` and ``hop / 25``: their windows were 24 frames of 25 fps clips."""
+        return bundle_window_options(self.manifest["window"])
+
+    @property
+    def window_seconds(self) -> float:
+        """A window's span in source seconds (see :attr:`window`)."""
+        return self.window.span_s
+
+    @property
+    def hop_seconds(self) -> float:
+        """Source seconds between two decisions on a face (see :attr:`window`)."""
+        return self.window.hop_s
 
     @property
     def blendshapes(self) -> list[str] | None:
@@ -314,6 +333,10 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise TypeError("'emotions' and 'files' must be non-empty objects")
         if length < 1 or hop < 1:
             raise ValueError("window length and hop must be >= 1")
+        for key in ("seconds", "hop_seconds"):
+            value = window.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 3600):
+                raise ValueError(f"window {key} must be a number of seconds > 0, got {value!r:.80}")
         blend = manifest.get("blendshapes")
         if blend is not None and (not isinstance(blend, list) or not all(isinstance(b, str) for b in blend)):
             raise TypeError("'blendshapes' must be a list of names")

@@ -13,6 +13,7 @@ section                   class
 ``explain``               :class:`~realtime_fer.explain.stream.StreamExplainOptions`
 ``smoothing``             :class:`~realtime_fer.models.smoothing.SmoothingOptions`
 ``adaptation``            :class:`~realtime_fer.features.adaptation.AdaptationOptions`
+``window``                :class:`~realtime_fer.features.windows.LiveWindowOptions`
 ========================  ====================================================================
 
 plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
@@ -31,6 +32,7 @@ from realtime_fer.capture.options import CaptureOptions
 from realtime_fer.config_io import from_dict, load_yaml
 from realtime_fer.explain.stream import StreamExplainOptions
 from realtime_fer.features.adaptation import AdaptationOptions
+from realtime_fer.features.windows import LiveWindowOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
@@ -104,6 +106,9 @@ class RuntimeConfig:
     adaptation: AdaptationOptions = field(default_factory=AdaptationOptions)
     """Person-adaptive normalisation: each face's resting face, learnt from its own still,
     neutral windows, is removed from its features (``enabled: true``; off by default)."""
+    window: LiveWindowOptions = field(default_factory=LiveWindowOptions)
+    """Partial windows (``min_seconds``) and the ring buffers' ``max_fps``; a window's span and
+    hop in seconds come from the model bundle."""
     model: str | None = None
     """Model bundle folder; ``null``: the default model shipped in the package."""
     device: Device = "auto"

@@ -55,8 +55,8 @@ def draw_overlay(image: np.ndarray, faces: Sequence[FaceResult], predictions: Ma
 
     Args:
         faces: the faces of this frame.
-        predictions: the latest prediction of each track id (predictions arrive every ``hop``
-            frames; the bars show the most recent one).
+        predictions: the latest prediction of each track id (predictions arrive every ``hop_seconds``
+            of source time; the bars show the most recent one).
         emotions: bar order.
     """
     import cv2

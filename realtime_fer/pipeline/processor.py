@@ -2,9 +2,13 @@
 
 :class:`FrameProcessor` owns the per-source state (the VIDEO-mode landmarker, the face tracker,
 the ring buffers) and turns each :class:`~realtime_fer.capture.Frame` into a
-:class:`FrameResult`: the tracked faces, the track changes, and, every ``hop`` frames, a
-:class:`~realtime_fer.publish.Prediction` for each face whose window is full. All ready faces
-of a scoring step are scored together: one ``session.run`` per emotion model.
+:class:`FrameResult`: the tracked faces, the track changes, and a :class:`~realtime_fer.publish.Prediction` for each
+face that is due a decision. Windows are in source time (see
+:mod:`realtime_fer.features.windows`, *Windows in seconds*): each frame goes into its face's
+ring buffer with its source time (the VIDEO-mode timestamp), a face is first decided once it
+has been seen for ``window.min_seconds`` (a *partial* window, flagged) or has a full window, and
+then every ``hop_seconds`` of source time (one :class:`~realtime_fer.features.windows.DecisionClock`
+per face). The faces due in a frame are scored together: one ``session.run`` per step.
 
 :meth:`FrameProcessor.process` is :meth:`~FrameProcessor.detect` (the landmarker) followed by
 :meth:`~FrameProcessor.finish` (tracking, ring buffers, emotion models, attributions,
@@ -19,6 +23,7 @@ returns, and ``bench`` times it stage by stage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from realtime_fer.explain.baselines import shipped_neutral_face
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.adaptation import PersonAdaptation
 from realtime_fer.features.selector import FeatureSelector
+from realtime_fer.features.windows import DecisionClock
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, FaceLandmarkDetector, FaceLandmarks
 from realtime_fer.landmarks.tracking import FaceTracker, Track
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
@@ -70,7 +76,8 @@ class FaceResult:
     blendshapes: np.ndarray | None = None
     """(52,) MediaPipe blendshape scores, when the landmarker computes them."""
     prediction: Prediction | None = None
-    """Set on scoring frames when the face's window was full."""
+    """Set when the face was decided in this frame (its ``partial`` says whether its window
+    was full)."""
 
 
 @dataclass
@@ -108,7 +115,8 @@ class FrameProcessor:
     """Landmarks, tracking, features and scoring for the frames of one source.
 
     Args:
-        bundle: the model bundle (window length, hop, landmark subsets, thresholds).
+        bundle: the model bundle (window samples, span and hop in seconds, landmark subsets,
+            thresholds).
         scorer: onnxruntime sessions of that bundle.
         detector: a Face Landmarker in VIDEO mode; this object closes it in :meth:`close`.
         config: tracking options, number of faces, stream id, ``include_landmarks``.
@@ -126,7 +134,7 @@ class FrameProcessor:
         self.stream_id = config.publish.stream_id
         self.max_faces = config.max_faces
         self.tracker = FaceTracker(self.max_faces, config.tracking)
-        self.selector = FeatureSelector.for_bundle(bundle, self.max_faces)
+        self.selector = FeatureSelector.for_bundle(bundle, self.max_faces, max_fps=config.window.max_fps)
         self.models = WindowScorer(scorer, self.selector)
         self.emotions = self.models.emotions
         self.explainer = StreamExplainer(bundle, config.explain) if config.explain.enabled else None
@@ -136,8 +144,13 @@ class FrameProcessor:
             if config.adaptation.enabled
             else None
         )
-        self.hop = bundle.hop
+        min_seconds = config.window.min_seconds
+        self.window = dataclasses.replace(bundle.window, min_seconds=min_seconds if min_seconds is not None else bundle.window.span_s)
+        """The bundle's window in seconds, with the run's ``min_seconds``."""
         self.window_length = bundle.window_length
+        self.min_samples = self.window.min_samples if min_seconds is not None else self.window_length
+        """Real samples a face's window needs before its first (partial) decision."""
+        self._clocks = [DecisionClock(self.window.hop_s) for _ in range(self.max_faces)]
         self.frames = 0
         """Frames processed."""
         self._last_ts = -1
@@ -206,7 +219,7 @@ class FrameProcessor:
         Args:
             frame: the captured frame.
             still: the frame is a still image: a new face's window is filled with copies of it
-                and scored at once (a video needs ``window_length`` frames first).
+                and scored at once (a video face needs ``window.min_seconds`` of frames first).
         """
         return self.finish(self.detect(frame, still=still))
 
@@ -223,8 +236,9 @@ class FrameProcessor:
         return PendingFrame(frame, detections, ts, time.perf_counter() - t0, still)
 
     def finish(self, pending: PendingFrame) -> FrameResult:
-        """The second half of :meth:`process`: tracking, the ring buffers and, on a scoring
-        frame, every emotion model and the attributions of each face whose window is full.
+        """The second half of :meth:`process`: tracking, the ring buffers and, for each face
+        due a decision (:class:`~realtime_fer.features.windows.DecisionClock`), every emotion
+        model and the attributions.
 
         Finish frames from one thread, in the order :meth:`detect` returned them; the tracker,
         the selector and the explainer belong to that thread (:meth:`end_tracks` too).
@@ -244,10 +258,10 @@ class FrameProcessor:
             if self.explainer is not None:
                 self.explainer.forget(track.track_id)
         for track in update.missed:  # a window must hold consecutive sightings of the face
-            self.selector.reset(track.slot)
+            self._reset_slot(track.slot)
             self.smoother.forget(track.track_id)
         for track in update.new:
-            self.selector.reset(track.slot)
+            self._reset_slot(track.slot)
             result.found.append(track.track_id)
         tracks: list[Track] = []
         for det_index, track in update.assignments:
@@ -257,12 +271,22 @@ class FrameProcessor:
         slots = [t.slot for t in tracks]
         points = [f.points for f in result.faces]
         blends = [f.blendshapes for f in result.faces]
-        repeats = self.window_length if pending.still else 1
-        for _ in range(repeats):
-            self.selector.push(slots, points, blends)
+        t_s = pending.timestamp_ms / 1000.0  # source time of the frame
+        if pending.still:  # a still image: each face's window is its frame repeated
+            for slot in slots:
+                self._reset_slot(slot)
+        self.selector.push(slots, points, blends, t=t_s)
+        if pending.still:
+            for slot in slots:
+                self.selector.fill(slot)
         self.frames += 1
-        scoring = pending.still or (self.frames - 1) % self.hop == 0
-        ready = [i for i, t in enumerate(tracks) if self.selector.ready(t.slot)] if scoring else []
+        ready: list[int] = []
+        partial: list[bool] = []
+        for i, track in enumerate(tracks):
+            real = self.selector.real_samples(track.slot)
+            if self._clocks[track.slot].tick(t_s, pending.still or real >= self.min_samples):
+                ready.append(i)
+                partial.append(real < self.window_length)
         ready_slots = [tracks[i].slot for i in ready]
         windows = self.selector.gather_union(ready_slots) if ready else None  # what the models read
         inputs = self.selector.gather(ready_slots) if ready and self.explainer is not None else None  # what IG reads
@@ -280,12 +304,12 @@ class FrameProcessor:
                 self.adaptation.correct(inputs, ids)
         if windows is not None:
             probs = self.models.predict_union(windows, blend_windows)
-            t_s = pending.timestamp_ms / 1000.0
             smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
             if self.adaptation is not None:
                 for row, i in enumerate(ready):
-                    self.adaptation.observe(result.faces[i].track_id, unadapted[row], t_s, str(tops[row]) == FALLBACK)
+                    if not partial[row]:  # the resting face is learnt from full windows only
+                        self.adaptation.observe(result.faces[i].track_id, unadapted[row], t_s, str(tops[row]) == FALLBACK)
             t3 = time.perf_counter()
             times.inference = t3 - t2
             attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows)
@@ -307,6 +331,7 @@ class FrameProcessor:
                     smoothed=smoothed[row],
                     adapted=adapted[row] if adapted else None,
                     blendshapes=None if face.blendshapes is None else dict(zip(BLENDSHAPE_NAMES, (float(v) for v in face.blendshapes))),
+                    partial=partial[row],
                 )
             times.scored = len(ready)
         return result
@@ -322,10 +347,17 @@ class FrameProcessor:
             self.explainer.observe(track_id, top, inputs, row, blendshapes)
         return self.explainer.explain(inputs, track_ids, requests, blendshapes)
 
+    def _reset_slot(self, slot: int) -> None:
+        """Empty a face slot: its ring buffer and its decision clock."""
+        self.selector.reset(slot)
+        self._clocks[slot].reset()
+
     def end_tracks(self) -> list[int]:
         """End every live track (source lost, end of run); returns their ids."""
         ended = [t.track_id for t in self.tracker.end_all()]
         self.selector.reset_all()
+        for clock in self._clocks:
+            clock.reset()
         self.smoother.clear()
         if self.adaptation is not None:
             self.adaptation.clear()

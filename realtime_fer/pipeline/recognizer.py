@@ -8,7 +8,8 @@ and sends to every sink, in order:
 * ``started`` once, before the first frame;
 * ``face_lost`` / ``face_found`` as tracks end and start, and ``no_face`` when no face is in
   view (on entering that state, then every ``no_face_interval_s``);
-* one :class:`~realtime_fer.publish.Prediction` per scored face (every ``hop`` frames);
+* one :class:`~realtime_fer.publish.Prediction` per decided face (every ``hop_seconds`` of source
+  time; a face's first ones, before its window is full, are flagged ``partial``);
 * ``source_lost`` / ``reconnecting`` / ``recovered`` from the capture thread (live sources keep
   running while the stream is down; the tracks end when it is lost);
 * ``ended`` last, with the frame rate and the dropped-frame count.
@@ -258,7 +259,8 @@ class Recognizer:
         fps = f"{s.fps:.2f} fps" if s.fps else "fps unknown"
         return (
             f"{s.name} ({s.kind}, {s.width}x{s.height}, {fps}); model {self.processor.bundle.path.name} "
-            f"({len(self.processor.emotions)} emotions, window {self.processor.window_length}, hop {self.processor.hop}) "
+            f"({len(self.processor.emotions)} emotions, window {self.processor.window_length} samples over {self.processor.window.span_s:.2f} s, "
+            f"hop {self.processor.window.hop_s:.3f} s, partial after {self.processor.min_samples} samples) "
             f"on {self.processor.models.provider}; landmarker delegate {self.processor.detector.delegate}; "
             + describe_plan(self.processor.cpus)
         )

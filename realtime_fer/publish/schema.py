@@ -129,6 +129,11 @@ class Prediction:
     adapted: bool | None = None
     """Whether person-adaptive normalisation corrected this face's features (its resting face is
     known); ``None`` when adaptation is off."""
+    partial: bool | None = None
+    """``True`` when the face had been seen for less than a full window (at least
+    ``window.min_seconds``): the window's samples before the face's first frame hold that frame.
+    ``False`` for a full window; ``None`` from producers that do not say (older ones, which
+    published full windows only)."""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -153,6 +158,7 @@ class Prediction:
             "image_size": None if self.image_size is None else [int(v) for v in self.image_size],
             "smoothed": None if self.smoothed is None else {str(k): float(v) for k, v in self.smoothed.items()},
             "adapted": None if self.adapted is None else bool(self.adapted),
+            "partial": None if self.partial is None else bool(self.partial),
             "blendshapes": None if self.blendshapes is None else {str(k): float(v) for k, v in self.blendshapes.items()},
         }
 
@@ -176,6 +182,7 @@ class Prediction:
             smoothed=v.probabilities("smoothed", optional=True),
             adapted=v.boolean("adapted", optional=True),
             blendshapes=v.probabilities("blendshapes", optional=True),
+            partial=v.boolean("partial", optional=True),
         )
 
 

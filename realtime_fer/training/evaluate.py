@@ -8,12 +8,16 @@ Output schema (stable; extra fields may be added)::
      "model": {...}}
 
 Per-emotion figures are one-vs-rest over scored windows (a still image is one window; a video
-gives sliding windows). Frames without a detected face lower ``detection_rate`` and are left
-out of the per-emotion figures.
+gives the windows a live stream decides, in source time: :func:`realtime_fer.data.windows.clip_windows`).
+Frames without a detected face lower ``detection_rate`` and are left out of the per-emotion
+figures. Partial windows (a face seen for less than a window) are scored only in runs too short
+for a full window (``partial="short"``, the default), so a long clip's figures are those of its
+full windows; ``partial="all"`` scores every partial window a live stream would publish.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -24,10 +28,8 @@ import numpy as np
 from realtime_fer.data.executors import Executor
 from realtime_fer.data.extract import extract_dataset, with_blendshapes
 from realtime_fer.data.layouts import Discovery
-from realtime_fer.data._worker import FALLBACK_FPS
-from realtime_fer.data.windows import iter_window_chunks, video_windows
+from realtime_fer.data.windows import PartialMode, clip_windows, iter_window_chunks
 from realtime_fer.errors import DataError
-from realtime_fer.features.windows import WindowOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.bundle import FALLBACK, decide, load_bundle
 from realtime_fer.models.metrics import binary_metrics
@@ -54,6 +56,8 @@ def evaluate(
     smoothing: SmoothingOptions | None = None,
     adaptation: AdaptationOptions | None = None,
     executor: Executor | None = None,
+    partial: PartialMode = "short",
+    min_seconds: float = 0.4,
 ) -> dict[str, Any]:
     """Evaluate ``bundle`` (default: the shipped model) on ``data_dir``; returns the metrics dict.
 
@@ -64,14 +68,18 @@ def evaluate(
     ``smoothing`` (default: the live recognizer's, :class:`SmoothingOptions`) is applied to each
     clip's windows in time order before the video protocol's decisions, as the stream does;
     ``adaptation`` (default off) corrects each clip's windows by the clip's resting face, window
-    by window as the stream does (:mod:`realtime_fer.features.adaptation`)."""
+    by window as the stream does (:mod:`realtime_fer.features.adaptation`).
+
+    Clip windows are in the bundle's seconds (:attr:`ModelBundle.window
+    <realtime_fer.models.bundle.ModelBundle.window>`); ``partial`` chooses which partial windows
+    (``min_seconds``, the live ``window.min_seconds``) are scored (:data:`PartialMode`)."""
     model = load_bundle(bundle)
     scorer = BundleScorer(model, device=device)
     blend = bool(model.blendshapes)
     res = extract_dataset(data_dir, cache_dir, with_blendshapes(landmarker, blend), workers=workers, progress=progress, max_video_frames=max_video_frames, executor=executor)
     if not res.samples:
         raise DataError(f"no readable sample in {data_dir}")
-    window = WindowOptions(length=model.window_length, hop=model.hop)
+    window = dataclasses.replace(model.window, min_seconds=min_seconds)
     smoothing = smoothing or SmoothingOptions()
     probs: dict[str, list[np.ndarray]] = {e: [] for e in model.emotions}
     decided: list[np.ndarray] = []
@@ -86,21 +94,22 @@ def evaluate(
         owners.append(np.asarray(stills, np.int64)[own])
     clip_rows: dict[int, np.ndarray] = {}
     n_rows = sum(len(o) for o in owners)
+    n_partial = 0
     for i, s in enumerate(res.samples):
         if s.ref.kind == "image":
             continue
-        wins, ends, *rest = video_windows(s, window, blendshapes=blend)
-        bwins = rest[0] if rest else None
+        clip = clip_windows(s, window, blendshapes=blend, partial=partial)
+        wins, bwins = clip.windows, clip.blendshapes
+        n_partial += int(clip.partial.sum())
         if len(wins) == 0:
             clip_rows[i] = np.zeros(0, np.int64)
             continue
-        fps = s.fps or FALLBACK_FPS
         if adaptation is not None and adaptation.enabled:
-            p, tops = adapted_clip(scorer, model, wins, ends, fps, window.hop, smoothing, adaptation, bwins)
+            p, tops = adapted_clip(scorer, model, wins, clip.times, clip.run, smoothing, adaptation, bwins, clip.partial)
         else:
             parts = [scorer.predict(wins[k : k + 2048], None if bwins is None else bwins[k : k + 2048]) for k in range(0, len(wins), 2048)]
             p = {e: np.concatenate([q[e] for q in parts]) for e in model.emotions}
-            tops = decide(smooth_clip(p, ends, fps, window.hop, smoothing), model.thresholds)
+            tops = decide(smooth_clip(p, clip.times, clip.run, smoothing), model.thresholds)
         for e in model.emotions:
             probs[e].append(p[e])
         decided.append(tops)
@@ -130,6 +139,7 @@ def evaluate(
         "n_frames": int(frames),
         "n_frames_detected": int(frames_det),
         "n_failed": len(res.failed),
+        "n_partial_windows": n_partial,
         "labels": dict(Counter(s.ref.label for s in res.samples)),
     }
     videos = {}
@@ -159,6 +169,7 @@ def evaluate(
             "family": model.manifest.get("training", {}).get("family"),
             "emotions": list(model.emotions),
             "window": model.manifest.get("window"),
+            "window_seconds": {"seconds": window.span_s, "hop_seconds": window.hop_s, "min_seconds": window.min_seconds, "partial": partial},
             "provider": scorer.provider,
         },
         "data": {"path": str(res.data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed], "skipped": [{"path": p, "reason": r} for p, r in res.skipped]},
@@ -167,15 +178,16 @@ def evaluate(
     }
 
 
-def smooth_clip(probabilities: dict[str, np.ndarray], ends: np.ndarray, fps: float, hop: int, options: SmoothingOptions) -> dict[str, np.ndarray]:
-    """The live stream's smoothing over one clip's windows (``ends``: each window's last frame):
-    a gap in the windows (the face was lost) restarts it, as a lost track does in the stream."""
+def smooth_clip(probabilities: dict[str, np.ndarray], times: np.ndarray, runs: np.ndarray, options: SmoothingOptions) -> dict[str, np.ndarray]:
+    """The live stream's smoothing over one clip's windows (``times``: each window's source time,
+    seconds; ``runs``: its run of consecutive detections): a new run (the face was lost)
+    restarts it, as a lost track does in the stream."""
     out = {e: np.empty(len(p), np.float32) for e, p in probabilities.items()}
-    breaks = np.flatnonzero(np.diff(ends) != hop) + 1
-    for seg in np.split(np.arange(len(ends)), breaks):
+    breaks = np.flatnonzero(np.diff(runs) != 0) + 1
+    for seg in np.split(np.arange(len(times)), breaks):
         if len(seg) == 0:
             continue
-        sm = smooth_sequence({e: p[seg] for e, p in probabilities.items()}, ends[seg] / fps, options)
+        sm = smooth_sequence({e: p[seg] for e, p in probabilities.items()}, times[seg], options)
         for e in out:
             out[e][seg] = sm[e]
     return out
@@ -185,34 +197,34 @@ def adapted_clip(
     scorer: BundleScorer,
     model: Any,
     wins: np.ndarray,
-    ends: np.ndarray,
-    fps: float,
-    hop: int,
+    times: np.ndarray,
+    runs: np.ndarray,
     smoothing: SmoothingOptions,
     adaptation: AdaptationOptions,
     blendshapes: np.ndarray | None = None,
+    partial: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Score one clip window by window as the live stream does with person adaptation: each
     window is corrected by the resting face learnt from the windows before it, smoothed and
-    decided, then (unadapted) fed to the estimate with its decision. A gap restarts both (a
-    lost track). Returns the raw probabilities of the corrected windows and the tops."""
+    decided, then (unadapted, full windows only) fed to the estimate with its decision. A new
+    run restarts both (a lost track). Returns the raw probabilities of the corrected windows and
+    the tops."""
     union = model.landmark_union
     subsets = {e: np.asarray(entry.landmarks, np.int64) for e, entry in model.emotions.items()}
     adapt = PersonAdaptation(union, subsets, shipped_neutral_face(), adaptation)
     smoother = TrackSmoother(smoothing)
     probs = {e: np.empty(len(wins), np.float32) for e in model.emotions}
     tops = np.empty(len(wins), dtype=object)
-    track = 0
     for k in range(len(wins)):
-        if k and ends[k] - ends[k - 1] != hop:
-            track += 1
+        track = int(runs[k])
         window = wins[k][:, union, :]  # the union window, as the live selector keeps it
         corrected = window[None].copy()
         adapt.correct_union(corrected, [track])
         p = scorer.predict_union(corrected, None if blendshapes is None else blendshapes[k : k + 1])
         for e in probs:
             probs[e][k] = p[e][0]
-        sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, ends[k] / fps)
+        sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, float(times[k]))
         tops[k] = str(decide({e: np.array([v]) for e, v in sm.items()}, model.thresholds)[0])
-        adapt.observe(track, window, ends[k] / fps, tops[k] == FALLBACK)
+        if partial is None or not partial[k]:
+            adapt.observe(track, window, float(times[k]), tops[k] == FALLBACK)
     return probs, tops.astype(str)

@@ -209,7 +209,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
 def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
     """The :class:`MotionBank` of the talking clips below ``sources``, read through the config's
     landmark cache."""
-    return MotionBank.from_videos(sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    rate = config.window.rate_hz if config.window.seconds is not None else None  # windows in seconds: resample to their sample rate
+    return MotionBank.from_videos(sources, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress, rate=rate)
 
 
 def speech_subspace(config: TrainConfig, progress: bool = False, motion_bank: MotionBank | None = None) -> SpeechSubspace | None:
@@ -303,7 +304,7 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
         fit.nets,
         fit.subsets,
         fit.thresholds,
-        window={"length": config.window.length, "hop": config.window.hop, "still_jitter": config.window.still_jitter, "pooling": list(config.model.pooling)},
+        window={"length": config.window.length, "hop": config.window.hop, **config.window.manifest(), "still_jitter": config.window.still_jitter, "pooling": list(config.model.pooling)},
         metrics={e: {"validation": m, "validation_by_source": {k: v["emotions"][e] for k, v in fit.by_source.items()}} for e, m in fit.metrics.items()},
         training={
             "family": family,

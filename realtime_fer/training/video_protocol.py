@@ -9,7 +9,7 @@ Reported (the ``video`` section of ``realtime-fer evaluate``)::
      "window_recall": {label: fraction of its windows published as that label},
      "mean_window_recall": mean over the labels present,
      "clip_accuracy", "clips_right", "n_clips",
-     "no_windows": [paths of clips without a single full window of one face],
+     "no_windows": [paths of clips without a single window of one face (partial windows count)],
      "confusion": {"true": [labels present], "predicted": [labels], "windows": [[count]], "clips": [[count]]},
      "smoothing": {...}}
 
