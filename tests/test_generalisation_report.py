@@ -96,6 +96,14 @@ def test_report_scores_a_bundle_as_it_is_and_bad_input_is_one_line(fused_report:
     # the same bundle through the same path: the same video figures, the photo figures from its manifest
     assert rep["runs"][0]["sets"]["clips"]["mean_window_recall"] == pytest.approx(seed1["clips"]["mean_window_recall"])
     assert rep["runs"][0]["sets"]["photos.rafdb"]["auc.happy"] == pytest.approx(seed1["photos.rafdb"]["auc.happy"])
+    # the live recognizer's path (what `analyze` publishes): every clip decided, votes from published tops
+    live = tmp_path / "live.json"
+    proc = tool("--bundle", fused_report["bundles"] / "seed1", "--video", setup["clips"], "--live", "--output", live, cwd=setup["root"])
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(live.read_text())
+    assert rep["path"] == "live" and rep["recipe"]["live"] is True
+    clips = rep["runs"][0]["sets"]["clips"]
+    assert clips["clips_decided"] == 2 and all(c["windows"] > 10 and c["vote"] for c in clips["clips"].values())
     for args, fragment in (
         (("--video", tmp_path / "nope"), "no such video folder"),
         (("--config", tmp_path / "missing.yaml", "--video", setup["clips"]), "not found"),

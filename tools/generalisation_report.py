@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (random layers and window sampling)")
     ap.add_argument("--video", nargs="+", default=None, help="labelled video folders (default: every label-named folder of ../shared/data/video)")
     ap.add_argument("--bundle", default=None, help="score this bundle as it is instead of training ('default': the shipped model)")
+    ap.add_argument("--live", action="store_true", help="score the clips through the live recognizer (what `realtime-fer analyze` publishes: the runtime landmarker, tracking, partial windows) instead of `evaluate`'s cached largest face")
+    ap.add_argument("--num-faces", type=int, default=None, help="with --live: faces the landmarker looks for (default: the runtime default)")
     ap.add_argument("--smoothing-tau", type=float, default=None, help="smoothing time constant in seconds (default: the stream's)")
     ap.add_argument("--name", default=None, help="recipe name written in the report")
     ap.add_argument("--keep-bundles", default=None, help="folder to keep each seed's bundle in (seed<N>/)")
@@ -108,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if args.bundle:
             bundle = None if args.bundle == "default" else args.bundle
-            recipe = {"name": args.name or f"bundle {args.bundle}", "bundle": args.bundle}
-            report = bundle_report(bundle, video, cache_dir=".fer_cache", smoothing=smoothing, recipe=recipe)
+            recipe = {"name": args.name or f"bundle {args.bundle}", "bundle": args.bundle, **({"live": True, "num_faces": args.num_faces} if args.live else {})}
+            report = bundle_report(bundle, video, cache_dir=".fer_cache", smoothing=smoothing, recipe=recipe, live=args.live, num_faces=args.num_faces)
         else:
             overrides = parse_overrides(args.set)
             config = with_overrides(load_train_config(args.config), overrides) if overrides else load_train_config(args.config)
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
             if not seeds:
                 raise ConfigError("--seeds lists no seed")
-            recipe = {"name": args.name or Path(args.config).stem, "config": args.config, "overrides": overrides, "subsets_from": args.subsets_from}
+            recipe = {"name": args.name or Path(args.config).stem, "config": args.config, "overrides": overrides, "subsets_from": args.subsets_from, **({"live": True, "num_faces": args.num_faces} if args.live else {})}
 
             def done(run: dict[str, Any]) -> None:
                 v = run["sets"].get("video") or next((s for k, s in run["sets"].items() if not k.startswith("photos.")), {})
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                          None if v.get("mean_window_recall") is None else round(v["mean_window_recall"], 3),
                          {k[4:]: round(x, 3) for k, x in raf.items() if k.startswith("auc.")})
 
-            report = run_report(config, seeds, video, subsets=subsets, smoothing=smoothing, recipe=recipe, on_run=done, bundles_dir=args.keep_bundles)
+            report = run_report(config, seeds, video, subsets=subsets, smoothing=smoothing, recipe=recipe, on_run=done, bundles_dir=args.keep_bundles, live=args.live, num_faces=args.num_faces)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         table = report_tables(report)
         out = Path(args.output)

@@ -47,7 +47,14 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 def _default_landmarker() -> LandmarkerOptions:
-    return LandmarkerOptions(num_faces=2)
+    # One face: MediaPipe's VIDEO mode re-runs its face detector on every frame while fewer
+    # faces than num_faces are in view, and the re-detected crops make the landmarks of the one
+    # face jitter 2-3x more than tracked ones (median frame-to-frame change of the normalised
+    # landmarks, MEAD neutral.mp4 0.00072 vs 0.00216; wild angry.mp4 0.0096 vs 0.0213). The
+    # models read that jitter as motion: with num_faces 2 the shipped model gets 7 of the 15
+    # labelled clips (live), with 1 it gets 9 (tools/generalisation_report.py --bundle default
+    # --live [--num-faces 1]; docs/video.md).
+    return LandmarkerOptions(num_faces=1)
 
 
 def _default_capture() -> CaptureOptions:

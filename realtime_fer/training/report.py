@@ -36,7 +36,7 @@ import numpy as np
 
 from realtime_fer.config_io import from_dict, to_dict
 from realtime_fer.labels import EMOTIONS
-from realtime_fer.models.bundle import load_bundle
+from realtime_fer.models.bundle import FALLBACK, load_bundle
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
@@ -138,17 +138,78 @@ def manifest_by_source(bundle: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def score_bundle(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, by_source: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Every set's figures for one bundle: each video folder through :func:`evaluate`, the
-    joined video set, and the photo sets of ``by_source`` (default: the bundle's manifest)."""
+def live_video(bundle_dir: str | Path | None, data_dir: str | Path, *, num_faces: int | None = None, smoothing: SmoothingOptions | None = None) -> dict[str, Any]:
+    """A ``video`` section (as :func:`evaluate`'s) from the live recognizer itself, as
+    ``realtime-fer analyze`` runs it: every clip of ``data_dir`` through capture, the VIDEO-mode
+    landmarker (the runtime defaults, ``num_faces`` when given), tracking, the selector's
+    windows in seconds (partial ones included), onnxruntime and smoothing; a clip's windows are
+    its published predictions (every face's), its vote the most frequent published ``top``. A
+    clip that cannot be decoded is listed in ``failed`` with the reason."""
+    from collections import Counter
+
+    from realtime_fer.data.layouts import discover
+    from realtime_fer.errors import FerError
+    from realtime_fer.pipeline.config import RuntimeConfig
+    from realtime_fer.pipeline.recognizer import open_recognizer
+    from realtime_fer.pipeline.sinks import ListSink
+    from realtime_fer.publish import Prediction
+    from realtime_fer.training.video_protocol import summarise
+
+    bundle = load_bundle(bundle_dir)
+    cfg = RuntimeConfig(model=str(bundle.path), pin_threads=False)
+    cfg.explain = dataclasses.replace(cfg.explain, enabled=False)
+    if num_faces is not None:
+        cfg.landmarker = dataclasses.replace(cfg.landmarker, num_faces=int(num_faces))
+    if smoothing is not None:
+        cfg.smoothing = smoothing
+    found = discover(data_dir)
+    clips: dict[str, dict[str, Any]] = {}
+    failed, no_windows = [], []
+    predicted = list(dict.fromkeys([*bundle.emotions, FALLBACK]))
+    true_labels = [e for e in EMOTIONS if any(r.label == e for r in found.samples)]
+    win_cm = np.zeros((len(true_labels), len(predicted)), np.int64)
+    clip_cm = np.zeros_like(win_cm)
+    for ref in found.samples:
+        sink = ListSink()
+        try:
+            open_recognizer(str(ref.path), cfg, [sink], bundle=bundle).run()
+        except FerError as exc:
+            failed.append({"path": str(ref.path), "reason": str(exc)})
+            continue
+        tops = [m.top for m in sink.messages if isinstance(m, Prediction) and m.top]
+        counts = Counter(tops)
+        if not tops:
+            no_windows.append(str(ref.path))
+            clips[str(ref.path)] = {"label": ref.label, "vote": None, "correct": False, "windows": 0, "share": {}}
+            continue
+        best = max(counts.values())
+        vote = next(e for e in list(EMOTIONS) + sorted(counts) if counts.get(e) == best)
+        clips[str(ref.path)] = {"label": ref.label, "vote": vote, "correct": vote == ref.label, "windows": len(tops), "share": {k: v / len(tops) for k, v in counts.most_common()}}
+        r = true_labels.index(ref.label)
+        for t, n in counts.items():
+            win_cm[r, predicted.index(t)] += n
+        clip_cm[r, predicted.index(vote)] += 1
+    section = summarise(clips, {"true": true_labels, "predicted": predicted, "windows": win_cm.tolist(), "clips": clip_cm.tolist()}, no_windows, dataclasses.asdict(cfg.smoothing))
+    section["failed"] = failed
+    return section
+
+
+def score_bundle(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, by_source: dict[str, dict[str, Any]] | None = None, live: bool = False, num_faces: int | None = None) -> dict[str, dict[str, Any]]:
+    """Every set's figures for one bundle: each video folder through :func:`evaluate` (``live``:
+    through the live recognizer, :func:`live_video`), the joined video set, and the photo sets
+    of ``by_source`` (default: the bundle's manifest)."""
     sets: dict[str, dict[str, Any]] = {}
     videos: dict[str, dict[str, Any]] = {}
     for d in video_dirs:
         name = Path(d).name
-        res = evaluate(d, bundle_dir, cache_dir=cache_dir, progress=False, smoothing=smoothing)
-        videos[name] = res["video"]
-        sets[name] = video_figures(res["video"])
-        failed = res["data"]["failed"]
+        if live:
+            video = live_video(bundle_dir, d, num_faces=num_faces, smoothing=smoothing)
+            failed = video["failed"]
+        else:
+            res = evaluate(d, bundle_dir, cache_dir=cache_dir, progress=False, smoothing=smoothing)
+            video, failed = res["video"], res["data"]["failed"]
+        videos[name] = video
+        sets[name] = video_figures(video)
         if failed:
             sets[name]["failed"] = failed
     if len(video_dirs) > 1:
@@ -157,7 +218,7 @@ def score_bundle(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path]
     return sets
 
 
-def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, keep_bundle: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, keep_bundle: str | Path | None = None, progress: bool = False, live: bool = False, num_faces: int | None = None) -> dict[str, Any]:
     """Train the recipe at ``seed`` (the trainer's own ``prepare`` and ``fit_and_validate``),
     write its bundle (to ``keep_bundle``, else a temporary folder) and score it."""
     cfg = seeded(config, seed)
@@ -170,7 +231,7 @@ def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | P
     with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
         out = Path(keep_bundle) if keep_bundle else Path(tmp) / "bundle"
         write_trained_bundle(out, cfg, prep, fit, cfg.model.family)
-        sets = score_bundle(out, video_dirs, cache_dir=cfg.data.cache_dir, smoothing=smoothing, by_source=fit.by_source)
+        sets = score_bundle(out, video_dirs, cache_dir=cfg.data.cache_dir, smoothing=smoothing, by_source=fit.by_source, live=live, num_faces=num_faces)
     return {"seed": seed, "sets": sets, "fit_seconds": round(fit.fit_seconds, 2), "windows_seconds": round(prep.seconds, 2)}
 
 
@@ -189,24 +250,24 @@ def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
     return out
 
 
-def run_report(config: TrainConfig, seeds: Sequence[int], video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], None] | None = None, bundles_dir: str | Path | None = None) -> dict[str, Any]:
+def run_report(config: TrainConfig, seeds: Sequence[int], video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], None] | None = None, bundles_dir: str | Path | None = None, live: bool = False, num_faces: int | None = None) -> dict[str, Any]:
     """Train and score the recipe at every seed; returns the report (see the module docstring).
     ``on_run`` is called with each seed's run as it finishes; ``bundles_dir`` keeps each seed's
-    bundle as ``<bundles_dir>/seed<N>``."""
+    bundle as ``<bundles_dir>/seed<N>``; ``live``/``num_faces``: see :func:`score_bundle`."""
     runs = []
     for seed in seeds:
         keep = Path(bundles_dir) / f"seed{seed}" if bundles_dir else None
-        run = train_and_score(config, int(seed), video_dirs, subsets=subsets, smoothing=smoothing, keep_bundle=keep)
+        run = train_and_score(config, int(seed), video_dirs, subsets=subsets, smoothing=smoothing, keep_bundle=keep, live=live, num_faces=num_faces)
         runs.append(run)
         if on_run:
             on_run(run)
-    return {"recipe": recipe or {}, "seeds": [int(s) for s in seeds], "video": [str(d) for d in video_dirs], "runs": runs, "summary": summarise_runs(runs)}
+    return {"recipe": recipe or {}, "seeds": [int(s) for s in seeds], "video": [str(d) for d in video_dirs], "path": "live" if live else "evaluate", "runs": runs, "summary": summarise_runs(runs)}
 
 
-def bundle_report(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+def bundle_report(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path], *, cache_dir: str | Path, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, live: bool = False, num_faces: int | None = None) -> dict[str, Any]:
     """The report of one existing bundle (one run, no seeds; photo sets from its manifest)."""
-    run = {"seed": None, "sets": score_bundle(bundle_dir, video_dirs, cache_dir=cache_dir, smoothing=smoothing)}
-    return {"recipe": recipe or {"bundle": str(bundle_dir or "shipped default")}, "seeds": [], "video": [str(d) for d in video_dirs], "runs": [run], "summary": summarise_runs([run])}
+    run = {"seed": None, "sets": score_bundle(bundle_dir, video_dirs, cache_dir=cache_dir, smoothing=smoothing, live=live, num_faces=num_faces)}
+    return {"recipe": recipe or {"bundle": str(bundle_dir or "shipped default")}, "seeds": [], "video": [str(d) for d in video_dirs], "path": "live" if live else "evaluate", "runs": [run], "summary": summarise_runs([run])}
 
 
 def _cell(stat: dict[str, Any] | None, digits: int, count: bool = False) -> str:
