@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "REALTIME_FER_CACHE_DIR"
 #: Bumped when what an entry holds or how it is written changes.
-FORMAT = 2  # 2: the fused graph is the union graph (models.fused.fuse_networks)
+FORMAT = 3  # 2: the fused graph is the union graph (models.fused.fuse_networks); 3: blendshape-only units multiply the blendshape columns alone
 _INDEX = "entry.json"
 _FUSED = "fused.onnx"
 

@@ -133,7 +133,7 @@ def fuse_networks(networks: Mapping[str, "Network"], subsets: Mapping[str, np.nd
             raise ValueError(f"emotion names cannot contain '/': {name!r}")
         cols = union_columns(net, np.searchsorted(union, np.asarray(subsets[name], np.int64)), len(union))
         x = b.op("Gather", [pooled, b.const(cols, f"{name}/columns")], f"{name}/x", axis=1)
-        logits.append(calibrated_logit(b, net, network_body(b, net, x, prefix=f"{name}/"), prefix=f"{name}/"))
+        logits.append(calibrated_logit(b, net, network_body(b, net, x, prefix=f"{name}/", split_tail=True), prefix=f"{name}/"))
     joined = logits[0] if len(logits) == 1 else b.op("Concat", logits, "logits", axis=1)
     b.nodes.append(helper.make_node("Sigmoid", [joined], [UNION_OUTPUT], name="probabilities_op"))
     t = first.window_length

@@ -85,15 +85,43 @@ def _pool_parts(b: _Builder, net: Network, source: str, width: int, tag: str) ->
     return parts
 
 
-def network_body(b: _Builder, net: Network, pooled: str, prefix: str = "") -> str:
+def tail_only_units(net: Network) -> int:
+    """How many of the first layer's last units read only the blendshape columns (the last
+    ``len(pooling) * n_blendshapes`` inputs): the units of a fused blendshape model
+    (:mod:`realtime_fer.models.blendshape_fusion`); 0 when none."""
+    if not net.layers or not net.n_blendshapes:
+        return 0
+    w = net.layers[0][0]
+    head = w.shape[0] - len(net.pooling) * net.n_blendshapes
+    zero = ~np.asarray(w[:head], np.float32).any(axis=0)
+    n = 0
+    while n < len(zero) - 1 and zero[len(zero) - 1 - n]:
+        n += 1
+    return n
+
+
+def network_body(b: _Builder, net: Network, pooled: str, prefix: str = "", split_tail: bool = False) -> str:
     """The nodes from ``net``'s pooled input (``pooled``, [N, input_dim]) to its uncalibrated
     score ([N, 1]); initializer names get ``prefix`` (empty for a model's own file, whose
-    stable names :mod:`realtime_fer.models.onnx_import` reads)."""
+    stable names :mod:`realtime_fer.models.onnx_import` reads). ``split_tail``: the first
+    layer's units that read only the blendshape columns (:func:`tail_only_units`) multiply
+    those columns alone instead of the whole input (the same numbers, fewer operations; the
+    union graph uses it, a model's own file keeps one weight matrix)."""
     z = b.op("Div", [b.op("Sub", [pooled, b.const(net.mean.astype(np.float32), f"{prefix}mean")], "centred"), b.const(net.std.astype(np.float32), f"{prefix}std")], "z")
     reps = [z]
     act = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}[net.activation]
+    tail = tail_only_units(net) if split_tail else 0
     for k, (w, bias) in enumerate(net.layers, start=1):
-        pre = b.op("Add", [b.op("MatMul", [reps[-1], b.const(w.astype(np.float32), f"{prefix}W{k}", allow_half=True)], f"mm{k}"), b.const(bias.astype(np.float32), f"{prefix}b{k}", allow_half=True)], f"pre{k}")
+        if k == 1 and tail:
+            rows = len(net.pooling) * net.n_blendshapes
+            d, units = w.shape
+            z_tail = b.op("Slice", [z, b.const(np.array([d - rows], np.int64), f"{prefix}tail_start"), b.const(np.array([d], np.int64), f"{prefix}tail_end"), b.const(np.array([1], np.int64), f"{prefix}tail_axis")], "z_tail")
+            full = b.op("MatMul", [z, b.const(w[:, : units - tail].astype(np.float32), f"{prefix}W1a", allow_half=True)], "mm1a")
+            part = b.op("MatMul", [z_tail, b.const(w[d - rows :, units - tail :].astype(np.float32), f"{prefix}W1b", allow_half=True)], "mm1b")
+            mm = b.op("Concat", [full, part], "mm1", axis=1)
+        else:
+            mm = b.op("MatMul", [reps[-1], b.const(w.astype(np.float32), f"{prefix}W{k}", allow_half=True)], f"mm{k}")
+        pre = b.op("Add", [mm, b.const(bias.astype(np.float32), f"{prefix}b{k}", allow_half=True)], f"pre{k}")
         reps.append(b.op(act, [pre], f"h{k}"))
     head_in = [reps[i] for i in net.head_inputs]
     feats = head_in[0] if len(head_in) == 1 else b.op("Concat", head_in, "head_features", axis=1)
