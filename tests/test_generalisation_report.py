@@ -193,3 +193,46 @@ def test_train_only_source_never_calibrates_or_validates(setup: dict[str, Path])
     assert "rafdb" in set(source[prep.jittered.owner[prep.train_rows]])
     assert "rafdb" not in set(source[prep.plain.owner[prep.val_rows]]) | set(source[prep.plain.owner[prep.cal_rows]])
     assert len(prep.blendshape_rows) == 0
+
+
+def test_union_graph_of_a_fused_network_equals_numpy() -> None:
+    """The union graph multiplies a fused blendshape model's units by the blendshape columns
+    alone; its probabilities equal the numpy network's."""
+    import onnxruntime as ort
+
+    from realtime_fer.models.fused import fuse_networks
+    from realtime_fer.models.onnx_export import tail_only_units
+
+    lm, bs, x, xb, y = _two_networks()
+    f = fuse(lm, bs, 0.8, 1.7, -0.3)
+    assert tail_only_units(f) == bs.layers[0][0].shape[1]
+    rng = np.random.default_rng(3)
+    win = rng.normal(size=(7, f.window_length, f.n_landmarks, 3)).astype(np.float32)
+    blend = rng.random((7, f.window_length, f.n_blendshapes)).astype(np.float32)
+    model = fuse_networks({"e": f}, {"e": np.arange(f.n_landmarks)})
+    ops = [n.op_type for n in model.graph.node]
+    assert "Slice" in ops  # the blendshape units read the blendshape columns only
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"window": win, "blendshapes": blend})[0][:, 0]
+    np.testing.assert_allclose(got, f.probability(win, blend), atol=1e-5)
+
+
+def test_withheld_emotion_is_scored_but_never_the_top() -> None:
+    """The shipped model withholds contempt (manifest decision.withheld, from the training
+    config): its probability is still computed, it never wins a decision."""
+    from realtime_fer.config_io import from_dict
+    from realtime_fer.errors import ConfigError
+    from realtime_fer.models.bundle import load_bundle
+    from realtime_fer.training.config import TrainConfig, load_train_config
+
+    b = load_bundle(None)
+    assert "contempt" in b.withheld and "54 CK+" in b.withheld["contempt"]
+    assert b.thresholds["contempt"] == float("inf") and b.emotions["contempt"].threshold < 1.0
+    probs = {e: np.array([0.99 if e == "contempt" else 0.01]) for e in b.emotions}
+    assert b.decide(probs)[0] == "neutral"
+    probs["sad"] = np.array([0.9])
+    assert b.decide(probs)[0] == "sad"
+    cfg = load_train_config(ROOT / "configs" / "train_default.yaml")
+    assert set(cfg.model.withheld) == {"contempt"}
+    with pytest.raises(ConfigError, match="withheld"):
+        from_dict(TrainConfig, {"model": {"emotions": ["happy", "sad"], "withheld": {"anger": "x"}}}, where="c.yaml")

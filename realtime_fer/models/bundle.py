@@ -143,8 +143,16 @@ class ModelBundle:
         return np.unique(np.concatenate([np.asarray(e.landmarks, np.int64) for e in self.emotions.values()]))
 
     @property
+    def withheld(self) -> dict[str, str]:
+        """Emotions whose models are scored (and published with their probabilities) but never
+        decided as the ``top``, with the reason (manifest ``decision.withheld``)."""
+        return {str(k): str(v) for k, v in (self.manifest.get("decision", {}).get("withheld") or {}).items()}
+
+    @property
     def thresholds(self) -> dict[str, float]:
-        return {name: e.threshold for name, e in self.emotions.items()}
+        """The decision thresholds; a withheld emotion's is infinite (it never wins a decision)."""
+        withheld = self.withheld
+        return {name: (float("inf") if name in withheld else e.threshold) for name, e in self.emotions.items()}
 
     def decide(self, probabilities: dict[str, np.ndarray]) -> np.ndarray:
         """:func:`decide` with this bundle's thresholds."""
@@ -202,8 +210,10 @@ def write_bundle(
     landmarker: dict[str, Any] | None = None,
     overwrite: bool = True,
     blendshapes: list[str] | None = None,
+    withheld: dict[str, str] | None = None,
 ) -> Path:
     """Write a bundle folder (ONNX per emotion + manifest with hashes); returns its path.
+    ``withheld``: emotions scored but never decided as the top, with the reason.
 
     The bundle is written into a temporary folder beside ``path`` and renamed into place when
     complete, so an interruption or a full disk leaves the previous bundle (or none), never a
@@ -218,7 +228,7 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        _write_bundle_files(tmp, nets, landmarks, thresholds, window=window, metrics=metrics, training=training, normalisation=normalisation, landmarker=landmarker, blendshapes=blendshapes)
+        _write_bundle_files(tmp, nets, landmarks, thresholds, window=window, metrics=metrics, training=training, normalisation=normalisation, landmarker=landmarker, blendshapes=blendshapes, withheld=withheld)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         _replace_folder(tmp, out)
     except BaseException:
@@ -255,8 +265,12 @@ def _write_bundle_files(
     normalisation: dict[str, Any] | None,
     landmarker: dict[str, Any] | None,
     blendshapes: list[str] | None,
+    withheld: dict[str, str] | None = None,
 ) -> None:
     """Write the ONNX models and the manifest of a bundle into the existing folder ``out``."""
+    unknown = sorted(set(withheld or {}) - set(nets))
+    if unknown:
+        raise ValueError(f"withheld emotions without a model: {', '.join(unknown)}")
     from realtime_fer.models.onnx_export import save_onnx
 
     emotions: dict[str, Any] = {}
@@ -282,7 +296,7 @@ def _write_bundle_files(
         "input": {"name": INPUT_NAME, "shape": ["batch", window["length"], "n_landmarks", 3], "dtype": "float32"},
         **({"blendshapes": list(blendshapes), "blendshapes_input": {"name": BLENDSHAPES_NAME, "shape": ["batch", window["length"], len(blendshapes)], "dtype": "float32"}} if blendshapes else {}),
         "outputs": {"probability": OUTPUT_PROBABILITY, "score": OUTPUT_SCORE},
-        "decision": {"rule": "argmax of probability among emotions at or above their threshold", "fallback": FALLBACK},
+        "decision": {"rule": "argmax of probability among emotions at or above their threshold", "fallback": FALLBACK, **({"withheld": dict(withheld)} if withheld else {})},
         "normalisation": normalisation or {},
         "landmarker": landmarker or {},
         "training": training or {},

@@ -80,6 +80,9 @@ class ModelOptions:
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
+    withheld: dict[str, str] = field(default_factory=dict)
+    """Emotions whose models are trained and published with their probabilities but never
+    decided as the ``top``, each with the reason (written into the bundle's manifest)."""
     threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
     randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
     torch: TorchOptions = field(default_factory=TorchOptions)
@@ -90,6 +93,9 @@ class ModelOptions:
             if p not in POOLINGS:
                 raise ValueError(f"unknown pooling {p!r} ({', '.join(POOLINGS)})")
         self.landmark_subsets = {canonical_label(k): v for k, v in self.landmark_subsets.items()}
+        self.withheld = {canonical_label(k): str(v) for k, v in self.withheld.items()}
+        if set(self.withheld) - set(self.emotions):
+            raise ValueError(f"withheld emotions must be among model.emotions: {', '.join(sorted(set(self.withheld) - set(self.emotions)))}")
 
 
 @dataclass

@@ -322,6 +322,7 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
         normalisation={"method": "similarity (Procrustes) fit of rigid anchors to the reference face", "anchors": list(ANCHORS), "reference": "realtime_fer/assets/reference_face.npy"},
         landmarker={"model_sha256": PINNED_SHA256, "pad_fraction_stills": extraction_options(config).pad_fraction, "blendshapes": bool(config.model.blendshapes)},
         blendshapes=list(BLENDSHAPE_NAMES) if config.model.blendshapes else None,
+        withheld={e: r for e, r in config.model.withheld.items() if e in fit.nets} or None,
     )
 
 
