@@ -236,3 +236,38 @@ def test_withheld_emotion_is_scored_but_never_the_top() -> None:
     assert set(cfg.model.withheld) == {"contempt"}
     with pytest.raises(ConfigError, match="withheld"):
         from_dict(TrainConfig, {"model": {"emotions": ["happy", "sad"], "withheld": {"anger": "x"}}}, where="c.yaml")
+
+
+def test_fused_network_attributions_are_complete_and_name_blendshapes() -> None:
+    """Integrated Gradients through a fused landmark + blendshape network: the landmark and
+    blendshape attributions together sum to output minus baseline output, and the blendshape
+    model's evidence shows up in the blendshapes."""
+    from realtime_fer.explain.integrated_gradients import IntegratedGradients
+
+    lm, bs, *_ = _two_networks()
+    f = fuse(lm, bs, 0.5, 2.0, 0.1)
+    rng = np.random.default_rng(4)
+    win = rng.normal(size=(3, f.window_length, f.n_landmarks, 3))
+    blend = rng.random((3, f.window_length, f.n_blendshapes))
+    base = np.zeros((f.window_length, f.n_landmarks, 3))
+    res = IntegratedGradients(f).attribute(win, base, n_steps=32, blendshapes=blend, blendshape_baselines=np.full(f.n_blendshapes, 0.1))
+    total = res.per_landmark().sum(axis=1) + res.per_blendshape().sum(axis=1)
+    np.testing.assert_allclose(total, res.total, rtol=1e-6, atol=1e-8)
+    out = f.score(win, blend.astype(np.float32)) - f.score(np.broadcast_to(base, win.shape), np.full_like(blend, 0.1, dtype=np.float32))
+    np.testing.assert_allclose(res.total, out, rtol=0.01, atol=1e-3)
+    assert np.abs(res.per_blendshape()).sum() > 0
+
+
+def test_report_lists_a_faceless_and_a_corrupt_clip(shared_data: Path, fused_report: dict, tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    link(shared_data / "video" / "mead" / "happy.mp4", clips / "happy.mp4")
+    link(shared_data / "video" / "pyfeat" / "no_face.mp4", clips / "sad.mp4")  # no face in any frame
+    (clips / "fear.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)  # not a video
+    for live in (False, True):
+        out = tmp_path / f"r{live}.json"
+        proc = tool("--bundle", fused_report["bundles"] / "seed0", "--video", clips, "--output", out, *(["--live"] if live else []), cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        figs = json.loads(out.read_text())["runs"][0]["sets"]["clips"]
+        assert figs["clips"]["sad.mp4"]["vote"] is None and figs["clips"]["sad.mp4"]["windows"] == 0
+        assert figs["clips"]["happy.mp4"]["windows"] > 0
+        assert [Path(f["path"]).name for f in figs["failed"]] == ["fear.mp4"] and figs["failed"][0]["reason"]
