@@ -77,7 +77,7 @@ def reproduce(args: argparse.Namespace) -> dict:
     from realtime_fer.training.config import load_train_config
     from realtime_fer.training.trainer import extraction_options, motion_banks
     from realtime_fer.training.features import pooled_set
-    from realtime_fer.training.fitting import calibrate, fit_models, scores
+    from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
     from realtime_fer.training.pruning import ExplainSet, progressive_subsets
     from realtime_fer.training.splits import group_kfold, group_split
 
@@ -100,6 +100,17 @@ def reproduce(args: argparse.Namespace) -> dict:
     train_set = pooled_set(samples, config.window, pooling, jitter=True, seed=args.seed, motion=motion, blendshapes=blend)
     test_set = pooled_set(samples, config.window, pooling, jitter=False, seed=args.seed, blendshapes=blend)
     fold_s = group_kfold(groups, args.folds, seed=args.seed)
+
+    def with_blendshape_model(nets: dict, subs: dict, fit_rows: np.ndarray, cal_rows: np.ndarray) -> dict:
+        """The recipe's blendshape model fused into each network (``model.blendshape_model``),
+        fitted on the fold's training rows and weighted on its calibration rows."""
+        if not config.model.blendshape_model.enabled:
+            return nets
+        fused, _ = fit_blendshape_fusion(nets, train_set, codes_s[train_set.owner], positives, subs, rows=fit_rows, cal_data=test_set, cal_rows=cal_rows,
+                                         cal_codes=codes_s[test_set.owner[cal_rows]], window_length=config.window.length, randomized=config.model.randomized,
+                                         options=config.model.blendshape_model)
+        return fused
+
     all_lms = list(range(NUM_MESH_LANDMARKS))
     subsets = {e: all_lms for e in emotions}
     positives = {e: EMOTIONS.index(e) for e in emotions}
@@ -125,6 +136,7 @@ def reproduce(args: argparse.Namespace) -> dict:
         test_rows = np.nonzero((fold_s == k)[test_set.owner])[0]
         nets, fit_s = fit_models(family, train_set, codes_s[train_set.owner], positives, subsets, window_length=config.window.length,
                                  randomized=config.model.randomized, torch=config.model.torch, rows=fit_rows)
+        nets = with_blendshape_model(nets, subsets, fit_rows, cal_rows)
         fit_times.append(fit_s)
         cal_truth = {e: codes_s[test_set.owner[cal_rows]] == positives[e] for e in emotions}
         calibrate(nets, scores(nets, test_set, subsets, cal_rows), cal_truth)
@@ -139,6 +151,7 @@ def reproduce(args: argparse.Namespace) -> dict:
         def fit_fold(subs: dict[str, list[int]]) -> dict:
             fold_nets, _ = fit_models(family, train_set, codes_s[train_set.owner], positives, subs, window_length=config.window.length,
                                       randomized=config.model.randomized, torch=config.model.torch, rows=fit_rows)
+            fold_nets = with_blendshape_model(fold_nets, subs, fit_rows, cal_rows)
             calibrate(fold_nets, scores(fold_nets, test_set, subs, cal_rows), cal_truth)
             return fold_nets
 
