@@ -79,7 +79,8 @@ class FinderOptions:
     crop_scale: float = 2.0
     """A face's crop is this many times the detector's box (square, centred on the face)."""
     crop_px: int = 256
-    """Side of the crop the landmarker gets (small faces are upscaled, large ones shrunk)."""
+    """Side of the crop the landmarker gets at least (small faces are upscaled; a crop larger
+    than this keeps its own size, up to 3x)."""
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -299,13 +300,20 @@ class CropLandmarker:
     def active(self) -> bool:
         return self.crop is not None
 
+    def _size(self) -> int:
+        """Side of the crop as given to the landmarker: ``crop_px``, or the crop's own side
+        (up to 3 x ``crop_px``) when that is larger, so that a large face is never shrunk."""
+        assert self.crop is not None
+        return int(min(max(self.finder.crop_px, round(self.crop[2])), 3 * self.finder.crop_px))
+
     def _landmark(self, image: np.ndarray, timestamp_ms: int | None) -> FaceLandmarks | None:
         assert self.crop is not None
-        patch = warp_crop(image, self.crop, self.finder.crop_px)
+        size = self._size()
+        patch = warp_crop(image, self.crop, size)
         faces = self.detector.detect(patch) if timestamp_ms is None else self.detector.detect_for_video(patch, timestamp_ms)
         if not faces:
             return None
-        return to_frame(faces[0], self.crop, self.finder.crop_px)
+        return to_frame(faces[0], self.crop, size)
 
     def once(self, image: np.ndarray, box: Box) -> FaceLandmarks | None:
         """IMAGE mode: the face in ``box`` of a still."""
