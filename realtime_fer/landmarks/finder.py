@@ -283,6 +283,8 @@ class CropLandmarker:
         self.crop: tuple[float, float, float] | None = None
         self.misses = 0
         self.recentre = 0.15
+        self.last_timestamp_ms = -1
+        """The last VIDEO-mode timestamp given to the landmarker (one frame, one run)."""
 
     def close(self) -> None:
         self.detector.close()
@@ -325,6 +327,7 @@ class CropLandmarker:
 
     def track(self, image: np.ndarray, timestamp_ms: int) -> FaceLandmarks | None:
         """VIDEO mode: the followed face in this frame (``None``: not found, ``misses`` counts)."""
+        self.last_timestamp_ms = timestamp_ms
         face = self._landmark(image, timestamp_ms)
         if face is None:
             self.misses += 1
@@ -406,7 +409,8 @@ class MultiFaceLandmarker:
                 s.stop()  # the full frame (or another slot) has this face: no duplicate
                 continue
             faces.append(face)
-        free = [i for i, s in enumerate(self._slots) if s is None or not s.active]
+        # a slot that ran on this frame (and was freed) waits for the next: timestamps must increase
+        free = [i for i, s in enumerate(self._slots) if s is None or (not s.active and s.last_timestamp_ms < timestamp_ms)]
         if lost:
             self._pass_due = True
         interval = self.options.interval_s if faces else self.options.idle_interval_s
@@ -419,13 +423,12 @@ class MultiFaceLandmarker:
                     break
                 if any(same_face(box, f.bbox) for f in faces):
                     continue
-                s = self._slot(free[0])
+                s = self._slot(free.pop(0))  # used on this frame either way (timestamps)
                 s.start(box)
                 face = s.track(image, timestamp_ms)
                 if face is None or any(same_face(face.bbox, f.bbox) for f in faces):
                     s.stop()
                     continue
-                free.pop(0)
                 faces.append(face)
         return faces
 
