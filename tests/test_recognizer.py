@@ -44,8 +44,12 @@ def _predictions(messages: list) -> list[Prediction]:
 # --------------------------------------------------------------------------------------------
 def test_runtime_default_yaml_matches_the_dataclass_defaults() -> None:
     assert load_runtime_config(ROOT / "configs" / "runtime_default.yaml") == RuntimeConfig()
-    cfg = from_dict(RuntimeConfig, {"landmarker": {"num_faces": 3}, "publish": {"endpoint": "tcp://127.0.0.1:0", "sndhwm": 5}, "show": False})
+    cfg = from_dict(RuntimeConfig, {"landmarker": {"num_faces": 3}, "finder": {"enabled": False}, "publish": {"endpoint": "tcp://127.0.0.1:0", "sndhwm": 5}, "show": False})
     assert cfg.max_faces == 3 and cfg.publish.sndhwm == 5
+    # with the finder (the default) the faces tracked at once are finder.max_faces, at least num_faces
+    assert from_dict(RuntimeConfig, {"finder": {"max_faces": 3}}).max_faces == 3
+    assert from_dict(RuntimeConfig, {"landmarker": {"num_faces": 8}}).max_faces == 8
+    assert from_dict(RuntimeConfig, {"landmarker": {"num_faces": 3}}).max_faces == RuntimeConfig().finder.max_faces == 6
     with pytest.raises(ConfigError, match="unknown key"):
         from_dict(RuntimeConfig, {"publish": {"hwm": 5}})
     with pytest.raises(ConfigError, match="device"):

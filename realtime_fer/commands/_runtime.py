@@ -44,7 +44,12 @@ def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay ins
         if args.device is not None:
             config.device = args.device
         if args.num_faces is not None:
-            config.landmarker = replace(config.landmarker, num_faces=args.num_faces)
+            if config.finder.enabled:  # faces tracked at once; the whole frame keeps its num_faces (see pipeline.config)
+                config.finder = replace(config.finder, max_faces=args.num_faces)
+                if config.landmarker.num_faces > args.num_faces:
+                    config.landmarker = replace(config.landmarker, num_faces=args.num_faces)
+            else:
+                config.landmarker = replace(config.landmarker, num_faces=args.num_faces)
         if args.landmarker_model is not None:
             config.landmarker = replace(config.landmarker, model_path=args.landmarker_model)
         if args.stream_id is not None:

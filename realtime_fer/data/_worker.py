@@ -56,6 +56,8 @@ class WorkerConfig:
 
 _config: WorkerConfig | None = None
 _image_detector: FaceLandmarkDetector | None = None
+_finder: Any = None
+"""``(FaceFinder, CropLandmarker)`` for ``options.find_faces``, made on first use."""
 
 
 def init_worker(config: WorkerConfig) -> None:
@@ -171,10 +173,14 @@ def remote_batch(items: list[tuple[SampleRef, list[bytes] | None]], config: Work
 
 def close_detectors() -> None:
     """Close the cached IMAGE-mode detector (for in-process use)."""
-    global _image_detector
+    global _image_detector, _finder
     if _image_detector is not None:
         _image_detector.close()
         _image_detector = None
+    if _finder is not None:
+        _finder[0].close()
+        _finder[1].close()
+        _finder = None
 
 
 def extract_one(ref: SampleRef, config: WorkerConfig) -> CachedLandmarks:
@@ -187,7 +193,10 @@ def extract_one(ref: SampleRef, config: WorkerConfig) -> CachedLandmarks:
     for f in frames:
         image = _read_image(f)
         size = (int(image.shape[1]), int(image.shape[0]))
-        points, blend = _largest(detector.detect(image))
+        faces = detector.detect(image)
+        if not faces and config.options.find_faces:
+            faces = _find_small_face(image, config.options)
+        points, blend = _largest(faces)
         rows.append(points)
         blends.append(blend)
     return CachedLandmarks(np.stack(rows).astype(np.float32), None, size, blendshapes=_blend_array(blends, config.options))
@@ -199,6 +208,31 @@ def _get_image_detector(options: LandmarkerOptions) -> FaceLandmarkDetector:
         close_detectors()
         _image_detector = FaceLandmarkDetector(options, running_mode="image")
     return _image_detector
+
+
+def _find_small_face(image: np.ndarray, options: LandmarkerOptions) -> list[FaceLandmarks]:
+    """The faces the finder sees in ``image`` (padded as the landmarker pads it), each landmarked
+    on an upscaled crop of its own, in pixels of ``image``."""
+    import cv2
+
+    from realtime_fer.landmarks.finder import CropLandmarker, FaceFinder, FinderOptions
+
+    global _finder
+    if _finder is None:
+        fo = FinderOptions()
+        _finder = (FaceFinder(fo, options), CropLandmarker(options, fo, "image"))
+    finder, cropper = _finder
+    pad = int(round(options.pad_fraction * max(image.shape[:2])))
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0)) if pad else image
+    faces = []
+    for box, _ in finder.find(padded):
+        face = cropper.once(padded, box)
+        if face is not None:
+            face.points[:, :2] -= pad
+            x0, y0, x1, y1 = face.bbox
+            face.bbox = (x0 - pad, y0 - pad, x1 - pad, y1 - pad)
+            faces.append(face)
+    return faces
 
 
 def _read_image(path: os.PathLike[str]) -> np.ndarray:

@@ -167,6 +167,7 @@ def _settings(options: LandmarkerOptions, max_video_frames: int | None) -> dict[
         "small_video_px": _worker.SMALL_VIDEO_PX,
         "max_video_frames": max_video_frames,
         **({"blendshapes": True} if options.blendshapes else {}),  # keys without them stay as they were
+        **({"find_faces": True} if options.find_faces else {}),
     }
 
 

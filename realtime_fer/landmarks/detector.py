@@ -62,6 +62,11 @@ class LandmarkerOptions:
     and from 91% to 97% on RAF-DB (tools/padding_check in the issue notes). 0 for camera frames."""
     blendshapes: bool = False
     transformation_matrix: bool = False
+    find_faces: bool = False
+    """Dataset extraction (IMAGE mode): when the landmarker finds no face in the whole image,
+    look for one with the face finder (:mod:`realtime_fer.landmarks.finder`: BlazeFace on tiles)
+    and landmark an upscaled crop around it, so that small faces are not dropped. The live
+    pipeline has its own ``finder`` section instead."""
 
     def __post_init__(self) -> None:
         if self.num_faces < 1:

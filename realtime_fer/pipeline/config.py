@@ -8,6 +8,7 @@ section                   class
 ========================  ====================================================================
 ``capture``               :class:`~realtime_fer.capture.CaptureOptions`
 ``landmarker``            :class:`~realtime_fer.landmarks.LandmarkerOptions`
+``finder``                :class:`~realtime_fer.landmarks.finder.FinderOptions`
 ``tracking``              :class:`~realtime_fer.landmarks.tracking.TrackerOptions`
 ``publish``               :class:`~realtime_fer.publish.PublisherOptions`
 ``explain``               :class:`~realtime_fer.explain.stream.StreamExplainOptions`
@@ -34,6 +35,7 @@ from realtime_fer.explain.stream import StreamExplainOptions
 from realtime_fer.features.adaptation import AdaptationOptions
 from realtime_fer.features.windows import LiveWindowOptions
 from realtime_fer.landmarks.detector import LandmarkerOptions
+from realtime_fer.landmarks.finder import FinderOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.publish.publisher import PublisherOptions
@@ -101,8 +103,12 @@ class RuntimeConfig:
 
     capture: CaptureOptions = field(default_factory=_default_capture)
     landmarker: LandmarkerOptions = field(default_factory=_default_landmarker)
-    """Face Landmarker options; ``num_faces`` is also the number of faces tracked at once, and
-    ``delegate: gpu`` falls back to the CPU with one log line when the GPU is unusable."""
+    """Face Landmarker options: ``num_faces`` faces from the whole frame (with the finder off,
+    also the number of faces tracked at once); ``delegate: gpu`` falls back to the CPU with one
+    log line when the GPU is unusable."""
+    finder: FinderOptions = field(default_factory=FinderOptions)
+    """The face-finding pass (small and many faces, each landmarked on an upscaled crop of its
+    own) and ``max_faces``, the faces tracked at once; see :mod:`realtime_fer.landmarks.finder`."""
     tracking: TrackerOptions = field(default_factory=TrackerOptions)
     publish: PublisherOptions = field(default_factory=PublisherOptions)
     explain: StreamExplainOptions = field(default_factory=StreamExplainOptions)
@@ -160,7 +166,10 @@ class RuntimeConfig:
 
     @property
     def max_faces(self) -> int:
-        """Faces tracked (and scored) at once."""
+        """Faces tracked (and scored) at once: ``finder.max_faces`` (at least ``landmarker.num_faces``)
+        with the finder, ``landmarker.num_faces`` without it."""
+        if self.finder.enabled:
+            return max(self.finder.max_faces, self.landmarker.num_faces)
         return self.landmarker.num_faces
 
 

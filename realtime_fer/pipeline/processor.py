@@ -38,6 +38,7 @@ from realtime_fer.features.adaptation import PersonAdaptation
 from realtime_fer.features.selector import FeatureSelector
 from realtime_fer.features.windows import DecisionClock
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, FaceLandmarkDetector, FaceLandmarks
+from realtime_fer.landmarks.finder import MultiFaceLandmarker
 from realtime_fer.landmarks.tracking import FaceTracker, Track
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
 from realtime_fer.models.scorer import BundleScorer
@@ -118,13 +119,15 @@ class FrameProcessor:
         bundle: the model bundle (window samples, span and hop in seconds, landmark subsets,
             thresholds).
         scorer: onnxruntime sessions of that bundle.
-        detector: a Face Landmarker in VIDEO mode; this object closes it in :meth:`close`.
+        detector: a Face Landmarker in VIDEO mode, or a
+            :class:`~realtime_fer.landmarks.finder.MultiFaceLandmarker` around one (the finder:
+            small and many faces); this object closes it in :meth:`close`.
         config: tracking options, number of faces, stream id, ``include_landmarks``.
         cpus: the CPU plan the detector was created under (see :mod:`realtime_fer.affinity`);
             the recognizer pins its threads by it.
     """
 
-    def __init__(self, bundle: ModelBundle, scorer: BundleScorer, detector: FaceLandmarkDetector, config: RuntimeConfig, cpus: CpuPlan | None = None) -> None:
+    def __init__(self, bundle: ModelBundle, scorer: BundleScorer, detector: FaceLandmarkDetector | MultiFaceLandmarker, config: RuntimeConfig, cpus: CpuPlan | None = None) -> None:
         if detector.running_mode != "video":
             raise ValueError("FrameProcessor needs a FaceLandmarkDetector in VIDEO mode")
         self.bundle = bundle
@@ -174,6 +177,12 @@ class FrameProcessor:
         try:
             with pinned(plan.landmarker if plan else None):
                 detector = FaceLandmarkDetector(config.landmarker, running_mode="video")
+                if config.finder.enabled:
+                    try:
+                        detector = MultiFaceLandmarker(detector, config.finder)
+                    except BaseException:
+                        detector.close()
+                        raise
         except BaseException:
             release_plan(plan)
             raise

@@ -293,6 +293,7 @@ class Recognizer:
             dropped=cap.dropped if cap is not None else 0,
             detail=detail,
             face=face,
+            faces=self.processor.live_tracks,
         )
 
     def _forward_events(self, cap: CaptureThread) -> None:

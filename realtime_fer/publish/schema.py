@@ -207,6 +207,9 @@ class Status:
     """Human-readable detail (why the source was lost, the next reconnect delay, ...)."""
     face: int | None = None
     """For ``face_found`` / ``face_lost``: the track id concerned."""
+    faces: int | None = None
+    """Faces tracked when the status was sent (after the frames processed so far); ``None``
+    from producers that do not say (older ones)."""
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -230,6 +233,7 @@ class Status:
             "dropped": int(self.dropped),
             "detail": str(self.detail),
             "face": None if self.face is None else int(self.face),
+            "faces": None if self.faces is None else int(self.faces),
         }
 
     @classmethod
@@ -249,6 +253,7 @@ class Status:
             dropped=v.integer("dropped", minimum=0, optional=True) or 0,
             detail=v.text("detail", optional=True) or "",
             face=v.integer("face", optional=True),
+            faces=v.integer("faces", minimum=0, optional=True),
         )
 
 
