@@ -316,7 +316,9 @@ def test_a_signal_during_extract_leaves_no_corrupt_cache_entry(shared_data: Path
         (data / p.name).symlink_to(p)
     cache_dir = tmp_path / "cache"
     cmd = [sys.executable, "-m", "realtime_fer", "extract", str(tmp_path / "data"), "--output", str(cache_dir), "--workers", "0", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that: give the child the default action whatever started pytest
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while len(list(cache_dir.glob("*/*.npz"))) < 5:
