@@ -5,8 +5,8 @@ Each pair runs, back to back, two fresh processes over the same video and times 
 clock from launch to exit:
 
 * **bare**: Python that imports MediaPipe, creates a VIDEO-mode Face Landmarker (same options
-  as the recognizer: the packaged model, 2 faces, blendshapes when the default model reads
-  them), decodes every frame with OpenCV and detects its landmarks: the least any tool built
+  as the recognizer's whole-frame landmarker: the runtime defaults, 1 face since 0.7.0,
+  blendshapes when the default model reads them), decodes every frame with OpenCV and detects its landmarks: the least any tool built
   on the landmarker must do;
 * **analyze**: ``realtime-fer analyze VIDEO --output OUT.jsonl`` with the default config
   (attributions on), writing every prediction.
@@ -35,13 +35,14 @@ from pathlib import Path
 from realtime_fer.io_atomic import write_text_atomic
 
 _BARE = r"""
-import sys, cv2
-from realtime_fer.landmarks.detector import FaceLandmarkDetector, LandmarkerOptions
+import dataclasses, sys, cv2
+from realtime_fer.landmarks.detector import FaceLandmarkDetector
+from realtime_fer.pipeline.config import RuntimeConfig
 video, blend = sys.argv[1], sys.argv[2] == "1"
 cap = cv2.VideoCapture(video)
 fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
 n = 0
-with FaceLandmarkDetector(LandmarkerOptions(num_faces=2, blendshapes=blend), running_mode="video") as det:
+with FaceLandmarkDetector(dataclasses.replace(RuntimeConfig().landmarker, blendshapes=blend), running_mode="video") as det:
     while True:
         ok, frame = cap.read()
         if not ok:
