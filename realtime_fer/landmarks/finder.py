@@ -42,6 +42,7 @@ import numpy as np
 from realtime_fer.errors import FerError
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS, FaceLandmarkDetector, FaceLandmarks, LandmarkerOptions
 from realtime_fer.landmarks.model_file import find_model_file
+from realtime_fer.landmarks.tracking import iou
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,6 @@ class FinderOptions:
 
 
 # -- geometry ------------------------------------------------------------------------------
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def same_face(a: Box, b: Box, threshold: float = 0.3) -> bool:
     """Two boxes are one face: they overlap by ``threshold`` IoU, or one's centre lies inside
     the other (a detector box and a landmark extent of one face differ in size)."""
