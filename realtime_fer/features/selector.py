@@ -544,6 +544,10 @@ class FeatureSelector:
         """Source time (seconds) of each ring frame."""
         self._head = np.zeros(cap, dtype=np.int64)
         self._count = np.zeros(cap, dtype=np.int64)
+        self._version = 0
+        """Bumped by every change of the rings (push, reset, fill): the interpolation plan of
+        one scoring step is computed once and reused by its gathers."""
+        self._plan_key: tuple | None = None
         """Frames held in each ring."""
         self._first = np.full(cap, np.nan, dtype=np.float64)
         """Time of each face's first frame (``-inf``: a still, full at once; NaN: empty)."""
@@ -591,11 +595,13 @@ class FeatureSelector:
         self._count[slot] = 0
         self._head[slot] = 0
         self._first[slot] = np.nan
+        self._version += 1
 
     def reset_all(self) -> None:
         self._count[:] = 0
         self._head[:] = 0
         self._first[:] = np.nan
+        self._version += 1
 
     def fill(self, slot: int) -> None:
         """Make ``slot``'s window full now: every sample before its first frame holds that frame
@@ -603,6 +609,7 @@ class FeatureSelector:
         if self._count[slot] == 0:
             raise ValueError(f"slot {slot} holds no frame to fill its window with")
         self._first[slot] = -np.inf
+        self._version += 1
 
     def latest_time(self, slot: int) -> float:
         """Source time of ``slot``'s newest frame (NaN when empty)."""
@@ -659,6 +666,7 @@ class FeatureSelector:
             for i in range(n):
                 b = blendshapes[i] if blendshapes is not None else None
                 blend[i] = b if b is not None and len(b) == self.n_blendshapes else 0.0
+        self._version += 1
         push = _push_faces if self._compiled() else _push_faces_numpy
         push(buf, blend, self._slots[:n], times, ANCHOR_INDEX, self._ref_centered, self._ref_mean, self.union, self._ring, self._blend_ring,
              self._stamps, self._head, self._count, self._first, self.min_interval)
@@ -669,12 +677,17 @@ class FeatureSelector:
         n = len(slots)
         if n > self.max_faces:
             raise ValueError(f"at most {self.max_faces} slots")
+        key = (self._version, tuple(int(s) for s in slots))
+        if key == self._plan_key:  # the same step's earlier gather planned these windows
+            return n
+        self._plan_key = None
         self._slots[:n] = slots
         for slot in self._slots[:n]:
             if self._count[slot] == 0:
                 raise ValueError(f"slot {int(slot)} holds no frame")
         plan = _plan_windows if self._compiled() else _plan_windows_numpy
         plan(self._stamps, self._head, self._count, self._slots[:n], self.step, TIME_TOLERANCE_S, self._older[:n], self._newer[:n], self._weight[:n])
+        self._plan_key = key
         return n
 
     def gather(self, slots: Sequence[int]) -> dict[str, np.ndarray]:

@@ -298,7 +298,6 @@ class FrameProcessor:
                 partial.append(real < self.window_length)
         ready_slots = [tracks[i].slot for i in ready]
         windows = self.selector.gather_union(ready_slots) if ready else None  # what the models read
-        inputs = self.selector.gather(ready_slots) if ready and self.explainer is not None else None  # what IG reads
         blend_windows = self.selector.gather_blendshapes(ready_slots) if ready else None
         t2 = time.perf_counter()
         times.features = t2 - t1
@@ -309,20 +308,23 @@ class FrameProcessor:
             unadapted = [w.copy() for w in windows]
             adapted = [self.adaptation.track(t).ready for t in ids]
             self.adaptation.correct_union(windows, ids)
-            if inputs is not None:
-                self.adaptation.correct(inputs, ids)
         if windows is not None:
             probs = self.models.predict_union(windows, blend_windows)
             smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
+            t3 = time.perf_counter()
+            times.inference = t3 - t2
+            # the per-emotion windows Integrated Gradients reads (explanation work, timed with it),
+            # corrected by the same resting faces as the scored windows
+            inputs = self.selector.gather(ready_slots) if self.explainer is not None else None
+            if inputs is not None and self.adaptation is not None:
+                self.adaptation.correct(inputs, [result.faces[i].track_id for i in ready])
+            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows)
+            times.explain = time.perf_counter() - t3
             if self.adaptation is not None:
                 for row, i in enumerate(ready):
                     if not partial[row]:  # the resting face is learnt from full windows only
                         self.adaptation.observe(result.faces[i].track_id, unadapted[row], t_s, str(tops[row]) == FALLBACK)
-            t3 = time.perf_counter()
-            times.inference = t3 - t2
-            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows)
-            times.explain = time.perf_counter() - t3
             h, w = frame.image.shape[:2]
             for row, i in enumerate(ready):
                 face = result.faces[i]
