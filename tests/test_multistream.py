@@ -391,3 +391,19 @@ def test_bench_streams_reports_each_stream(shared_data: Path, tmp_path: Path) ->
     expected = ["not pinned" if p is None else f"{','.join(map(str, sorted(p.landmarker)))} / {','.join(map(str, sorted(p.others)))}" for p in plans]
     assert [s["threads"] for s in data["streams"]] == expected
     assert "s0" in r.stdout and "s1" in r.stdout and "all streams:" in r.stdout
+
+
+def test_every_face_of_a_group_in_one_stream_of_several(shared_data: Path) -> None:
+    """The face finder runs per stream: a group photo in one stream gives its five faces, each
+    with a prediction and its own id, while a one-face clip in the other stream goes on as alone."""
+    require_bundle()
+    group = shared_data / "images" / "pyfeat" / "multi_face.jpg"
+    clip = video(shared_data, "single_face.mp4")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    r, col = _collect(endpoint, ["fer.group.", "fer.solo."], "--source", f"group={group}", "--source", f"solo={clip}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    preds = col.predictions("group")
+    assert len({p.face for p in preds}) == 5, [(p.face, p.bbox) for p in preds]
+    assert max((s.faces or 0) for s in col.events("group")) == 5
+    solo = col.predictions("solo")
+    assert solo and {p.face for p in solo} == {solo[0].face}

@@ -86,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--landmarker-model", metavar="PATH", default=None, help="face_landmarker.task to use (default: see docs)")
     parser.add_argument("--blendshapes", action="store_true", help="also store MediaPipe's 52 blendshape scores per frame (a separate cache entry)")
+    parser.add_argument("--no-find-faces", action="store_true", help="do not look for small faces with the face finder in images where the whole image shows none (a separate cache entry)")
     add_scheduler_arguments(parser)
     parser.add_argument("--report", metavar="PATH", default=None, help="write a JSON report (all counts, failed and skipped files)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.landmarker_model:
         options.model_path = args.landmarker_model
     options.blendshapes = bool(args.blendshapes)
+    options.find_faces = not args.no_find_faces
     with scheduler_executor(args.scheduler, connect_timeout_s=args.scheduler_timeout, send_files=args.send_files) as executor:
         result = extract_dataset(
             args.data_dir,

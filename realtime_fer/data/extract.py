@@ -46,8 +46,12 @@ MAX_BATCH = 16
 
 
 def default_options() -> LandmarkerOptions:
-    """The landmarker options used for datasets when none are given."""
-    return LandmarkerOptions(pad_fraction=DEFAULT_STILL_PAD_FRACTION, num_faces=1)
+    """The landmarker options used for datasets when none are given: 25 % padding for tight
+    crops, one face, and the face finder for images where the whole image shows none
+    (``find_faces``: small faces are not dropped; RAF-DB 96.8 -> 97.8 %, FER2013 95.8 -> 96.2 %
+    of 500 train images each, ``tools/bench_extract_faces.py``). Training configs that name
+    their ``landmarker`` options keep theirs (the shipped recipe pins ``find_faces: false``)."""
+    return LandmarkerOptions(pad_fraction=DEFAULT_STILL_PAD_FRACTION, num_faces=1, find_faces=True)
 
 
 def with_blendshapes(options: LandmarkerOptions | None, needed: bool) -> LandmarkerOptions | None:
