@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime_fer.data.motion import MotionBank
+from realtime_fer.data.motion import MotionBank, resample_run
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.normalize import ANCHOR_INDEX, reference_face, similarity_fit
 
@@ -92,13 +92,13 @@ def motion_length(n_frames: int, fps: float = RENDER_FPS, motion_fps: float = MO
 
 def resample(segment: np.ndarray, n_frames: int, fps: float = RENDER_FPS, motion_fps: float = MOTION_FPS) -> np.ndarray:
     """``segment`` (L, ...) at ``motion_fps`` linearly resampled to ``n_frames`` frames at
-    ``fps`` (frame ``k`` at bank time ``k * motion_fps / fps``)."""
-    seg = np.asarray(segment, np.float32)
-    t = np.arange(n_frames, dtype=np.float64) * (motion_fps / fps)
-    i0 = np.minimum(np.floor(t).astype(np.int64), len(seg) - 1)
-    i1 = np.minimum(i0 + 1, len(seg) - 1)
-    w = (t - i0).astype(np.float32).reshape((-1,) + (1,) * (seg.ndim - 1))
-    return (seg[i0] * (1.0 - w) + seg[i1] * w).astype(np.float32)
+    ``fps`` (frame ``k`` at bank time ``k * motion_fps / fps``; the bank's own rule,
+    :func:`~realtime_fer.data.motion.resample_run`), holding the last frame when the segment
+    is too short."""
+    out = resample_run(np.asarray(segment, np.float32), motion_fps, fps)[:n_frames]
+    if len(out) < n_frames:
+        out = np.concatenate([out, np.repeat(out[-1:], n_frames - len(out), axis=0)])
+    return out
 
 
 def sample_motion(

@@ -154,6 +154,4 @@ def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias:
             head.append(z)
         else:
             head.append(np.concatenate([w_lm * hl[i], w_bs * hb[i]]))
-    extras = dict(landmark.extras)
-    extras["blendshape_fusion"] = {"w_landmarks": float(w_lm), "w_blendshapes": float(w_bs), "bias": float(bias), "blendshape_hidden": [int(w.shape[1]) for w, _ in blendshape.layers]}
-    return replace(landmark, layers=layers, head_w=np.concatenate(head).astype(np.float32), head_b=float(b), platt_a=1.0, platt_b=0.0, extras=extras)
+    return replace(landmark, layers=layers, head_w=np.concatenate(head).astype(np.float32), head_b=float(b), platt_a=1.0, platt_b=0.0)

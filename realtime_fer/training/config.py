@@ -122,5 +122,4 @@ def load_train_config(path: str | Path) -> TrainConfig:
     cfg = from_dict(TrainConfig, load_yaml(path), where=str(path))
     if not cfg.data.sources:
         raise ConfigError(f"{path}: data.sources lists no dataset folder")
-
     return cfg

@@ -174,7 +174,7 @@ def evaluate(
         },
         "data": {"path": str(res.data_dir), "layout": res.layout, "failed": [{"path": p, "reason": r} for p, r in res.failed], "skipped": [{"path": p, "reason": r} for p, r in res.skipped]},
         "videos": videos,
-        "video": video_protocol(res.samples, clip_rows, published, list(model.emotions), smoothing),
+        "video": video_protocol([s.ref for s in res.samples], clip_rows, published, list(model.emotions), smoothing),
     }
 
 

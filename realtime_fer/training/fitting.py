@@ -6,6 +6,7 @@ number we report comes from the same code path.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from typing import Literal, Sequence
@@ -97,7 +98,7 @@ def fit_blendshape_fusion(
     codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
-    bopts = RandomizedOptions(**{**randomized.__dict__, "hidden": list(options.hidden)})
+    bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows)
     s_lm = scores(nets, cal_data, subsets, cal_rows)

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.config_io import from_dict, to_dict
+from realtime_fer.errors import ConfigError
 from realtime_fer.labels import EMOTIONS
-from realtime_fer.models.bundle import FALLBACK, load_bundle
+from realtime_fer.models.bundle import load_bundle
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
@@ -60,9 +61,11 @@ def with_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfi
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                node[p] = {} if node.get(p) is None else node[p]
+            if node.get(p) is None:  # an optional section left out (e.g. ``landmarker``)
+                node[p] = {}
             node = node[p]
+            if not isinstance(node, dict):
+                raise ConfigError(f"overrides: {key}: {p} is a value, not a section")
         node[parts[-1]] = value
     return from_dict(TrainConfig, data, where="overrides")
 
@@ -145,15 +148,13 @@ def live_video(bundle_dir: str | Path | None, data_dir: str | Path, *, num_faces
     windows in seconds (partial ones included), onnxruntime and smoothing; a clip's windows are
     its published predictions (every face's), its vote the most frequent published ``top``. A
     clip that cannot be decoded is listed in ``failed`` with the reason."""
-    from collections import Counter
-
     from realtime_fer.data.layouts import discover
     from realtime_fer.errors import FerError
     from realtime_fer.pipeline.config import RuntimeConfig
     from realtime_fer.pipeline.recognizer import open_recognizer
     from realtime_fer.pipeline.sinks import ListSink
     from realtime_fer.publish import Prediction
-    from realtime_fer.training.video_protocol import summarise
+    from realtime_fer.training.video_protocol import video_protocol
 
     bundle = load_bundle(bundle_dir)
     cfg = RuntimeConfig(model=str(bundle.path), pin_threads=False)
@@ -162,14 +163,11 @@ def live_video(bundle_dir: str | Path | None, data_dir: str | Path, *, num_faces
         cfg.landmarker = dataclasses.replace(cfg.landmarker, num_faces=int(num_faces))
     if smoothing is not None:
         cfg.smoothing = smoothing
-    found = discover(data_dir)
-    clips: dict[str, dict[str, Any]] = {}
-    failed, no_windows = [], []
-    predicted = list(dict.fromkeys([*bundle.emotions, FALLBACK]))
-    true_labels = [e for e in EMOTIONS if any(r.label == e for r in found.samples)]
-    win_cm = np.zeros((len(true_labels), len(predicted)), np.int64)
-    clip_cm = np.zeros_like(win_cm)
-    for ref in found.samples:
+    refs = discover(data_dir).samples
+    failed: list[dict[str, str]] = []
+    published: list[str] = []
+    clip_rows: dict[int, np.ndarray] = {}
+    for i, ref in enumerate(refs):
         sink = ListSink()
         try:
             open_recognizer(str(ref.path), cfg, [sink], bundle=bundle).run()
@@ -177,19 +175,11 @@ def live_video(bundle_dir: str | Path | None, data_dir: str | Path, *, num_faces
             failed.append({"path": str(ref.path), "reason": str(exc)})
             continue
         tops = [m.top for m in sink.messages if isinstance(m, Prediction) and m.top]
-        counts = Counter(tops)
-        if not tops:
-            no_windows.append(str(ref.path))
-            clips[str(ref.path)] = {"label": ref.label, "vote": None, "correct": False, "windows": 0, "share": {}}
-            continue
-        best = max(counts.values())
-        vote = next(e for e in list(EMOTIONS) + sorted(counts) if counts.get(e) == best)
-        clips[str(ref.path)] = {"label": ref.label, "vote": vote, "correct": vote == ref.label, "windows": len(tops), "share": {k: v / len(tops) for k, v in counts.most_common()}}
-        r = true_labels.index(ref.label)
-        for t, n in counts.items():
-            win_cm[r, predicted.index(t)] += n
-        clip_cm[r, predicted.index(vote)] += 1
-    section = summarise(clips, {"true": true_labels, "predicted": predicted, "windows": win_cm.tolist(), "clips": clip_cm.tolist()}, no_windows, dataclasses.asdict(cfg.smoothing))
+        clip_rows[i] = np.arange(len(published), len(published) + len(tops))
+        published += tops
+    section = video_protocol(refs, clip_rows, np.array(published, dtype=object).astype(str), list(bundle.emotions), cfg.smoothing)
+    if section is None:  # no clip could be read
+        section = {"clips": {}, "window_recall": {}, "mean_window_recall": None, "clips_right": 0, "n_clips": 0, "n_clips_scored": 0, "no_windows": []}
     section["failed"] = failed
     return section
 
@@ -213,7 +203,7 @@ def score_bundle(bundle_dir: str | Path | None, video_dirs: Sequence[str | Path]
         if failed:
             sets[name]["failed"] = failed
     if len(video_dirs) > 1:
-        sets[VIDEO_ALL] = joined_video({k: v for k, v in sets.items()}, videos)
+        sets[VIDEO_ALL] = joined_video(sets, videos)
     sets.update(photo_figures(by_source if by_source is not None else manifest_by_source(load_bundle(bundle_dir))))
     return sets
 

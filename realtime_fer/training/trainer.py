@@ -149,14 +149,12 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     t0 = time.perf_counter()
     data = load_sources(config, progress=progress)
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
-    blend_only_names = {src.name or Path(src.path).name for src in config.data.sources if src.role == "blendshape_model"}
-    blend_only = np.array([g.split(":", 1)[0] in blend_only_names for g in data.groups], bool)
-    train_only_names = blend_only_names | {src.name or Path(src.path).name for src in config.data.sources if src.role == "train"}
-    train_only = np.array([g.split(":", 1)[0] in train_only_names for g in data.groups], bool)
-    if train_only.any():
-        # sources that only train (role train; role blendshape_model: the blendshape model
-        # alone): calibration and validation never see them
-        split = np.where(train_only, TRAIN, split)
+    role_of_source = {src.name or Path(src.path).name: src.role for src in config.data.sources}
+    role = np.array([role_of_source.get(g.split(":", 1)[0], "all") for g in data.groups])
+    blend_only = role == "blendshape_model"
+    # sources that only train (role train; role blendshape_model: the blendshape model alone):
+    # calibration and validation never see them
+    split = np.where(role != "all", TRAIN, split)
     kept = [s for s in extra_train if s.detected.any()]
     if kept:
         data = LabelledData(

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from realtime_fer.data.extract import ExtractedSample
+from realtime_fer.data.layouts import SampleRef
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.models.bundle import FALLBACK
 from realtime_fer.models.smoothing import SmoothingOptions
@@ -38,7 +38,7 @@ def _vote(tops: np.ndarray) -> str:
 
 
 def video_protocol(
-    samples: Sequence[ExtractedSample],
+    refs: Sequence[SampleRef],
     clip_rows: dict[int, np.ndarray],
     published: np.ndarray,
     emotions: Sequence[str],
@@ -47,7 +47,8 @@ def video_protocol(
     """The protocol's figures from each clip's published tops.
 
     Args:
-        samples: the evaluated samples; only videos and sequences (keys of ``clip_rows``) count.
+        refs: the evaluated samples' references; only videos and sequences (keys of
+            ``clip_rows``) count.
         clip_rows: sample index -> the rows of ``published`` that are its windows, in time order.
         published: (N,) the published ``top`` of every window.
         emotions: the emotions the model scores (the predicted labels, with the fallback).
@@ -62,16 +63,16 @@ def video_protocol(
     clips: dict[str, dict[str, Any]] = {}
     no_windows = []
     for i, rows in clip_rows.items():
-        s = samples[i]
-        label = s.ref.label
+        ref = refs[i]
+        label = ref.label
         if len(rows) == 0:
-            no_windows.append(str(s.ref.path))
-            clips[str(s.ref.path)] = {"label": label, "vote": None, "correct": False, "windows": 0, "share": {}}
+            no_windows.append(str(ref.path))
+            clips[str(ref.path)] = {"label": label, "vote": None, "correct": False, "windows": 0, "share": {}}
             continue
         tops = published[rows]
         counts = Counter(str(t) for t in tops)
         vote = _vote(tops)
-        clips[str(s.ref.path)] = {
+        clips[str(ref.path)] = {
             "label": label,
             "vote": vote,
             "correct": vote == label,
@@ -83,10 +84,10 @@ def video_protocol(
     win_cm = np.zeros((len(true_labels), len(predicted)), np.int64)
     clip_cm = np.zeros_like(win_cm)
     for i, rows in clip_rows.items():
-        r = true_labels.index(samples[i].ref.label)
+        r = true_labels.index(refs[i].label)
         for t in published[rows]:
             win_cm[r, col[str(t)]] += 1
-        vote = clips[str(samples[i].ref.path)]["vote"]
+        vote = clips[str(refs[i].path)]["vote"]
         if vote is not None:
             clip_cm[r, col[vote]] += 1
     return summarise(clips, {"true": true_labels, "predicted": predicted, "windows": win_cm.tolist(), "clips": clip_cm.tolist()}, no_windows, dataclasses.asdict(smoothing))
