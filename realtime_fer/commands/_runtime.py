@@ -66,6 +66,8 @@ def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay ins
             config.publish = replace(config.publish, curve_allowed_clients=args.curve_clients)
         if getattr(args, "show", False):
             config.show = True
+        if getattr(args, "publish_frames", False):
+            config.frames = replace(config.frames, enabled=True)
     except ValueError as exc:  # options classes validate in __post_init__
         raise ConfigError(f"invalid option: {exc}") from None
     from threadpoolctl import threadpool_limits

@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_message(msg: object) -> str:
-    """A compact one-line summary of a Prediction or Status."""
+    """A compact one-line summary of a Prediction, Status or FrameImage."""
     import time
 
-    from realtime_fer.publish import Prediction, Status
+    from realtime_fer.publish import FrameImage, Prediction, Status
 
     if isinstance(msg, Prediction):
         when = _clock(msg.t_capture)
@@ -94,6 +94,9 @@ def format_message(msg: object) -> str:
         face = f" face {msg.face}" if msg.face is not None else ""
         detail = f" - {msg.detail}" if msg.detail else ""
         return f"{_clock(msg.timestamp)} {msg.stream} [{msg.event}]{face} fps {msg.fps:.1f} frames {msg.frames} dropped {msg.dropped}{detail}"
+    if isinstance(msg, FrameImage):
+        w, h = msg.image_size
+        return f"{_clock(msg.t_capture)} {msg.stream} #{msg.frame} frame {w}x{h} jpeg {len(msg.jpeg) / 1024:.1f} kB"
     return f"{time.strftime('%H:%M:%S')} {msg!r}"
 
 

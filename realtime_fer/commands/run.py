@@ -31,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", choices=["msgpack", "json"], help="payload encoding (default msgpack)")
     p.add_argument("--show", action="store_true", help="show a window with boxes, landmarks and emotion bars")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--publish-frames",
+        action="store_true",
+        help="also publish small JPEGs of the frames (topic fer.<stream>.frame.) for `realtime-fer serve --connect` on another machine",
+    )
     add_curve_arguments(p)
     add_runtime_arguments(p)
 
@@ -40,50 +45,82 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime_fer.commands._runtime import StopOnSignals, runtime_config
     from realtime_fer.errors import FerError
-    from realtime_fer.models.bundle import load_bundle
-    from realtime_fer.pipeline.recognizer import open_recognizer
-    from realtime_fer.pipeline.sinks import PublisherSink
-    from realtime_fer.publish.publisher import Publisher
 
     if args.duration is not None and args.duration <= 0:
         raise FerError("--duration must be positive")
     config = runtime_config(args)
     streams = _streams(args, config)
+    with StopOnSignals() as signals:
+        runner, text = open_runner(config, streams)
+        print(text + "; Ctrl-C to stop", file=sys.stderr, flush=True)
+        signals.attach(runner)
+        summary = _run_for(runner, args.duration)
+    print("summary: " + "\n         ".join(summary.lines()), flush=True)
+    failed = getattr(summary, "failed", None)
+    if failed:
+        raise FerError(f"{len(failed)} of {len(summary.streams)} streams failed: " + "; ".join(f"{s.id}: {s.error}" for s in failed))
+    return 0
+
+
+def open_runner(config, streams):  # noqa: ANN001, ANN201 - imports stay inside
+    """Open the recognizer of one stream, or a multi-stream runner for several, publishing on
+    ``config.publish``; returns it and a line saying what it does (``run`` and ``serve``).
+
+    One stream uses its own publisher (and ``config.show``'s window); several share one through a
+    :class:`~realtime_fer.pipeline.multistream.PublisherHub`, and ``--show`` is refused.
+    """
+    from realtime_fer.errors import ConfigError
+    from realtime_fer.models.bundle import load_bundle
+    from realtime_fer.pipeline.recognizer import open_recognizer
+    from realtime_fer.pipeline.sinks import PublisherSink
+    from realtime_fer.publish.publisher import Publisher
+
     if len(streams) > 1:
-        return _run_streams(args, config, streams)
+        from realtime_fer.pipeline.multistream import PublisherHub, open_streams
+
+        if config.show:
+            raise ConfigError(
+                f"--show shows one stream; this run has {len(streams)} ({', '.join(s.id for s in streams)}): "
+                "watch them with `realtime-fer listen` or `realtime-fer serve`, or run one `realtime-fer run --show` per source"
+            )
+        bundle = load_bundle(config.model)
+        hub = PublisherHub(Publisher.from_options(config.publish))
+        try:
+            multi = open_streams(streams, config, hub, bundle=bundle)
+        except BaseException:
+            hub.close()
+            raise
+        names = ", ".join(f"{r.stream_id}={r.source.name}" for r in multi.recognizers)
+        return multi, (
+            f"recognizing {len(multi.recognizers)} stream(s) ({names}) -> publishing {config.publish.encoding} on {hub.endpoint} "
+            "(topics fer.<stream>.)"
+        )
     if streams:  # one stream: its id, source and capture settings, the single-source path
         from realtime_fer.pipeline.multistream import stream_config
 
         config = stream_config(config, streams[0])
     source = streams[0].source if streams else "0"
-    with StopOnSignals() as signals:
-        bundle = load_bundle(config.model)
-        display = None
-        if config.show:
-            from realtime_fer.pipeline.display import Display
+    bundle = load_bundle(config.model)
+    display = None
+    if config.show:
+        from realtime_fer.pipeline.display import Display
 
-            display = Display(list(bundle.emotions))
+        display = Display(list(bundle.emotions))
+    try:
+        publisher = Publisher.from_options(config.publish)
         try:
-            publisher = Publisher.from_options(config.publish)
-            try:
-                recognizer = open_recognizer(source, config, [PublisherSink(publisher)], bundle=bundle, display=display)
-            except BaseException:
-                publisher.close()
-                raise
+            recognizer = open_recognizer(source, config, [PublisherSink(publisher)], bundle=bundle, display=display)
         except BaseException:
-            if display is not None:
-                display.close()
+            publisher.close()
             raise
-        print(
-            f"recognizing {recognizer.source.name} -> publishing {config.publish.encoding} on {publisher.endpoint} "
-            f"(topics fer.{config.publish.stream_id}.); Ctrl-C to stop",
-            file=sys.stderr,
-            flush=True,
-        )
-        signals.attach(recognizer)
-        summary = _run_for(recognizer, args.duration)
-    print("summary: " + "\n         ".join(summary.lines()), flush=True)
-    return 0
+    except BaseException:
+        if display is not None:
+            display.close()
+        raise
+    return recognizer, (
+        f"recognizing {recognizer.source.name} -> publishing {config.publish.encoding} on {publisher.endpoint} "
+        f"(topics fer.{config.publish.stream_id}.)"
+    )
 
 
 def _run_for(runner, duration: float | None):  # noqa: ANN001, ANN202 - a Recognizer or a MultiRecognizer
@@ -119,43 +156,3 @@ def _streams(args: argparse.Namespace, config):  # noqa: ANN001, ANN202 - import
         raise ConfigError("--stream-id names a single stream; the config's streams have their own ids")
     check_unique_ids(config.streams)
     return list(config.streams)
-
-
-def _run_streams(args: argparse.Namespace, config, streams) -> int:  # noqa: ANN001
-    """Several streams, one endpoint (see :mod:`realtime_fer.pipeline.multistream`)."""
-    import sys
-
-    from realtime_fer.commands._runtime import StopOnSignals
-    from realtime_fer.errors import ConfigError, FerError
-    from realtime_fer.models.bundle import load_bundle
-    from realtime_fer.pipeline.multistream import PublisherHub, open_streams
-    from realtime_fer.publish.publisher import Publisher
-
-    if config.show:
-        raise ConfigError(
-            f"--show shows one stream; this run has {len(streams)} ({', '.join(s.id for s in streams)}): "
-            "watch them with `realtime-fer listen`, or run one `realtime-fer run --show` per source"
-        )
-    with StopOnSignals() as signals:
-        bundle = load_bundle(config.model)
-        hub = PublisherHub(Publisher.from_options(config.publish))
-        try:
-            multi = open_streams(streams, config, hub, bundle=bundle)
-        except BaseException:
-            hub.close()
-            raise
-        names = ", ".join(f"{r.stream_id}={r.source.name}" for r in multi.recognizers)
-        print(
-            f"recognizing {len(multi.recognizers)} stream(s) ({names}) -> publishing {config.publish.encoding} on {hub.endpoint} "
-            f"(topics fer.<stream>.); Ctrl-C to stop",
-            file=sys.stderr,
-            flush=True,
-        )
-        signals.attach(multi)
-        summary = _run_for(multi, args.duration)
-    print("summary: " + "\n         ".join(summary.lines()), flush=True)
-    if summary.failed:
-        raise FerError(
-            f"{len(summary.failed)} of {len(summary.streams)} streams failed: " + "; ".join(f"{s.id}: {s.error}" for s in summary.failed)
-        )
-    return 0

@@ -38,6 +38,7 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.finder import FinderOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
+from realtime_fer.publish.frames import FrameImageOptions
 from realtime_fer.publish.publisher import PublisherOptions
 
 if TYPE_CHECKING:
@@ -130,6 +131,9 @@ class RuntimeConfig:
     """Open an OpenCV window with boxes, landmarks and emotion bars (needs a display)."""
     include_landmarks: bool = False
     """Put each face's 478 pixel landmarks into its predictions (larger messages)."""
+    frames: FrameImageOptions = field(default_factory=FrameImageOptions)
+    """Small JPEGs of the processed frames on ``fer.<stream>.frame.`` (off by default; on for
+    ``realtime-fer serve``, or ``run --publish-frames`` for a ``serve --connect`` elsewhere)."""
     blas_threads: int = 1
     """Threads of numpy's BLAS while a recognizer runs (restored after :meth:`Recognizer.run`). The per-frame matrix products
     (attributions) are small, and on a busy 2-core machine OpenBLAS's thread hand-offs made a

@@ -50,6 +50,7 @@ from realtime_fer.pipeline.processor import FrameProcessor, FrameResult, Pending
 from realtime_fer.pipeline.sinks import MessageSink
 from realtime_fer.pipeline.stats import RateMeter, Summary, TimingLog
 from realtime_fer.pipeline.worker import OrderedWorker
+from realtime_fer.publish.frames import FrameImageEncoder
 from realtime_fer.publish.schema import Message, Status, StatusEvent
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class Recognizer:
         self._source_lost = False
         self.summary: RunSummary | None = None
         """The run's summary once :meth:`run` has finished (also when it raised)."""
+        self._frame_images = FrameImageEncoder(config.frames, self.stream_id) if config.frames.enabled else None
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -345,6 +347,11 @@ class Recognizer:
         for prediction in predictions:
             self._send(prediction)
         self._predictions += len(predictions)
+        if self._frame_images is not None:  # after its predictions: a display pairs them by frame index
+            t_source = frame.source_pos_ms / 1000.0 if frame.source_pos_ms is not None else frame.t_capture
+            image = self._frame_images.encode(frame.image, frame.index, frame.timestamp, t_source)
+            if image is not None:
+                self._send(image)
         t_done = time.perf_counter()
         self._t_last = t_done
         self._rate.tick(t_done)

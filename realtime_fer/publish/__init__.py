@@ -1,6 +1,6 @@
 """Publishing stage: versioned messages over ZeroMQ PUB/SUB (see docs/messages.md).
 
-* :mod:`.schema`: topics, :class:`Prediction`, :class:`Status`, msgpack/JSON :func:`encode` /
+* :mod:`.schema`: topics, :class:`Prediction`, :class:`Status`, :class:`FrameImage`, msgpack/JSON :func:`encode` /
   :func:`decode` with validation.
 * :class:`Publisher` (:mod:`.publisher`): a bound PUB socket that never blocks the pipeline.
 * :class:`Subscriber` (:mod:`.subscriber`): a SUB client yielding typed messages.
@@ -13,6 +13,7 @@ from realtime_fer.publish.schema import (
     SCHEMA_VERSION,
     STATUS_EVENTS,
     Encoding,
+    FrameImage,
     Message,
     Prediction,
     Status,
@@ -22,6 +23,7 @@ from realtime_fer.publish.schema import (
     encode,
     face_topic,
     faces_prefix,
+    frame_topic,
     message_from_dict,
     status_topic,
     stream_prefix,
@@ -35,6 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUS_EVENTS",
     "Encoding",
+    "FrameImage",
     "Message",
     "MessageError",
     "Prediction",
@@ -49,6 +52,7 @@ __all__ = [
     "encode",
     "face_topic",
     "faces_prefix",
+    "frame_topic",
     "message_from_dict",
     "status_topic",
     "stream_prefix",

@@ -1,14 +1,17 @@
 """The wire format of published messages: topics, typed messages, msgpack/JSON encoding.
 
-Two message types travel as ZeroMQ multipart ``[topic, payload]``:
+Three message types travel as ZeroMQ multipart ``[topic, payload]``:
 
 * :class:`Prediction` on ``fer.<stream>.face.<id>.`` -- one face in one frame;
 * :class:`Status` on ``fer.<stream>.status.`` -- pipeline events (started, face lost, source
-  lost, ...) with frame-rate and dropped-frame counts.
+  lost, ...) with frame-rate and dropped-frame counts;
+* :class:`FrameImage` on ``fer.<stream>.frame.`` -- a small JPEG of a processed frame, sent
+  after that frame's predictions, only when the recognizer is asked to (``frames.enabled``;
+  the live page of ``realtime-fer serve`` draws it).
 
 Every topic ends with ``.`` so that a prefix subscription never matches a longer id by accident
 (``fer.cam0.face.1.`` does not match ``fer.cam0.face.12.``). The payload is a map with a
-``type`` (``"prediction"`` / ``"status"``) and a ``schema`` version, encoded as msgpack (default)
+``type`` (``"prediction"`` / ``"status"`` / ``"frame"``) and a ``schema`` version, encoded as msgpack (default)
 or JSON; :func:`decode` detects which (a JSON payload starts with ``{``, a msgpack map never
 does). docs/messages.md is the human-readable reference; keep it in sync with this module.
 
@@ -19,6 +22,8 @@ they do not know and reject only versions newer than they understand.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -81,6 +86,11 @@ def faces_prefix(stream: str) -> str:
 def status_topic(stream: str) -> str:
     """Topic of status messages: ``fer.<stream>.status.``."""
     return f"{stream_prefix(stream)}status."
+
+
+def frame_topic(stream: str) -> str:
+    """Topic of frame images: ``fer.<stream>.frame.``."""
+    return f"{stream_prefix(stream)}frame."
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,8 +267,76 @@ class Status:
         )
 
 
-Message = Union[Prediction, Status]
-_TYPES: dict[str, type[Prediction] | type[Status]] = {Prediction.TYPE: Prediction, Status.TYPE: Status}
+#: Largest accepted JPEG in a :class:`FrameImage` (bytes); a 640-pixel frame is 20-60 kB.
+MAX_JPEG_BYTES = 8 << 20
+
+
+@dataclass
+class FrameImage:
+    """A processed frame as a small JPEG, published after that frame's predictions when asked
+    (``frames.enabled`` in the runtime config, ``run --publish-frames``), so that a display on
+    another machine (``realtime-fer serve --connect``) can draw each frame with the predictions
+    of the same ``frame`` index."""
+
+    TYPE: ClassVar[str] = "frame"
+
+    stream: str
+    frame: int
+    """Index of the frame in capture order, as in the predictions made on it."""
+    t_capture: float
+    """When the frame was captured, Unix seconds."""
+    image_size: list[int]
+    """``[width, height]`` of the captured frame in pixels: the space of the predictions'
+    ``bbox`` and ``landmarks`` (the JPEG itself may be smaller)."""
+    jpeg: bytes
+    """The JPEG-encoded image (BGR frame scaled to at most ``frames.max_width`` pixels wide)."""
+    t_publish: float | None = None
+    """When the message was sent, Unix seconds; filled by :func:`encode` when ``None``."""
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return frame_topic(self.stream)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data; ``jpeg`` stays bytes (msgpack ``bin``; :func:`encode` turns it into base64
+        text for JSON)."""
+        return {
+            "type": self.TYPE,
+            "schema": int(self.schema),
+            "stream": self.stream,
+            "frame": int(self.frame),
+            "t_capture": float(self.t_capture),
+            "t_publish": None if self.t_publish is None else float(self.t_publish),
+            "image_size": [int(v) for v in self.image_size],
+            "jpeg": bytes(self.jpeg),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FrameImage:
+        """Validate and build from a decoded payload (``jpeg`` as bytes, or base64 text from
+        JSON); raises :class:`MessageError`."""
+        v = _Validator(data, cls.TYPE)
+        size = v.ints("image_size", length=2)
+        if size is None or min(size) < 1:
+            raise v.fail("image_size", "[width, height], positive integers")
+        return cls(
+            schema=v.version,
+            stream=v.stream(),
+            frame=v.integer("frame", minimum=0),
+            t_capture=v.time("t_capture"),
+            t_publish=v.time("t_publish", optional=True),
+            image_size=size,
+            jpeg=v.jpeg("jpeg"),
+        )
+
+
+Message = Union[Prediction, Status, FrameImage]
+_TYPES: dict[str, type[Prediction] | type[Status] | type[FrameImage]] = {
+    Prediction.TYPE: Prediction,
+    Status.TYPE: Status,
+    FrameImage.TYPE: FrameImage,
+}
 
 
 def message_from_dict(data: Any) -> Message:
@@ -269,7 +347,7 @@ def message_from_dict(data: Any) -> Message:
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         found = "missing" if kind is None else f"{kind!r}"
-        raise MessageError(f"invalid message: 'type' is {found}; expected 'prediction' or 'status'")
+        raise MessageError(f"invalid message: 'type' is {found}; expected 'prediction', 'status' or 'frame'")
     return cls.from_dict(data)
 
 
@@ -286,11 +364,13 @@ def check_encoding(encoding: str) -> Encoding:
 def encode(message: Message, encoding: Encoding = "msgpack") -> bytes:
     """Serialise ``message``; a :class:`Prediction` without ``t_publish`` is stamped now."""
     data = message.to_dict()
-    if data.get("type") == Prediction.TYPE and data.get("t_publish") is None:
+    if data.get("type") in (Prediction.TYPE, FrameImage.TYPE) and data.get("t_publish") is None:
         data["t_publish"] = time.time()
     if encoding == "msgpack":
         return msgpack.packb(data, use_bin_type=True)
     if encoding == "json":
+        if isinstance(data.get("jpeg"), bytes):
+            data["jpeg"] = base64.b64encode(data["jpeg"]).decode("ascii")
         try:
             return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
         except ValueError as exc:
@@ -309,7 +389,7 @@ def detect_encoding(payload: bytes) -> Encoding:
 
 
 def decode(payload: bytes, encoding: Encoding | None = None) -> Message:
-    """Parse and validate a payload into a :class:`Prediction` or :class:`Status`.
+    """Parse and validate a payload into a :class:`Prediction`, :class:`Status` or :class:`FrameImage`.
 
     Args:
         payload: the second frame of a ``[topic, payload]`` message.
@@ -497,6 +577,18 @@ class _Validator:
         if not ok:
             raise self.fail(name, "a map emotion -> probability in [0, 1]")
         return {k: float(p) for k, p in value.items()}
+
+    def jpeg(self, name: str) -> bytes:
+        """A JPEG image: bytes (msgpack) or base64 text (JSON), starting with the JPEG marker."""
+        _, value = self._get(name, False)
+        if isinstance(value, str) and len(value) <= MAX_JPEG_BYTES * 4 // 3 + 4:
+            try:
+                value = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise self.fail(name, "JPEG bytes or their base64 text") from None
+        if not isinstance(value, (bytes, bytearray)) or len(value) > MAX_JPEG_BYTES or bytes(value[:2]) != b"\xff\xd8":
+            raise self.fail(name, f"JPEG bytes (starting FF D8, at most {MAX_JPEG_BYTES} bytes) or their base64 text")
+        return bytes(value)
 
     def points(self, name: str) -> list[list[float]] | None:
         present, value = self._get(name, True)
