@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("listen", "print messages published by a running recognizer"),
     "keys": ("keys", "write a CURVE key pair (NAME.key, NAME.key_secret) for secure publishing"),
     "run": ("run", "recognize a live source and publish the results over ZeroMQ"),
+    "serve": ("serve", "serve a live page (video, faces, emotions, their drivers) for a browser"),
     "analyze": ("analyze", "recognize every frame of a file into a JSON-lines file"),
     "bench": ("bench", "per-stage latency and throughput against a bare landmarker loop"),
     "explain": ("explain", "dataset-level landmark relevance per emotion (Integrated Gradients) with heatmaps"),

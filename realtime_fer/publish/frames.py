@@ -22,6 +22,9 @@ from realtime_fer.publish.schema import FrameImage
 
 log = logging.getLogger(__name__)
 
+#: Time stamps this close before a slot still take it (rounding in source positions).
+_SLACK_S = 1e-3
+
 
 @dataclass
 class FrameImageOptions:
@@ -74,7 +77,7 @@ class FrameImageEncoder:
             t_source: its time for the rate limit (monotonic or the file position), seconds.
         """
         if self._period:
-            if self._next_t is not None and t_source < self._next_t:
+            if self._next_t is not None and t_source < self._next_t - _SLACK_S:
                 return None
             # the next slot is one period after this one's, not after now: a steady rate, and a
             # late frame (or a jump after a reconnect) restarts the clock
