@@ -6,7 +6,8 @@ publishes its predictions; the script prints per clip the mean valence and arous
 of predictions with valence > 0, the tops, and the mean of a few action units. Then it times
 :func:`~realtime_fer.describe.action_units` and :func:`~realtime_fer.describe.valence_arousal`
 on every prediction's own blendshapes and smoothed probabilities (the work the frame processor
-adds per scored face), median of ``--repeat`` passes, in microseconds per face.
+adds per scored face) and the msgpack encoding of the predictions with and without the three
+new fields, median of ``--repeat`` passes, in microseconds per face.
 
     python tools/bench_describe.py [CLIP ...]   (default: MEAD happy and sad, a furious talk)
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES  # noqa: E402
 from realtime_fer.pipeline import ListSink  # noqa: E402
 from realtime_fer.pipeline.config import RuntimeConfig  # noqa: E402
 from realtime_fer.pipeline.recognizer import open_recognizer  # noqa: E402
-from realtime_fer.publish import Prediction  # noqa: E402
+from realtime_fer.publish import Prediction, encode  # noqa: E402
 
 VIDEO = ROOT.parent / "shared" / "data" / "video"
 DEFAULT_CLIPS = [VIDEO / "mead" / "happy.mp4", VIDEO / "mead" / "sad.mp4", VIDEO / "talking" / "furious_talk1_clip1.mp4"]
@@ -66,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
 
     blends = [np.array([p.blendshapes[n] for n in BLENDSHAPE_NAMES], np.float32) for p in pooled if p.blendshapes]
     smoothed = [p.smoothed or p.probabilities for p in pooled]
-    for name, fn, inputs in (("action_units", action_units, blends), ("valence_arousal", valence_arousal, smoothed)):
+    without = [replace(p, action_units=None, valence=None, arousal=None) for p in pooled]
+    cases = (
+        ("action_units", action_units, blends),
+        ("valence_arousal", valence_arousal, smoothed),
+        ("encode (with)", encode, pooled),
+        ("encode (without)", encode, without),
+    )
+    for name, fn, inputs in cases:
         passes = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
