@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "evaluate a model bundle on a labelled folder of images/videos"),
     "listen": ("listen", "print messages published by a running recognizer"),
     "keys": ("keys", "write a CURVE key pair (NAME.key, NAME.key_secret) for secure publishing"),
+    "bridge": ("bridge", "republish the stream on other middleware (ros4hri: ROS 2 REP-155 topics)"),
     "run": ("run", "recognize a live source and publish the results over ZeroMQ"),
     "serve": ("serve", "serve a live page (video, faces, emotions, their drivers) for a browser"),
     "analyze": ("analyze", "recognize every frame of a file into a JSON-lines file"),

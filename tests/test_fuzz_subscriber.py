@@ -40,6 +40,7 @@ def _valid_prediction() -> dict[str, Any]:
         stream="cam0", frame=3, face=1, bbox=[1.0, 2.0, 30.0, 40.0], probabilities={"happy": 0.8, "sad": 0.1}, top="happy",
         t_capture=1.7e9, t_publish=1.7e9 + 0.01, attributions={"happy": {"landmarks": [1, 2], "scores": [0.5, 0.25]}},
         landmarks=[[1.0, 2.0, 0.5]] * 3, image_size=[640, 360], smoothed={"happy": 0.7}, blendshapes={"jawOpen": 0.2}, adapted=False,
+        action_units={"AU12": 0.6, "AU26": 0.2}, valence=0.5, arousal=-0.2,
     )
     return p.to_dict()
 

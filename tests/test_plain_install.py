@@ -67,6 +67,10 @@ def test_wheel_carries_the_landmarker_model_and_its_licence(wheel: Path) -> None
         assert "Apache License" in zf.read("realtime_fer/assets/landmarker/LICENSE").decode()
         assert PINNED_SHA256 in notice
         assert "realtime_fer/assets/default_model/manifest.json" in names
+        # the hri_msgs definitions of the ROS4HRI bridge travel with their BSD notice
+        for name in ("Expression", "FacialActionUnits", "IdsList", "NormalizedRegionOfInterest2D"):
+            assert f"realtime_fer/bridges/ros4hri/msg/{name}.msg" in names
+        assert "BSD" in zf.read("realtime_fer/bridges/ros4hri/msg/NOTICE").decode()
 
 
 def test_fresh_venv_plain_install_runs_analyze(wheel: Path, shared_data: Path, tmp_path: Path) -> None:

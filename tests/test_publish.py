@@ -167,6 +167,36 @@ def test_partial_flag_is_optional_and_checked() -> None:
         message_from_dict({**old, "partial": "yes"})
 
 
+def test_derived_fields_roundtrip_and_are_checked() -> None:
+    """``action_units``, ``valence`` and ``arousal`` (0.8, schema still 1): computed by the
+    describe functions they round-trip in both encodings, old messages without them decode with
+    ``None``, and out-of-range values are refused with the field named."""
+    from realtime_fer.describe import action_units, valence_arousal
+
+    blend = np.linspace(0.0, 1.0, 52, dtype=np.float32)
+    probs = _prediction().probabilities
+    valence, arousal = valence_arousal(probs)
+    pred = replace(_prediction(), action_units=action_units(blend), valence=valence, arousal=arousal)
+    for encoding in ("msgpack", "json"):
+        back = decode(encode(pred, encoding))  # type: ignore[arg-type]
+        assert isinstance(back, Prediction)
+        assert back.action_units == pytest.approx(pred.action_units) and len(back.action_units) == 23
+        assert (back.valence, back.arousal) == pytest.approx((valence, arousal))
+    old = json.loads(encode(_prediction(), "json"))
+    for key in ("action_units", "valence", "arousal"):
+        old.pop(key)
+    assert (lambda m: (m.action_units, m.valence, m.arousal))(message_from_dict(old)) == (None, None, None)
+    good = json.loads(encode(pred, "json"))
+    for field, value, match in [
+        ("valence", 1.5, r"'valence' must be a number in \[-1, 1\]"),
+        ("arousal", "high", "'arousal' must be a finite number"),
+        ("action_units", {"AU12": 2.0}, "'action_units' must be a map action unit -> intensity in"),
+        ("action_units", [0.1], "'action_units' must be a map action unit"),
+    ]:
+        with pytest.raises(MessageError, match=match):
+            message_from_dict({**good, field: value})
+
+
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     data = json.loads(to_json_line(_prediction()))
     data["some_future_field"] = {"x": 1}
@@ -387,7 +417,8 @@ def _listen_while_publishing(pub: Publisher, args: list[str], make) -> tuple[int
 def test_listen_prints_messages(as_json: bool) -> None:
     with Publisher("tcp://127.0.0.1:0", encoding="json" if as_json else "msgpack") as pub:
         args = ["listen", "--connect", pub.endpoint, "--count", "3", "--timeout", "20"] + (["--json"] if as_json else [])
-        returncode, out, err = _listen_while_publishing(pub, args, lambda i: _prediction(face=2, frame=i, landmarks=None))
+        make = lambda i: _prediction(face=2, frame=i, landmarks=None, valence=0.25, arousal=-0.5, action_units={"AU12": 0.8, "AU6": 0.1, "AU4": 0.0, "AU1": 0.3})  # noqa: E731
+        returncode, out, err = _listen_while_publishing(pub, args, make)
     assert returncode == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 3
@@ -396,6 +427,7 @@ def test_listen_prints_messages(as_json: bool) -> None:
         assert all(m["type"] == "prediction" and m["face"] == 2 for m in msgs)
     else:
         assert all("face 2" in line and "SURPRISE" in line for line in lines), lines
+        assert all("| V +0.25 A -0.50 | AU12 0.80 AU1 0.30 AU6 0.10 |" in line for line in lines), lines
 
 
 def test_listen_connects_to_several_publishers() -> None:

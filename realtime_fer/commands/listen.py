@@ -89,7 +89,12 @@ def format_message(msg: object) -> str:
         x0, y0, x1, y1 = (int(round(v)) for v in msg.bbox)
         latency = f" lat {1000 * (msg.t_publish - msg.t_capture):.1f}ms" if msg.t_publish is not None else ""
         expl = f" attr[{','.join(sorted(msg.attributions))}]" if msg.attributions else ""
-        return f"{when} {msg.stream} #{msg.frame} face {msg.face}: {msg.top.upper():8s} | {probs} | box {x0},{y0},{x1},{y1}{latency}{expl}"
+        affect = f" | V {msg.valence:+.2f} A {msg.arousal:+.2f}" if msg.valence is not None and msg.arousal is not None else ""
+        aus = ""
+        if msg.action_units:  # the three strongest, approximate (docs/describe.md)
+            strongest = sorted(msg.action_units.items(), key=lambda kv: -kv[1])[:3]
+            aus = " | " + " ".join(f"{k} {v:.2f}" for k, v in strongest)
+        return f"{when} {msg.stream} #{msg.frame} face {msg.face}: {msg.top.upper():8s} | {probs}{affect}{aus} | box {x0},{y0},{x1},{y1}{latency}{expl}"
     if isinstance(msg, Status):
         face = f" face {msg.face}" if msg.face is not None else ""
         detail = f" - {msg.detail}" if msg.detail else ""

@@ -32,6 +32,7 @@ import numpy as np
 
 from realtime_fer.affinity import CpuPlan, pinned, release_plan, reserve_plan
 from realtime_fer.capture.frame import Frame
+from realtime_fer.describe import action_units, valence_arousal
 from realtime_fer.explain.baselines import shipped_neutral_face
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.adaptation import PersonAdaptation
@@ -328,6 +329,7 @@ class FrameProcessor:
             h, w = frame.image.shape[:2]
             for row, i in enumerate(ready):
                 face = result.faces[i]
+                valence, arousal = valence_arousal(smoothed[row])  # derived, docs/describe.md
                 face.prediction = Prediction(
                     stream=self.stream_id,
                     frame=frame.index,
@@ -343,6 +345,9 @@ class FrameProcessor:
                     adapted=adapted[row] if adapted else None,
                     blendshapes=None if face.blendshapes is None else dict(zip(BLENDSHAPE_NAMES, (float(v) for v in face.blendshapes))),
                     partial=partial[row],
+                    action_units=None if face.blendshapes is None else action_units(face.blendshapes),
+                    valence=valence,
+                    arousal=arousal,
                 )
             times.scored = len(ready)
         return result

@@ -144,6 +144,15 @@ class Prediction:
     ``window.min_seconds``): the window's samples before the face's first frame hold that frame.
     ``False`` for a full window; ``None`` from producers that do not say (older ones, which
     published full windows only)."""
+    action_units: dict[str, float] | None = None
+    """Approximate FACS action-unit intensities in [0, 1] (``"AU12"`` -> ...), derived from
+    ``blendshapes`` (:mod:`realtime_fer.describe.action_units`); ``None`` without blendshapes."""
+    valence: float | None = None
+    """Valence in [-1, 1], derived from the emotion probabilities (``smoothed`` when present) with
+    the circumplex points of :mod:`realtime_fer.describe.affect`; ``None`` from producers that do
+    not compute it."""
+    arousal: float | None = None
+    """Arousal in [-1, 1], derived like ``valence``."""
     schema: int = SCHEMA_VERSION
 
     @property
@@ -170,6 +179,9 @@ class Prediction:
             "adapted": None if self.adapted is None else bool(self.adapted),
             "partial": None if self.partial is None else bool(self.partial),
             "blendshapes": None if self.blendshapes is None else {str(k): float(v) for k, v in self.blendshapes.items()},
+            "action_units": None if self.action_units is None else {str(k): float(v) for k, v in self.action_units.items()},
+            "valence": None if self.valence is None else float(self.valence),
+            "arousal": None if self.arousal is None else float(self.arousal),
         }
 
     @classmethod
@@ -191,8 +203,11 @@ class Prediction:
             image_size=v.ints("image_size", length=2, optional=True),
             smoothed=v.probabilities("smoothed", optional=True),
             adapted=v.boolean("adapted", optional=True),
-            blendshapes=v.probabilities("blendshapes", optional=True),
+            blendshapes=v.probabilities("blendshapes", optional=True, what="blendshape -> score"),
             partial=v.boolean("partial", optional=True),
+            action_units=v.probabilities("action_units", optional=True, what="action unit -> intensity"),
+            valence=v.number("valence", optional=True, bounds=(-1.0, 1.0)),
+            arousal=v.number("arousal", optional=True, bounds=(-1.0, 1.0)),
         )
 
 
@@ -535,10 +550,12 @@ class _Validator:
             raise self.fail(name, "an integer" + (f" >= {minimum}" if minimum is not None else ""))
         return value
 
-    def number(self, name: str, optional: bool = False) -> Any:
+    def number(self, name: str, optional: bool = False, bounds: tuple[float, float] | None = None) -> Any:
         present, value = self._get(name, optional)
         if present and not _is_number(value):
             raise self.fail(name, "a finite number")
+        if present and bounds is not None and not bounds[0] - 1e-6 <= value <= bounds[1] + 1e-6:
+            raise self.fail(name, f"a number in [{bounds[0]:g}, {bounds[1]:g}]")
         return float(value) if present else None
 
     def numbers(self, name: str, length: int) -> list[float]:
@@ -567,7 +584,7 @@ class _Validator:
             raise self.fail(name, f"plain data (finite numbers, strings, lists, maps; at most {MAX_DEPTH} deep)")
         return value
 
-    def probabilities(self, name: str, optional: bool = False) -> dict[str, float] | None:
+    def probabilities(self, name: str, optional: bool = False, what: str = "emotion -> probability") -> dict[str, float] | None:
         present, value = self._get(name, optional)
         if optional and (not present or value is None):
             return None
@@ -575,7 +592,7 @@ class _Validator:
             isinstance(k, str) and _is_number(p) and -1e-6 <= p <= 1 + 1e-6 for k, p in value.items()
         )
         if not ok:
-            raise self.fail(name, "a map emotion -> probability in [0, 1]")
+            raise self.fail(name, f"a map {what} in [0, 1]")
         return {k: float(p) for k, p in value.items()}
 
     def jpeg(self, name: str) -> bytes:
