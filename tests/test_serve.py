@@ -74,14 +74,18 @@ def base_url(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(shared_data: Path):  # noqa: ANN201
-    """``serve --source`` on the 94-s Pexels clip (real time), token, and a recorder of every
-    prediction the stream publishes: {(face, frame): top}."""
+def server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """``serve --source`` on the 20-s Pexels talking clip played 4 times (real time), a token,
+    and a recorder of every prediction the stream publishes: {(face, frame): top}."""
     import zmq
 
+    from realtime_fer.capture.reencode import reencode
+
+    clip = tmp_path_factory.mktemp("serve") / "pexels_x4.mp4"
+    reencode(video(shared_data, "WolfgangLanger_Pexels.mp4"), clip, 24.0, repeats=4)
     publish = f"tcp://127.0.0.1:{free_port()}"
     srv = ServeProcess(
-        ["--source", str(video(shared_data, "WolfgangLanger_Pexels.mp4")), "--realtime", "--port", "0", "--token", TOKEN,
+        ["--source", str(clip), "--realtime", "--port", "0", "--token", TOKEN,
          "--publish", publish, "--duration", "170", *model_cli_args()]
     )
     published: dict[tuple[int, int], str] = {}

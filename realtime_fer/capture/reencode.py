@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 _FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
-def reencode(src: str | Path, dst: str | Path, fps: float, *, max_seconds: float | None = None, max_frames: int | None = None) -> int:
+def reencode(
+    src: str | Path, dst: str | Path, fps: float, *, max_seconds: float | None = None, max_frames: int | None = None, repeats: int = 1
+) -> int:
     """Write ``src`` re-timed at ``fps`` to ``dst``; returns the number of frames written.
 
     Args:
@@ -27,6 +29,8 @@ def reencode(src: str | Path, dst: str | Path, fps: float, *, max_seconds: float
         fps: the output frame rate.
         max_seconds: keep only the first seconds of ``src``.
         max_frames: write at most this many frames.
+        repeats: play the (cut) source this many times in a row (a longer clip for benchmarks
+            and tests of live viewing; the scene jumps back at each start).
 
     Raises:
         FerError: the source cannot be read or reports no frame rate, the output cannot be
@@ -36,6 +40,8 @@ def reencode(src: str | Path, dst: str | Path, fps: float, *, max_seconds: float
 
     if not fps > 0:
         raise FerError(f"re-encode frame rate must be > 0, got {fps!r}")
+    if repeats < 1:
+        raise FerError(f"repeats must be >= 1, got {repeats!r}")
     dst = Path(dst)
     fourcc = _FOURCC.get(dst.suffix.lower())
     if fourcc is None:
@@ -49,15 +55,16 @@ def reencode(src: str | Path, dst: str | Path, fps: float, *, max_seconds: float
             raise FerError(f"{src} reports no frame rate")
         writer = None
         written = 0
+        offset = 0.0  # output time at which the current repeat starts
         index = 0
         ok, frame = cap.read()
         while ok:
             t_next = (index + 1) / src_fps  # the time the next source frame takes over
             if max_seconds is not None and index / src_fps > max_seconds + 1e-9:
-                break
+                ok = False
             # every output time in [index / src_fps, t_next) shows this source frame
-            while written / fps < t_next - 1e-9 and (max_frames is None or written < max_frames):
-                if max_seconds is not None and written / fps > max_seconds + 1e-9:
+            while ok and written / fps - offset < t_next - 1e-9 and (max_frames is None or written < max_frames):
+                if max_seconds is not None and written / fps - offset > max_seconds + 1e-9:
                     break
                 if writer is None:
                     h, w = frame.shape[:2]
@@ -69,7 +76,14 @@ def reencode(src: str | Path, dst: str | Path, fps: float, *, max_seconds: float
             if max_frames is not None and written >= max_frames:
                 break
             index += 1
-            ok, frame = cap.read()
+            if ok:
+                ok, frame = cap.read()
+            if not ok and repeats > 1 and written:
+                repeats -= 1
+                offset = written / fps
+                index = 0
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = cap.read()
     finally:
         cap.release()
         if "writer" in locals() and writer is not None:

@@ -172,6 +172,8 @@ class ViewBoard:
         }
         if p.t_publish is not None:
             face["t_publish"] = p.t_publish
+        if p.valence is not None and p.arousal is not None:
+            face["valence"], face["arousal"] = round(p.valence, 3), round(p.arousal, 3)
         if points is not None:
             face["points"] = np.round(points[:468]).astype(int).ravel().tolist()
         return face

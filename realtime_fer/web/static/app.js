@@ -128,6 +128,9 @@
         html += `<div class="bar${name === face.top ? " top" : ""}" data-emotion="${name}"><span>${name}</span>` +
           `<span class="track"><span class="fill" style="width:${(100 * v).toFixed(1)}%"></span></span><span class="v">${Math.round(100 * v)}</span></div>`;
       }
+      if (face.valence !== undefined) {
+        html += `<p class="affect" data-valence="${face.valence}" data-arousal="${face.arousal}">valence ${signed(face.valence)} · arousal ${signed(face.arousal)}</p>`;
+      }
       if (face.drivers.length) {
         html += '<ul class="drivers">';
         for (const d of face.drivers) {
@@ -177,6 +180,8 @@
     const q = new URLSearchParams(location.search); q.set("stream", select.value);
     history.replaceState(null, "", "?" + q);
   });
+
+  function signed(v) { return (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2); }
 
   function escapeHtml(s) { return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
 
