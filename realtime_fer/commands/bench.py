@@ -1,5 +1,5 @@
 """``realtime-fer bench SRC``: per-stage latency, end-to-end throughput, and a bare landmarker
-loop over the same frames for comparison (see :mod:`realtime_fer.pipeline.bench`).
+loop over the same frames for comparison (see :mod:`realtime_fer.bench`).
 
 ``realtime-fer bench VIDEO --streams N [--realtime]``: N copies of the video at once through the
 multi-stream path of ``run`` (one process, one endpoint); frame rate and capture-to-publish
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime_fer.commands._runtime import runtime_config
     from realtime_fer.errors import FerError
-    from realtime_fer.pipeline.bench import run_bench
+    from realtime_fer.bench import run_bench
 
     if args.max_frames is not None and args.max_frames < 1:
         raise FerError("--max-frames must be at least 1")
@@ -102,7 +102,7 @@ def _run_streams(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
-    from realtime_fer.pipeline.bench import run_bench_streams
+    from realtime_fer.bench import run_bench_streams
 
     report = run_bench_streams(args.source, config, args.streams, max_frames=args.max_frames)
     console = Console(file=sys.stdout, width=max(Console().width, 100))
