@@ -11,7 +11,8 @@ class CaptureOptions:
     """How a source is opened and read by :class:`~realtime_fer.capture.reader.CaptureThread`.
 
     Live sources (cameras, network streams) use a short queue in which the newest frame wins;
-    files use a longer queue that the reader blocks on, so no frame is ever skipped.
+    files use a longer queue that the reader blocks on, so no frame is ever skipped (unless
+    :attr:`emulate_live` makes a file behave as a camera).
     """
 
     queue_size: int = 2
@@ -20,6 +21,13 @@ class CaptureOptions:
     """Frames buffered (decoded ahead) for a file; the reader waits when it is full."""
     realtime: bool = False
     """Pace a file at its own frame rate instead of as fast as the consumer takes frames."""
+    emulate_live: bool = False
+    """Read a file as a live camera delivers it (``bench --streams N --realtime``): paced at the
+    file's frame rate, the newest frame wins in a queue of ``queue_size`` (a frame the consumer
+    is too slow for is dropped and counted, never queued), each frame stamped with the moment
+    the camera would have captured it (its due time, not the file position), and a frame read
+    more than one frame period after its due time dropped, as a camera does not wait. The end
+    of the file still ends the run."""
     open_timeout_s: float = 5.0
     """Bound on opening a network stream (FFmpeg ``CAP_PROP_OPEN_TIMEOUT_MSEC``)."""
     read_timeout_s: float = 5.0

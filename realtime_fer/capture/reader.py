@@ -1,14 +1,20 @@
 """The capture thread: reads a :class:`~realtime_fer.capture.sources.Source` into a bounded queue.
 
 Live sources (cameras, streams): the newest frame wins. When the consumer is slower than the
-source, the stale frame waiting in the queue is discarded and counted in
-:attr:`CaptureThread.dropped`, so latency never builds up. A live source that stops delivering
+source, the stale frames waiting in the queue are discarded and counted in
+:attr:`CaptureThread.dropped` (when the queue is full, and when the consumer takes a frame: it
+gets the newest one waiting), so latency never builds up. A live source that stops delivering
 is reopened with exponential backoff while the consumer keeps running; the thread reports
 ``source_lost`` / ``reconnecting`` / ``recovered`` events.
 
 Files and still images: every frame is delivered (the thread waits while the queue is full);
 ``realtime=True`` paces them at the file's frame rate. The end of the file ends the run: an
 ``ended`` event, then :meth:`CaptureThread.get` returns ``None``.
+
+A file read with ``emulate_live=True`` behaves as a live camera filming it: paced, the newest
+frame wins, each frame stamped with its due time (when the camera would have captured it, so
+latency counts from there and windows in seconds span the same source time however many frames
+are dropped), and a frame the reader itself got to more than one frame period late is dropped.
 
 Typical use::
 
@@ -90,7 +96,9 @@ class CaptureThread(threading.Thread):
         self.options = options or source.options
         source.options = self.options
         self.is_live = source.is_live
-        size = self.options.queue_size if self.is_live else self.options.file_queue_size
+        self.emulating_live = self.options.emulate_live and not self.is_live and bool(source.fps)
+        """A file read as a live camera (:attr:`CaptureOptions.emulate_live`)."""
+        size = self.options.queue_size if self.is_live or self.emulating_live else self.options.file_queue_size
         self._frames: queue.Queue[object] = queue.Queue(maxsize=size)
         self.events: queue.Queue[CaptureEvent] = queue.Queue(maxsize=_EVENT_QUEUE_SIZE)
         """Every event in order (the oldest are discarded beyond 1000 unread events)."""
@@ -102,8 +110,10 @@ class CaptureThread(threading.Thread):
         self._meter = _RateMeter()
         self.frames_read = 0
         """Frames read from the source so far."""
+        self._count_lock = threading.Lock()
         self.dropped = 0
-        """Stale frames discarded because the consumer was slower than a live source."""
+        """Stale frames discarded because the consumer was slower than a live source (or an
+        emulated one: also the frames its reader got to too late)."""
         self.reconnects = 0
         """Times a lost live source was successfully reopened."""
         self.end_reason: str | None = None
@@ -140,7 +150,21 @@ class CaptureThread(threading.Thread):
             if item is _END:
                 self._ended = True
                 return None
+            if self.is_live or self.emulating_live:
+                return self._newest(item)  # type: ignore[arg-type]
             return item  # type: ignore[return-value]
+
+    def _newest(self, frame: Frame) -> Frame | None:
+        """Live: the newest of ``frame`` and the frames waiting behind it; the older ones are
+        dropped and counted (the end sentinel stays queued for the next :meth:`get`)."""
+        q = self._frames
+        with q.mutex:
+            while q.queue and q.queue[0] is not _END:
+                frame = q.queue.popleft()  # type: ignore[assignment]
+                with self._count_lock:
+                    self.dropped += 1
+            q.not_full.notify()
+        return frame
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames until the capture ends."""
@@ -189,7 +213,10 @@ class CaptureThread(threading.Thread):
         self._emit("started", detail=f"{self.source.name} ({'live' if self.is_live else self.source.kind})")
         reason = "stopped"
         try:
-            reason = self._run_live() if self.is_live else self._run_file()
+            if self.is_live:
+                reason = self._run_live()
+            else:
+                reason = self._run_emulated_live() if self.emulating_live else self._run_file()
         except Exception as exc:  # unexpected: report it instead of dying silently
             log.exception("capture thread failed")
             self.error = exc
@@ -223,6 +250,34 @@ class CaptureThread(threading.Thread):
             frame = self._make_frame(image, pos_ms)
             if not self._put_blocking(frame):
                 break
+        return "stopped"
+
+    def _run_emulated_live(self) -> str:
+        """A file as a camera delivers it (see the module docs)."""
+        period = 1.0 / float(self.source.fps)  # type: ignore[arg-type]
+        t_start: float | None = None
+        pos_start = 0.0
+        n = 0
+        while not self._stop_requested.is_set():
+            item = self.source.read()
+            if item is None:
+                return "end of file"
+            image, pos_ms = item
+            now = time.perf_counter()
+            if t_start is None:
+                t_start, pos_start = now, pos_ms if pos_ms is not None else 0.0
+            offset = (pos_ms - pos_start) / 1000.0 if pos_ms is not None else n * period
+            n += 1
+            due = t_start + offset
+            if due > now:
+                if self._stop_requested.wait(due - now):
+                    break
+            elif now - due > period:  # the camera took this frame long ago and did not wait
+                self.frames_read += 1
+                with self._count_lock:
+                    self.dropped += 1
+                continue
+            self._put_latest(self._make_frame(image, None, t_capture=due))
         return "stopped"
 
     def _run_live(self) -> str:
@@ -266,9 +321,11 @@ class CaptureThread(threading.Thread):
             return None
         return "stopped"
 
-    def _make_frame(self, image: np.ndarray, pos_ms: float | None) -> Frame:
-        t_capture = time.perf_counter()
-        frame = Frame(index=self.frames_read, image=image, timestamp=time.time(), t_capture=t_capture, source_pos_ms=pos_ms)
+    def _make_frame(self, image: np.ndarray, pos_ms: float | None, t_capture: float | None = None) -> Frame:
+        now = time.perf_counter()
+        if t_capture is None:
+            t_capture = now
+        frame = Frame(index=self.frames_read, image=image, timestamp=time.time() - (now - t_capture), t_capture=t_capture, source_pos_ms=pos_ms)
         self.frames_read += 1
         self._meter.tick(t_capture)
         return frame
@@ -292,7 +349,8 @@ class CaptureThread(threading.Thread):
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
                     self._frames.get_nowait()
-                    self.dropped += 1
+                    with self._count_lock:
+                        self.dropped += 1
 
     def _put_end(self) -> None:
         """Queue the end sentinel; once stop() was called, make room for it by discarding."""

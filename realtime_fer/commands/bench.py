@@ -1,9 +1,10 @@
 """``realtime-fer bench SRC``: per-stage latency, end-to-end throughput, and a bare landmarker
-loop over the same frames for comparison (see :mod:`realtime_fer.pipeline.bench`).
+loop over the same frames for comparison (see :mod:`realtime_fer.bench`).
 
 ``realtime-fer bench VIDEO --streams N [--realtime]``: N copies of the video at once through the
 multi-stream path of ``run`` (one process, one endpoint); frame rate and capture-to-publish
-latency per stream."""
+latency per stream. With ``--realtime`` each copy is an emulated live camera (the newest frame
+wins): frames delivered and dropped, latency, time to the first decision, per stream."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="use at most N frames of a file")
     p.add_argument("--repeat", type=int, default=1, metavar="K", help="alternate the bare and end-to-end passes K times (default 1)")
     p.add_argument("--duration", type=float, default=20.0, metavar="S", help="seconds to run on a live source (default 20)")
-    p.add_argument("--streams", type=int, metavar="N", help="run N copies of the video at once (several cameras in one process); fps and latency per stream")
+    p.add_argument("--streams", type=int, metavar="N", help="run N copies of the video at once (several cameras in one process); fps and latency per stream; with --realtime each copy is an emulated live camera (newest frame wins)")
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     add_runtime_arguments(p)
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime_fer.commands._runtime import runtime_config
     from realtime_fer.errors import FerError
-    from realtime_fer.pipeline.bench import run_bench
+    from realtime_fer.bench import run_bench
 
     if args.max_frames is not None and args.max_frames < 1:
         raise FerError("--max-frames must be at least 1")
@@ -102,25 +103,32 @@ def _run_streams(args: argparse.Namespace, config) -> int:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
-    from realtime_fer.pipeline.bench import run_bench_streams
+    from realtime_fer.bench import run_bench_streams
 
     report = run_bench_streams(args.source, config, args.streams, max_frames=args.max_frames)
-    console = Console(file=sys.stdout, width=max(Console().width, 100))
+    console = Console(file=sys.stdout, width=max(Console().width, 180))
     fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"  # noqa: E731
-    pace = "paced at the file's rate" if report.realtime else "unpaced"
+    pace = "emulated live cameras" if report.realtime else "unpaced"
     table = Table(title=f"{report.source}: {report.n_streams} stream(s), {report.width}x{report.height}, {pace}, {report.cpus} CPUs")
-    for col in ("stream", "frames", "fps", "latency median", "latency p95", "frame p95", "landmarks median", "dropped", "predictions", "CPUs: landmarker / others"):
+    for col in ("stream", "frames", "fps", "dropped", "gap mean/max", "latency median", "latency p95", "p95 in periods", "frame p95", "first decision s", "landmarks median", "predictions", "CPUs: landmarker / others"):
         table.add_column(col, justify="left" if col in ("stream", "CPUs: landmarker / others") else "right")
     for s in report.streams:
+        gap = s.to_dict()["gap"]
         table.add_row(
-            s.id, str(s.frames), fmt(s.fps), fmt(s.latency.median_ms), fmt(s.latency.p95_ms), fmt(s.frame_latency.p95_ms),
-            fmt(s.landmarks.median_ms), str(s.dropped), str(s.predictions), s.threads,
+            s.id, str(s.frames), fmt(s.fps), str(s.dropped), "-" if gap["mean"] is None else f"{gap['mean']:.2f}/{gap['max']}",
+            fmt(s.latency.median_ms), fmt(s.latency.p95_ms), fmt(s.latency_p95_periods), fmt(s.frame_latency.p95_ms),
+            "-" if s.first_decision_s is None else f"{s.first_decision_s:.2f}", fmt(s.landmarks.median_ms), str(s.predictions), s.threads,
         )
     console.print(table)
-    console.print("latency: capture -> publish of frames with predictions; frame p95: capture -> done of every frame; times in ms")
+    console.print(
+        "latency: capture -> publish of frames with predictions (ms; p95 in periods: in the stream's delivered frame periods, target < 2); "
+        "frame p95: capture -> done of every frame; gap: capture indices between processed frames (1: none dropped); "
+        f"fairness (slowest / fastest stream fps) {report.fairness:.2f}"
+    )
     console.print(
         f"all streams: {sum(s.frames for s in report.streams)} frames in {report.wall_s:.1f} s = {report.total_fps:.1f} fps; "
-        f"{report.published} messages published on one socket; load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
+        f"{report.published} messages published on one socket; models on {report.provider}, landmarker delegate {report.delegate}; "
+        f"load average {report.loadavg_before[0]:.2f} before, {report.loadavg_after[0]:.2f} after"
     )
     for note in report.notes:
         console.print(f"note: {note}")

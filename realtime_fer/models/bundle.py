@@ -390,7 +390,8 @@ def load_bundle(path: str | Path | None = None, *, verify_hashes: bool = True) -
             raise BundleError(f"bundle {root}: {entry.file} is corrupt (sha256 differs from the manifest)")
     # The files are the verified ones: an entry of the start-up cache says they passed the
     # input checks before (and holds their fused graph and networks); otherwise check now.
-    cache = BundleCacheEntry(bundle_key(length, blend, entries, files)) if verify_hashes else None
+    models = [(name, e.file, len(e.landmarks)) for name, e in entries.items()]
+    cache = BundleCacheEntry(bundle_key(length, blend, models, files)) if verify_hashes else None
     if cache is None or not cache.present:
         for entry in entries.values():
             _check_model_input(root, entry, length, len(blend or ()))

@@ -29,15 +29,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from realtime_fer import __version__
 from realtime_fer.models.network import Network
-
-if TYPE_CHECKING:  # pragma: no cover
-    from realtime_fer.models.bundle import EmotionEntry
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +59,21 @@ def cache_root() -> Path | None:
         return None
 
 
-def bundle_key(window_length: int, blendshapes: list[str] | None, emotions: Mapping[str, "EmotionEntry"], files: Mapping[str, str]) -> str:
-    """The key of a bundle's entry (see the module docs)."""
+def bundle_key(window_length: int, blendshapes: list[str] | None, models: Sequence[tuple[str, str, int]], files: Mapping[str, str]) -> str:
+    """The key of a bundle's entry (see the module docs).
+
+    Args:
+        window_length: frames per window.
+        blendshapes: the bundle's blendshape names (``None``: none).
+        models: per emotion, in manifest order, ``(emotion, ONNX file name, landmark count)``.
+        files: the verified SHA-256 of each file, by name.
+    """
     spec = {
         "format": FORMAT,
         "version": __version__,
         "window": int(window_length),
         "blendshapes": list(blendshapes or []),
-        "emotions": [[name, e.file, files.get(e.file), len(e.landmarks)] for name, e in emotions.items()],
+        "emotions": [[name, file, files.get(file), int(n_landmarks)] for name, file, n_landmarks in models],
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 

@@ -8,7 +8,7 @@
   :func:`open_recognizer` builds one from a source and a config.
 * :mod:`.sinks`: ZeroMQ publisher, JSON lines, memory.
 * :mod:`.display`: the ``--show`` window.
-* :mod:`.bench`: ``realtime-fer bench``.
+* ``realtime-fer bench`` lives in :mod:`realtime_fer.bench`.
 * :mod:`.stats`: latency summaries.
 """
 

@@ -17,7 +17,10 @@ and sends to every sink, in order:
 With ``pipelined: true`` (the default) the main thread only takes frames and runs the
 landmarker (:meth:`FrameProcessor.detect`); an :class:`OrderedWorker` thread does the rest of each
 frame (:meth:`FrameProcessor.finish`: tracking, features, emotion models, attributions) and
-sends every message, so frame k is scored while the landmarker works on frame k+1. All messages
+sends every message, so frame k is scored while the landmarker works on frame k+1. For a live
+source (or a file emulating one) the main thread takes its next frame only once no finished
+landmarking waits for the worker (:meth:`OrderedWorker.wait_until_taken`), so a host that cannot
+keep up processes fewer, fresh frames instead of queueing them between the stages. All messages
 and all tracker state go through that one worker, in order; the display and ``on_frame`` still
 run on the main thread, as each frame is finished. ``pipelined: false`` runs everything on the
 main thread, one frame at a time; both modes send the same messages.
@@ -86,6 +89,9 @@ class RunSummary:
     stages: dict[str, Summary] = field(default_factory=dict)
     stream: str = ""
     """The stream id (topics ``fer.<stream>.``)."""
+    first_decision_s: float | None = None
+    """From the capture of the first frame taken to the publishing of the first prediction;
+    ``None`` when nothing was predicted."""
 
     @property
     def fps(self) -> float:
@@ -148,6 +154,8 @@ class Recognizer:
         self._worker: OrderedWorker | None = None
         self._finished: queue.SimpleQueue[tuple[Frame, FrameResult]] = queue.SimpleQueue()
         self._t_first: float | None = None
+        self._t_first_capture: float | None = None  # capture time of the first frame taken
+        self._first_decision_s: float | None = None
         self._t_last: float | None = None
         self._in_no_face = False
         self._last_no_face = 0.0
@@ -191,6 +199,7 @@ class Recognizer:
         try:
             self._send_status("started", detail=self._describe())
             cap.start()  # from here on the capture thread owns (and closes) the source
+            live = cap.is_live or cap.emulating_live
             beat = self.config.heartbeat_interval_s
             next_beat = time.monotonic() + beat if beat else None
             while not self._stop_requested:
@@ -198,6 +207,8 @@ class Recognizer:
                 if next_beat is not None and time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + beat
                     self._send_status("heartbeat", detail="source lost" if self._source_lost else "")
+                if live and self._worker is not None:
+                    self._worker.wait_until_taken()  # then take the newest frame, not one that would wait
                 try:
                     frame = cap.get(timeout=_POLL_S)
                 except queue.Empty:
@@ -321,6 +332,7 @@ class Recognizer:
         """Detect the faces of ``frame`` here; finish it on the worker (or here, without one)."""
         if self._t_first is None:
             self._t_first = time.perf_counter()
+            self._t_first_capture = frame.t_capture
         pending = self.processor.detect(frame, still=self._still)
         self._emit(functools.partial(self._finish, pending))
         self._deliver()
@@ -366,6 +378,8 @@ class Recognizer:
         self.timings.add("frame_latency", t_done - frame.t_capture)
         if predictions:
             self.timings.add("latency", t_done - frame.t_capture)
+            if self._first_decision_s is None and self._t_first_capture is not None:
+                self._first_decision_s = t_done - self._t_first_capture
         if self.display is not None or self.on_frame is not None:
             self._finished.put((frame, result))
 
@@ -404,6 +418,7 @@ class Recognizer:
             frame_latency=self.timings.summary("frame_latency"),
             stages={name: self.timings.summary(name) for name in ("landmarks", "features", "inference", "explain", "publish")},
             stream=self.stream_id,
+            first_decision_s=self._first_decision_s,
         )
 
 

@@ -68,6 +68,22 @@ class OrderedWorker:
             except queue.Full:
                 continue
 
+    def wait_until_taken(self) -> None:
+        """Block until no job is waiting: the worker is idle or running the last job submitted.
+
+        A live recognizer calls it before taking its next frame, so that the frame goes from
+        the camera through the landmarker straight to the worker instead of waiting behind
+        earlier frames (a host that cannot keep up then processes fewer, fresh frames).
+
+        Raises:
+            Exception: the exception an earlier job raised (the worker has stopped).
+        """
+        q = self._queue
+        with q.not_full:  # notified whenever the worker takes a job
+            while q._qsize() > 0 and self._error is None and self._thread.is_alive():  # noqa: SLF001 - under the queue's own lock
+                q.not_full.wait(_POLL_S)
+        self._raise_if_failed()
+
     def close(self, timeout: float | None = None) -> None:
         """Run every queued job, then stop the thread. Idempotent.
 
