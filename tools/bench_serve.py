@@ -12,8 +12,9 @@ measures the recognizer in three phases of ``--phase`` seconds each:
    every view it is sent (JSON header + JPEG), as three open pages would;
 3. one headless Chromium page (Debian's ``chromium`` + ``chromium-driver``): the page's own
    figures from ``window.ferStats``: time from opening to the first drawn frame, capture-to-
-   drawn latency (median, p95; the browser and the recognizer share this host's clock) and
-   the frames drawn per second. A screenshot is saved with ``--screenshot``.
+   drawn latency (median, p95; the browser and the recognizer share this host's clock), the
+   part of it until the server sent the view (capture-to-sent), and the frames drawn per
+   second. A screenshot is saved with ``--screenshot``.
 
 Recognizer figures per phase: fps (frames with a prediction per second of wall time, from the
 predictions' ``frame`` indices), capture-to-publish latency (``t_publish - t_capture``) median
@@ -137,7 +138,10 @@ def _chromium(url: str, seconds: float, screenshot: Path | None) -> dict:
     finally:
         driver.quit()
     lat = sorted(stats["latencies"])
+    sent = sorted(stats["sentLatencies"])
     return {
+        "capture_to_sent_median_ms": round(statistics.median(sent), 1) if sent else None,
+        "capture_to_sent_p95_ms": round(sent[int(0.95 * (len(sent) - 1))], 1) if sent else None,
         "first_frame_ms": round(stats["firstFrameMs"], 1) if stats["firstFrameMs"] is not None else None,
         "frames_drawn": stats["frames"],
         "drawn_fps": round(stats["pageFps"], 2) if stats.get("pageFps") else None,

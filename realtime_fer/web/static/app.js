@@ -13,7 +13,7 @@
   const stateEl = document.getElementById("state");
   const noteEl = document.getElementById("note");
   const stats = window.ferStats = {
-    opened: performance.now(), firstFrameMs: null, frames: 0, views: 0, latencies: [], p95: null, median: null,
+    opened: performance.now(), firstFrameMs: null, frames: 0, views: 0, latencies: [], sentLatencies: [], p95: null, median: null,
     stream: params.get("stream") || null, lastFrame: null,
   };
   let socket = null, pending = null, busy = false, retry = 500, lastImage = null;
@@ -68,6 +68,8 @@
       stats.lastFrame = header.frame;
       if (stats.firstFrameMs === null) stats.firstFrameMs = performance.now() - stats.opened;
       latency(Date.now() / 1000 - header.t_capture);
+      stats.sentLatencies.push(1000 * (header.t_sent - header.t_capture));
+      if (stats.sentLatencies.length > 300) stats.sentLatencies.shift();
       drawn.push(performance.now());
       while (drawn.length && drawn[0] < performance.now() - 2000) drawn.shift();
       stats.pageFps = drawn.length > 1 ? 1000 * (drawn.length - 1) / (drawn[drawn.length - 1] - drawn[0]) : null;
