@@ -10,6 +10,7 @@ import pytest
 
 from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
+from realtime_fer.explain.regions import face_regions, region_groups
 from realtime_fer.explain.stream import StreamExplainer, StreamExplainOptions
 from realtime_fer.landmarks import FaceLandmarkDetector, LandmarkerOptions
 from realtime_fer.landmarks.normalize import normalize_landmarks
@@ -41,12 +42,13 @@ def _inputs(bundle, window):
 
 def test_stream_attributions_equal_offline_engine(smile_window):
     bundle, window, blend = smile_window
-    explainer = StreamExplainer(bundle, StreamExplainOptions(top_k=7, n_steps=16))
+    explainer = StreamExplainer(bundle, StreamExplainOptions(top_k=7, n_steps=16, detail="landmarks"))
     inputs = _inputs(bundle, window)
     emotions = [e for e in ("happy", "surprise") if e in bundle.emotions]
     out = explainer.explain(inputs, [1], [emotions], blend)[0]
     extra = {} if blend is None else {"blendshapes": blend, "blendshape_baselines": shipped_neutral_blendshapes()}
     assert set(out) == set(emotions)
+    names = face_regions().names
     for emotion in emotions:
         entry = out[emotion]
         lms = bundle.emotions[emotion].landmarks
@@ -54,10 +56,20 @@ def test_stream_attributions_equal_offline_engine(smile_window):
         offline = IntegratedGradients(bundle.network(emotion)).attribute(inputs[emotion], baseline, n_steps=16, **extra)
         per_lm = offline.per_landmark()[0]
         per_bs = offline.per_blendshape()
-        weights = np.abs(per_lm) if per_bs is None else np.concatenate([np.abs(per_lm), np.abs(per_bs[0])])
+        # a region's weight is the sum of the signed attributions of the model's landmarks in it
+        per_region: dict[str, float] = {}
+        for lm, w in zip(lms, per_lm):
+            per_region[names[lm]] = per_region.get(names[lm], 0.0) + float(w)
+        weights = np.abs(list(per_region.values())) if per_bs is None else np.concatenate([np.abs(list(per_region.values())), np.abs(per_bs[0])])
         for item in entry["top"]:
-            ref = per_lm[lms.index(item["landmark"])] if "landmark" in item else per_bs[0][bundle.blendshapes.index(item["blendshape"])]
-            assert item["weight"] == pytest.approx(ref, rel=1e-4, abs=1e-6)
+            assert set(item) in ({"region", "weight"}, {"blendshape", "weight"}), item
+            ref = per_region[item["region"]] if "region" in item else per_bs[0][bundle.blendshapes.index(item["blendshape"])]
+            assert item["weight"] == pytest.approx(ref, rel=1e-4, abs=1e-5)
+        # detail: landmarks adds the single landmarks, schema 1's entries
+        for item in entry["landmarks"]:
+            assert item["region"] == names[item["landmark"]]
+            assert item["weight"] == pytest.approx(per_lm[lms.index(item["landmark"])], rel=1e-4, abs=1e-6)
+        assert len(entry["landmarks"]) == 7 and abs(entry["landmarks"][-1]["weight"]) >= np.sort(np.abs(per_lm))[-7] * (1 - 1e-5)
         assert entry["output"] == pytest.approx(offline.output[0], rel=1e-4, abs=1e-6)
         assert entry["baseline_output"] == pytest.approx(offline.baseline_output[0], rel=1e-4, abs=1e-6)
         # the stream integrates in float32: its sum of all attributions is exact to a few eps32
@@ -65,13 +77,37 @@ def test_stream_attributions_equal_offline_engine(smile_window):
         # sum's own size
         scale = float(np.abs(offline.attributions[0]).sum() + (0.0 if offline.blendshapes is None else np.abs(offline.blendshapes[0]).sum()))
         assert entry["sum"] == pytest.approx(offline.total[0], rel=1e-4, abs=max(1e-5, 1e-6 * scale))  # 0.5 surprise: 1.5e-5 off, scale 370
-        # completeness, checkable from the message alone
+        # completeness, checkable from the message alone; and the regions and blendshapes
+        # together hold all of it
         gap = abs(entry["sum"] - (entry["output"] - entry["baseline_output"]))
         assert gap <= 1e-3 * max(1.0, abs(entry["output"] - entry["baseline_output"]))
-        # the listed landmarks (and blendshapes) are the largest |weight| of all
+        everything = sum(per_region.values()) + (0.0 if per_bs is None else float(per_bs[0].sum()))
+        assert everything == pytest.approx(entry["sum"], rel=1e-4, abs=max(1e-5, 1e-6 * scale))
+        # the listed regions (and blendshapes) are the largest |weight| of all
         kth = np.sort(weights)[-len(entry["top"])]
-        assert abs(entry["top"][-1]["weight"]) >= kth - 1e-6 * max(1.0, kth)  # ties within float32 rounding
+        assert abs(entry["top"][-1]["weight"]) >= kth - 1e-5 * max(1.0, kth)  # ties within float32 rounding
         assert entry["baseline"] == "dataset"
+    # by default only regions and blendshapes
+    plain = StreamExplainer(bundle).explain(inputs, [1], [emotions], blend)[0]
+    assert all("landmarks" not in e for e in plain.values())
+
+
+def test_region_groups_sum_the_landmarks_they_group():
+    bundle = require_bundle()
+    names = face_regions().names
+    rng = np.random.default_rng(0)
+    for emotion, entry in bundle.emotions.items():
+        groups = region_groups(entry.landmarks)
+        assert sorted(groups.names) == sorted({names[i] for i in entry.landmarks})
+        per_lm = rng.normal(size=(3, len(entry.landmarks)))
+        sums = groups.sum(per_lm)
+        for r, name in enumerate(groups.names):
+            members = [k for k, lm in enumerate(entry.landmarks) if names[lm] == name]
+            np.testing.assert_array_equal(groups.members(name), members)
+            np.testing.assert_allclose(sums[:, r], per_lm[:, members].sum(axis=1), rtol=1e-12)
+        np.testing.assert_allclose(sums.sum(axis=1), per_lm.sum(axis=1), rtol=1e-12)
+    with pytest.raises(ValueError, match="explain.detail"):
+        StreamExplainOptions(detail="pixels")
 
 
 def test_smile_is_explained_as_happy_with_positive_evidence(smile_window):
