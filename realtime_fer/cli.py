@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "serve a live page (video, faces, emotions, their drivers) for a browser"),
     "analyze": ("analyze", "recognize every frame of a file into a JSON-lines file"),
     "bench": ("bench", "per-stage latency and throughput against a bare landmarker loop"),
-    "explain": ("explain", "dataset-level landmark relevance per emotion (Integrated Gradients) with heatmaps"),
+    "explain": ("explain", "dataset-level relevance of face regions, blendshapes and landmarks per emotion (Integrated Gradients) with heatmaps"),
     "prune": ("prune", "IG-guided progressive landmark pruning with a random ablation; writes a pruned bundle"),
 }
 

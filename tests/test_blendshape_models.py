@@ -48,7 +48,7 @@ def test_live_path_scores_and_explains_blendshapes(bundle: Path, shared_data: Pa
         assert abs(a["sum"] - (a["output"] - a["baseline_output"])) <= 0.01 * max(1.0, abs(a["output"] - a["baseline_output"]))
         named += sum("blendshape" in t for t in a["top"])
         for t in a["top"]:
-            assert ("landmark" in t) != ("blendshape" in t)
+            assert ("region" in t) != ("blendshape" in t)
             if "blendshape" in t:
                 assert t["blendshape"] in BLENDSHAPE_NAMES
     assert named > 0  # with 60 entries some blendshapes rank among the top

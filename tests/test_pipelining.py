@@ -86,7 +86,7 @@ def _frames(path: Path, n: int) -> list[Frame]:
 
 
 def _prediction_key(p: Prediction) -> tuple:
-    return (p.frame, p.face, p.top, tuple(round(v, 6) for v in p.probabilities.values()), tuple(sorted((e, tuple(a.get("landmark", a.get("blendshape")) for a in v["top"])) for e, v in p.attributions.items())))
+    return (p.frame, p.face, p.top, tuple(round(v, 6) for v in p.probabilities.values()), tuple(sorted((e, tuple(a.get("region", a.get("blendshape")) for a in v["top"])) for e, v in p.attributions.items())))
 
 
 def test_frames_detected_ahead_are_finished_as_if_processed_one_by_one(shared_data: Path) -> None:

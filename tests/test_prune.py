@@ -161,7 +161,14 @@ def test_explain_writes_relevance_and_heatmaps(pruned: dict, ck: Path, tmp_path:
         assert r["regions"] == [names[i] for i in r["landmarks"]]
         assert r["n_samples"] == 6 and r["baseline"]["kind"] == "neutral"
         assert "shipped" in r["baseline"]["faces"][0]["description"]  # CK+ has no neutral face
-        assert len(r["top"]) == 10 and r["top"][0]["relevance"] == pytest.approx(max(r["relevance"])) and r["top"][0]["region"] in names
+        top = r["top_landmarks"]
+        assert len(top) == 10 and top[0]["relevance"] == pytest.approx(max(r["relevance"])) and top[0]["region"] in names
+        # top: regions of the model's landmarks and blendshapes, by their share of the relevance
+        assert len(r["top"]) == 10 and all(set(t) in ({"region", "relevance", "signed"}, {"blendshape", "relevance", "signed"}) for t in r["top"])
+        assert all(t["region"] in set(r["regions"]) for t in r["top"] if "region" in t)
+        shares = [t["relevance"] for t in r["top"]]
+        assert shares == sorted(shares, reverse=True)
+        assert sum(r["region_relevance"].values()) + sum(r["blendshape_relevance"].values()) == pytest.approx(1.0, abs=1e-4)
         assert r["completeness"]["max_relative_delta"] < 1e-2
         img = cv2.imread(r["heatmap"])
         assert img is not None and img.shape[0] >= 800 and Path(r["heatmap"]).parent == maps

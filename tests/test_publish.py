@@ -62,7 +62,7 @@ def _prediction(face: int = 1, frame: int = 7, **kw: Any) -> Prediction:
         t_capture=time.time(),
         attributions={
             "surprise": {
-                "top": [{"landmark": 13, "region": "lips", "weight": 0.4}, {"landmark": 105, "region": "left_eyebrow", "weight": -0.1}],
+                "top": [{"region": "upper lip", "weight": 0.4}, {"blendshape": "browInnerUp", "weight": 0.25}, {"region": "right mid brow", "weight": -0.1}],
                 "output": 0.9,
                 "baseline_output": 0.2,
                 "sum": 0.7,
@@ -115,6 +115,20 @@ def test_encode_decode_roundtrip(encoding: str) -> None:
     status = Status("cam0", "reconnecting", 1.5e9, fps=29.5, frames=100, dropped=3, detail="attempt 2 in 1.0 s")
     assert decode(encode(status, encoding), encoding) == status  # type: ignore[arg-type]
     assert json.loads(to_json_line(status))["event"] == "reconnecting"
+
+
+def test_decoder_reads_schema_1_and_2_and_refuses_3() -> None:
+    """Schema 2 changed what an attribution's ``top`` lists (regions and blendshapes instead of
+    single landmarks); messages of schema 1 producers still decode, and say which they are."""
+    assert SCHEMA_VERSION == 2
+    old = _prediction().to_dict() | {"schema": 1, "t_publish": time.time()}
+    old["attributions"]["surprise"]["top"] = [{"landmark": 13, "region": "upper lip", "weight": 0.4}]
+    for version in (1, 2):
+        back = decode(msgpack.packb(old | {"schema": version}))
+        assert isinstance(back, Prediction) and back.schema == version
+        assert back.attributions["surprise"]["top"] == old["attributions"]["surprise"]["top"]
+    with pytest.raises(MessageError, match="schema version 3, newer than this decoder supports"):
+        decode(msgpack.packb(old | {"schema": 3}))
 
 
 @pytest.mark.parametrize(
@@ -222,7 +236,7 @@ def test_publisher_subscriber_roundtrip(endpoint: str, encoding: str) -> None:
     assert got_pred.probabilities == pytest.approx(pred.to_dict()["probabilities"])
     assert set(got_pred.probabilities) == set(EMOTIONS)
     assert got_pred.bbox == pytest.approx([10.5, 20.0, 110.25, 140.0])
-    assert got_pred.attributions["surprise"]["top"][0]["region"] == "lips"
+    assert got_pred.attributions["surprise"]["top"][0]["region"] == "upper lip"
     assert np.allclose(np.array(got_pred.landmarks), pred.to_dict()["landmarks"])
     assert got_pred.image_size == [640, 360]
     assert got_pred.t_capture <= got_pred.t_publish <= time.time()  # type: ignore[operator]

@@ -15,6 +15,7 @@ import zmq
 from realtime_fer.capture import CaptureOptions
 from realtime_fer.config_io import from_dict
 from realtime_fer.errors import ConfigError
+from realtime_fer.explain.regions import face_regions
 from realtime_fer.landmarks.tracking import FaceTracker, TrackerOptions
 from realtime_fer.pipeline import ListSink, PublisherSink, RunSummary, RuntimeConfig, load_runtime_config, open_recognizer
 from realtime_fer.publish import Prediction, Publisher, PublisherOptions, Status, Subscriber, decode
@@ -177,8 +178,11 @@ def test_subscriber_receives_decodable_predictions(published_run: PublishedRun) 
             assert 1 <= len(a["top"]) <= 5 and a["baseline"] in ("track", "dataset")
             weights = [t["weight"] for t in a["top"]]
             assert weights == sorted(weights, key=abs, reverse=True)
-            for t in a["top"]:  # a landmark of the emotion's model with its region, or a blendshape it reads
-                assert (t["landmark"] in bundle.emotions[emotion].landmarks and t["region"]) if "landmark" in t else t["blendshape"] in (bundle.blendshapes or ())
+            model_regions = {face_regions().names[i] for i in bundle.emotions[emotion].landmarks}
+            for t in a["top"]:  # a region of the emotion's model's landmarks, or a blendshape it reads (schema 2)
+                assert set(t) in ({"region", "weight"}, {"blendshape", "weight"}), t
+                assert t["region"] in model_regions if "region" in t else t["blendshape"] in (bundle.blendshapes or ())
+            assert "landmarks" not in a  # single landmarks only with explain.detail: landmarks
             assert abs(a["sum"] - (a["output"] - a["baseline_output"])) <= 1e-3 * max(1.0, abs(a["output"] - a["baseline_output"]))
         assert p.t_publish is not None and p.t_capture <= p.t_publish < p.t_capture + 10
         x0, y0, x1, y1 = p.bbox
@@ -292,7 +296,7 @@ def test_overlay_draws_without_a_display(shared_data: Path) -> None:
     assert img.shape == frame.image.shape and (img != frame.image).any()
 
 
-def test_overlay_colours_the_landmarks_behind_the_top_emotion(shared_data: Path) -> None:
+def test_overlay_colours_the_regions_behind_the_top_emotion(shared_data: Path) -> None:
     import cv2
 
     from realtime_fer.pipeline.display import _AGAINST, _FOR, draw_attributions
@@ -301,17 +305,17 @@ def test_overlay_colours_the_landmarks_behind_the_top_emotion(shared_data: Path)
     msgs, _ = _analyze(shared_data / "images" / "pyfeat" / "single_face.jpg")
     pred = _predictions(msgs)[0]
     entry = pred.attributions[pred.top]
-    marks = [t for t in entry["top"] if "landmark" in t]  # blendshape entries have no place to draw
+    marks = [t for t in entry["top"] if "region" in t]  # blendshape entries have no place to draw
     assert marks
     points = np.zeros((478, 3))
-    for k, t in enumerate(marks):  # spread the listed landmarks over the image
-        points[t["landmark"], :2] = (60 + 80 * k, 100)
+    for k, t in enumerate(marks):  # spread the listed regions over the image: their landmarks at one spot
+        points[face_regions().indices(t["region"]), :2] = (60 + 80 * k, 100)
     out = image.copy()
     draw_attributions(out, points, pred)
     for k, t in enumerate(marks):
         patch = out[85:116, 45 + 80 * k : 76 + 80 * k].reshape(-1, 3)
         colour = _FOR if t["weight"] > 0 else _AGAINST
-        assert (patch == colour).all(axis=1).any(), f"landmark {t['landmark']} not drawn in {colour}"
+        assert (patch == colour).all(axis=1).any(), f"region {t['region']} not drawn in {colour}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``realtime-fer explain --data DIR --output relevance.json``: dataset-level landmark relevance."""
+"""``realtime-fer explain --data DIR --output relevance.json``: dataset-level relevance of regions, blendshapes and landmarks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=16, help="quadrature points on the IG path (default 16)")
     p.add_argument("--method", default="gausslegendre", choices=["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
     p.add_argument("--max-samples", type=int, default=500, help="most windows explained per emotion, evenly spaced (default 500; 0 = all)")
-    p.add_argument("--top", type=int, default=10, help="landmarks listed per emotion in 'top' (default 10)")
+    p.add_argument("--top", type=int, default=10, help="regions and blendshapes listed per emotion in 'top' (and landmarks in 'top_landmarks'; default 10)")
     p.add_argument("--heatmaps", help="folder for one PNG heatmap per emotion")
 
 
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomic(out, json.dumps(report, indent=1) + "\n")  # never a half-written file
     console = Console(file=sys.stdout, width=max(Console().width, 120))
     table = Table(title=f"landmark relevance: {args.data} (IG, {args.baseline} baseline, {args.steps} steps)")
-    for col in ("emotion", "windows", "landmarks", "top regions (share of relevance)", "max gap"):
-        table.add_column(col, justify="left" if col in ("emotion", "top regions (share of relevance)") else "right")
+    for col in ("emotion", "windows", "landmarks", "top regions and blendshapes (share of relevance)", "max gap"):
+        table.add_column(col, justify="left" if col in ("emotion", "top regions and blendshapes (share of relevance)") else "right")
     for e, r in report["emotions"].items():
-        regions = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(r["region_relevance"].items())[:4])
+        regions = ", ".join(f"{t.get('region', t.get('blendshape'))} {100 * t['relevance']:.0f}%" for t in r["top"][:4])
         table.add_row(e, str(r["n_samples"]), str(len(r["landmarks"])), regions, f"{r['completeness']['max_relative_delta']:.1e}")
     console.print(table)
     for e, why in report["skipped"].items():

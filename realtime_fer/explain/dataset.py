@@ -9,8 +9,14 @@ Output schema (``relevance.json``; extra fields may be added)::
 
     {"emotions": {"<name>": {"n_samples", "baseline": {"kind", "faces"}, "completeness": {...},
                              "landmarks": [...], "relevance": [...] (sums to 1),
-                             "signed_mean": [...], "regions": [...], "top": [{"landmark",
-                             "region", "relevance", "signed"}], "region_relevance": {...}}},
+                             "signed_mean": [...], "regions": [...],
+                             "top": [{"region" | "blendshape", "relevance", "signed"}],
+                             "top_landmarks": [{"landmark", "region", "relevance", "signed"}],
+                             "region_relevance": {...}, "blendshape_relevance": {...}}},
+
+``top`` ranks the named regions and the blendshapes by the mean size of their signed
+attribution (see :mod:`realtime_fer.explain.relevance`), as the live messages do;
+``landmarks``/``relevance``/``top_landmarks`` keep the per-landmark relevance that pruning uses.
      "skipped": {"<name>": "reason"}, "integrated_gradients": {...}, "model": {...}, "data": {...}}
 """
 
@@ -29,7 +35,7 @@ from realtime_fer.data.windows import iter_window_chunks
 from realtime_fer.errors import DataError
 from realtime_fer.explain.baselines import BaselineBank, check_kind
 from realtime_fer.explain.gradients import Precision
-from realtime_fer.explain.heatmap import save_relevance_png
+from realtime_fer.explain.heatmap import save_region_png
 from realtime_fer.explain.integrated_gradients import Method, quadrature
 from realtime_fer.explain.regions import face_regions
 from realtime_fer.explain.relevance import LandmarkRelevance, landmark_relevance
@@ -139,7 +145,7 @@ def explain_dataset(
         groups = [samples[i].ref.group for i in pos_owner[rows]]
         wins = np.ascontiguousarray(pos_windows[rows][:, :, entry.landmarks])
         bs = bank.baselines(baseline, e, groups)
-        rel = landmark_relevance(nets[e], wins, bs, entry.landmarks, emotion=e, n_steps=n_steps, method=method, dtype=dtype, blendshapes=None if pos_blend is None else pos_blend[rows])
+        rel = landmark_relevance(nets[e], wins, bs, entry.landmarks, emotion=e, n_steps=n_steps, method=method, dtype=dtype, blendshapes=None if pos_blend is None else pos_blend[rows], blendshape_names=model.blendshapes or None)
         out_emotions[e] = rel.to_dict(top_k)
         if heatmaps is not None:
             out_emotions[e]["heatmap"] = str(_heatmap(Path(heatmaps), rel, baseline, Path(data_dir).name))
@@ -156,7 +162,7 @@ def explain_dataset(
             "n_steps": n_steps,
             "method": method,
             "dtype": dtype,
-            "aggregation": "per landmark: |attribution| summed over x, y, z and frames, averaged over the emotion's windows, normalised to sum 1; signed_mean: the same without |.| and not normalised (logit units)",
+            "aggregation": "top / region_relevance / blendshape_relevance: per window, the signed attribution summed over each named region's landmarks (x, y, z and frames) and over each blendshape's frames; its size averaged over the emotion's windows, normalised to sum 1 over regions and blendshapes together. relevance (per landmark): |attribution| summed over x, y, z and frames, averaged, normalised to sum 1; signed_mean: the same without |.| and not normalised (logit units)",
             "max_samples": max_samples,
         },
         "regions": {"convention": "left/right are the person's own (on the image's right in an unmirrored camera image)", "n_regions": len(face_regions().region_names)},
@@ -176,4 +182,7 @@ def explain_dataset(
 def _heatmap(folder: Path, rel: LandmarkRelevance, baseline: str, data_name: str) -> Path:
     gap = rel.completeness.get("max_relative_delta", 0.0)
     subtitle = f"Integrated Gradients vs {baseline} baseline; {rel.n_samples} windows of {data_name}; {len(rel.landmarks)} landmarks; completeness gap <= {gap:.1e}"
-    return save_relevance_png(folder / f"{rel.emotion}.png", rel.landmarks, rel.relevance, f"{rel.emotion}: landmark relevance", subtitle)
+    items = rel.items()
+    regions = {t["region"]: (t["relevance"], t["signed"]) for t in items if "region" in t}
+    blend = {t["blendshape"]: (t["relevance"], t["signed"]) for t in items if "blendshape" in t}
+    return save_region_png(folder / f"{rel.emotion}.png", rel.landmarks, regions, blend, f"{rel.emotion}: region and blendshape relevance", subtitle)

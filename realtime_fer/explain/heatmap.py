@@ -1,15 +1,20 @@
-"""Draw an emotion's landmark relevance as a heatmap on the face mesh (PNG, OpenCV only).
+"""Draw an emotion's relevance as a heatmap on the face mesh (PNG, OpenCV only).
 
 The reference face (``assets/reference_face.npy``) is drawn frontally as a camera sees it
 (the person's left on the image's right), mesh edges faint; every landmark of the model is a
 disc coloured and sized by its relevance (landmarks the model does not use are small grey dots),
 and the most relevant regions are labelled in the margins with their share of the relevance.
+
+:func:`draw_region_relevance` (what ``realtime-fer explain`` draws) colours every landmark by its
+**region's** relevance (the size of the region's summed signed attribution, as the live messages
+rank them), labels regions with their share and sign, and lists the most relevant blendshapes
+under the face; :func:`draw_relevance` draws a per-landmark relevance.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -55,6 +60,9 @@ def draw_relevance(
     *,
     n_labels: int = 8,
     height: int = 900,
+    region_share: Mapping[str, tuple[float, float]] | None = None,
+    notes: Sequence[str] = (),
+    bar_label: str = "per landmark",
 ) -> np.ndarray:
     """The heatmap image (BGR uint8).
 
@@ -63,6 +71,10 @@ def draw_relevance(
         relevance: their relevance (normalised to sum 1).
         title, subtitle: text above the face.
         n_labels: how many of the most relevant regions to label.
+        region_share: region -> (share, signed attribution) for the labels (default: the
+            landmarks' relevance summed per region, unsigned).
+        notes: lines written under the face (e.g. the most relevant blendshapes).
+        bar_label: what the colour bar's top value is (``"per landmark"``, ``"per region"``).
     """
     lms = np.asarray(landmarks, np.int64)
     rel = np.asarray(relevance, np.float64)
@@ -96,8 +108,13 @@ def draw_relevance(
 
     # label the most relevant regions in the margins, with leader lines to their centres
     share: dict[str, float] = {}
-    for lm, v in zip(lms, rel):
-        share[regions.names[lm]] = share.get(regions.names[lm], 0.0) + float(v)
+    signs: dict[str, str] = {}
+    if region_share is None:
+        for lm, v in zip(lms, rel):
+            share[regions.names[lm]] = share.get(regions.names[lm], 0.0) + float(v)
+    else:
+        share = {k: float(v[0]) for k, v in region_share.items()}
+        signs = {k: "+" if v[1] >= 0 else "-" for k, v in region_share.items()}
     top_regions = sorted(share, key=lambda k: -share[k])[:n_labels]
     centre_x = width / 2
     for side in ("left_margin", "right_margin"):
@@ -110,7 +127,7 @@ def draw_relevance(
                 items.append((name, c))
         ys = _spread([float(c[1]) for _, c in items], top + 10, height - bottom - 10, 34)
         for (name, c), y in zip(items, ys):
-            label = f"{name}  {100 * share[name]:.1f}%"
+            label = f"{name}  {signs.get(name, '')}{100 * share[name]:.1f}%"
             (tw, _), _ = cv2.getTextSize(label, FONT, 0.5, 1)
             x_text = 10 if side == "left_margin" else width - tw - 10
             anchor = (x_text + tw + 4, int(y) - 4) if side == "left_margin" else (x_text - 4, int(y) - 4)
@@ -126,9 +143,56 @@ def draw_relevance(
     img[bar_y : bar_y + 14, bar_x0:bar_x1] = grad[None]
     cv2.rectangle(img, (bar_x0, bar_y), (bar_x1 - 1, bar_y + 13), (120, 120, 120), 1)
     _text(img, "0", (bar_x0 - 16, bar_y + 12), 0.45)
-    _text(img, f"{100 * peak:.2f}% per landmark", (bar_x1 + 6, bar_y + 12), 0.45)
+    _text(img, f"{100 * peak:.2f}% {bar_label}", (bar_x1 + 6, bar_y + 12), 0.45)
+    for k, line in enumerate(notes):
+        _text(img, line, (14, bar_y - 12 - 20 * (len(notes) - 1 - k)), 0.45, INK)
     _text(img, "face as seen by a camera: the person's left is on the right; grey dots: landmarks the model does not use", (14, height - 14), 0.42, (110, 110, 110))
     return img
+
+
+def draw_region_relevance(
+    landmarks: Sequence[int],
+    regions: Mapping[str, tuple[float, float]],
+    blendshapes: Mapping[str, tuple[float, float]],
+    title: str,
+    subtitle: str = "",
+    *,
+    n_blendshapes: int = 5,
+    **kwargs: object,
+) -> np.ndarray:
+    """The region-level heatmap (BGR uint8): each model landmark coloured by its region's share.
+
+    Args:
+        landmarks: mesh indices of the model's landmarks.
+        regions: region -> (share of the relevance of regions and blendshapes, mean signed
+            attribution); blendshapes: the same per blendshape.
+        n_blendshapes: how many of the most relevant blendshapes to list under the face.
+    """
+    names = face_regions().names
+    rel = np.array([regions.get(names[int(i)], (0.0, 0.0))[0] for i in landmarks], np.float64)
+    top_bs = sorted(blendshapes, key=lambda k: -blendshapes[k][0])[:n_blendshapes]
+    notes = []
+    if top_bs:
+        notes.append("blendshapes: " + ", ".join(f"{k} {'+' if blendshapes[k][1] >= 0 else '-'}{100 * blendshapes[k][0]:.1f}%" for k in top_bs))
+    notes.append("shares of |signed attribution summed per region / blendshape|; sign: mean direction (+ towards the emotion)")
+    return draw_relevance(landmarks, rel, title, subtitle, region_share=regions, notes=notes, bar_label="per region", **kwargs)  # type: ignore[arg-type]
+
+
+def save_region_png(
+    path: str | Path,
+    landmarks: Sequence[int],
+    regions: Mapping[str, tuple[float, float]],
+    blendshapes: Mapping[str, tuple[float, float]],
+    title: str,
+    subtitle: str = "",
+    **kwargs: object,
+) -> Path:
+    """Draw :func:`draw_region_relevance` and write it as a PNG at ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(p), draw_region_relevance(landmarks, regions, blendshapes, title, subtitle, **kwargs)):
+        raise OSError(f"could not write {p}")
+    return p
 
 
 def save_relevance_png(path: str | Path, landmarks: Sequence[int], relevance: Sequence[float], title: str, subtitle: str = "", **kwargs: object) -> Path:

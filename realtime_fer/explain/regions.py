@@ -87,6 +87,44 @@ def region_names(landmarks: Sequence[int]) -> list[str]:
     return [region_name(i) for i in landmarks]
 
 
+@dataclass(frozen=True)
+class RegionGroups:
+    """The named regions of a model's landmark subset, to sum attributions region by region.
+
+    A region's attribution is the sum of the signed attributions of the model's landmarks in
+    it (their x, y, z and frames already summed), so the regions' attributions add up to the
+    landmarks' and completeness carries over unchanged."""
+
+    names: tuple[str, ...]
+    """The distinct regions of the subset, in the order of their first landmark."""
+    index: np.ndarray
+    """(L,) position in :attr:`names` of each landmark's region."""
+    matrix: np.ndarray
+    """(L, R) one-hot membership (float32): ``per_landmark @ matrix`` sums per region."""
+
+    def sum(self, per_landmark: np.ndarray) -> np.ndarray:
+        """(..., L) per-landmark values -> (..., R) sums per region, in the input's precision."""
+        x = np.asarray(per_landmark)
+        return x @ self.matrix.astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)
+
+    def members(self, region: str) -> np.ndarray:
+        """Positions (into the subset) of the landmarks of ``region``."""
+        return np.nonzero(self.index == self.names.index(region))[0]
+
+
+def region_groups(landmarks: Sequence[int]) -> RegionGroups:
+    """:class:`RegionGroups` of a landmark subset (mesh indices, in the model's order)."""
+    names = region_names(landmarks)
+    distinct = tuple(dict.fromkeys(names))
+    pos = {n: k for k, n in enumerate(distinct)}
+    index = np.array([pos[n] for n in names], np.int64)
+    matrix = np.zeros((len(names), len(distinct)), np.float32)
+    matrix[np.arange(len(names)), index] = 1.0
+    matrix.flags.writeable = False
+    index.flags.writeable = False
+    return RegionGroups(distinct, index, matrix)
+
+
 def swap_sides(name: str) -> str:
     """``name`` with the words left and right exchanged (the mirror image's region)."""
     return " ".join({"left": "right", "right": "left"}.get(w, w) for w in name.split(" "))

@@ -12,6 +12,13 @@ towards the emotion (> 0) or away from it.
 Pooled inputs (:func:`landmark_relevance` with ``pooled=True``; used by pruning on training
 features) attribute the time-pooled features instead: for still images (every frame the same)
 that is exactly the per-frame attribution summed over time.
+
+**Regions and blendshapes** (what ``top`` of ``relevance.json`` lists): per sample, the signed
+attributions of the landmarks of each named region are summed (the same grouping as the live
+messages, :func:`~realtime_fer.explain.regions.region_groups`), and each blendshape's over time;
+an item's relevance is the mean over the samples of the *size of that sum*, normalised to sum 1
+over the regions and blendshapes together. Opposite attributions of neighbouring landmarks
+cancel inside their region, as they do in the network's output.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 from realtime_fer.explain.baselines import BaselineSet, shipped_neutral_blendshapes
 from realtime_fer.explain.gradients import Precision
 from realtime_fer.explain.integrated_gradients import Attribution, IntegratedGradients, Method
-from realtime_fer.explain.regions import face_regions
+from realtime_fer.explain.regions import face_regions, region_groups
 from realtime_fer.models.network import Network, pool
 
 log = logging.getLogger(__name__)
@@ -117,6 +124,18 @@ class LandmarkRelevance:
     n_samples: int
     baseline: dict[str, Any] = field(default_factory=dict)
     completeness: dict[str, float] = field(default_factory=dict)
+    region_names: tuple[str, ...] = ()
+    """The named regions of :attr:`landmarks` (:func:`region_groups` order)."""
+    region_mean_abs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(R,) mean over samples of |signed attribution summed over the region|, logit units."""
+    region_signed_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(R,) mean signed attribution of each region, logit units."""
+    blendshape_names: tuple[str, ...] = ()
+    """Names of the network's blendshapes (empty for landmark-only networks)."""
+    blendshape_mean_abs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(B,) mean |attribution| of each blendshape (time summed), logit units."""
+    blendshape_signed_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(B,) mean signed attribution of each blendshape, logit units."""
 
     def order(self) -> np.ndarray:
         """Positions into :attr:`landmarks`, most relevant first (ties: lower index first)."""
@@ -134,17 +153,22 @@ class LandmarkRelevance:
             for i in self.order()[:k]
         ]
 
-    def by_region(self) -> dict[str, float]:
-        """Relevance summed per region name, most relevant first."""
-        names = face_regions().names
-        out: dict[str, float] = {}
-        for lm, r in zip(self.landmarks, self.relevance):
-            out[names[int(lm)]] = out.get(names[int(lm)], 0.0) + float(r)
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    def items(self) -> list[dict[str, Any]]:
+        """Every region and blendshape, most relevant first: ``{"region" | "blendshape": name,
+        "relevance": share of the regions' and blendshapes' mean |attribution| (sums to 1),
+        "signed": mean signed attribution (logit units)}``."""
+        sizes = np.concatenate([self.region_mean_abs, self.blendshape_mean_abs])
+        signed = np.concatenate([self.region_signed_mean, self.blendshape_signed_mean])
+        keys = [("region", n) for n in self.region_names] + [("blendshape", n) for n in self.blendshape_names]
+        total = float(sizes.sum())
+        share = sizes / total if total > 0 else np.full(len(sizes), 1.0 / max(len(sizes), 1))
+        order = sorted(range(len(keys)), key=lambda k: (-share[k], keys[k][1]))
+        return [{keys[k][0]: keys[k][1], "relevance": float(share[k]), "signed": float(signed[k])} for k in order]
 
     def to_dict(self, top_k: int = 10) -> dict[str, Any]:
         """JSON-ready form (the per-emotion entry of ``relevance.json``)."""
         names = face_regions().names
+        items = self.items()
         return {
             "n_samples": self.n_samples,
             "baseline": self.baseline,
@@ -153,8 +177,10 @@ class LandmarkRelevance:
             "relevance": [round(float(v), 8) for v in self.relevance],
             "signed_mean": [round(float(v), 8) for v in self.signed_mean],
             "regions": [names[int(i)] for i in self.landmarks],
-            "top": self.top(top_k),
-            "region_relevance": {k: round(v, 6) for k, v in self.by_region().items()},
+            "top": [{k: (round(v, 8) if isinstance(v, float) else v) for k, v in t.items()} for t in items[:top_k]],
+            "top_landmarks": self.top(top_k),
+            "region_relevance": {t["region"]: round(t["relevance"], 6) for t in items if "region" in t},
+            "blendshape_relevance": {t["blendshape"]: round(t["relevance"], 6) for t in items if "blendshape" in t},
         }
 
 
@@ -185,6 +211,7 @@ def landmark_relevance(
     batch_size: int = 4096,
     tolerance: float = 1e-2,
     blendshapes: np.ndarray | None = None,
+    blendshape_names: Sequence[str] | None = None,
 ) -> LandmarkRelevance:
     """Dataset-level relevance of ``net``'s landmarks over N samples (see the module docstring).
 
@@ -195,6 +222,7 @@ def landmark_relevance(
         n_steps, method: quadrature of the path integral.
         dtype: arithmetic precision (``float32``: ~3x faster, gaps ~1e-5 of the output).
         tolerance: relative completeness gap above which a warning is logged.
+        blendshape_names: the network's blendshape names (default ``blendshape_<k>``).
 
     Raises:
         ValueError: no sample, or ``landmarks`` does not match the network.
@@ -209,6 +237,13 @@ def landmark_relevance(
     mean_abs = attr.per_landmark_abs().mean(axis=0).astype(np.float64)
     total = mean_abs.sum()
     relevance = mean_abs / total if total > 0 else np.full(len(lms), 1.0 / len(lms))
+    groups = region_groups(lms)
+    per_region = groups.sum(attr.per_landmark().astype(np.float64))
+    per_bs = attr.per_blendshape()
+    per_bs = np.zeros((len(inputs), 0)) if per_bs is None else per_bs.astype(np.float64)
+    bs_names = tuple(blendshape_names) if blendshape_names is not None else tuple(f"blendshape_{k}" for k in range(per_bs.shape[1]))
+    if len(bs_names) != per_bs.shape[1]:
+        raise ValueError(f"{len(bs_names)} blendshape names for a network on {per_bs.shape[1]} blendshapes")
     return LandmarkRelevance(
         emotion=emotion,
         landmarks=lms,
@@ -218,4 +253,10 @@ def landmark_relevance(
         n_samples=len(inputs),
         baseline=baselines.summary(),
         completeness=completeness_stats(attr),
+        region_names=groups.names,
+        region_mean_abs=np.abs(per_region).mean(axis=0),
+        region_signed_mean=per_region.mean(axis=0),
+        blendshape_names=bs_names,
+        blendshape_mean_abs=np.abs(per_bs).mean(axis=0),
+        blendshape_signed_mean=per_bs.mean(axis=0),
     )

@@ -1,4 +1,4 @@
-"""Attributions for the live stream: which landmarks drove each published decision.
+"""Attributions for the live stream: which face regions and blendshapes drove each decision.
 
 For every scored face, each emotion at or above its threshold (and always the top emotion,
 when it is not the ``neutral`` fallback) is explained by Integrated Gradients of its network
@@ -6,20 +6,27 @@ when it is not the ``neutral`` fallback) is explained by Integrated Gradients of
 baseline**: the track's own neutral face when the recognizer has seen it (the last window the
 bundle called neutral), else the dataset's mean neutral face (``assets/neutral_face.npy``).
 
-Each explained emotion becomes an entry of ``Prediction.attributions``::
+Each explained emotion becomes an entry of ``Prediction.attributions`` (schema 2)::
 
-    {"top": [{"landmark": int, "region": str, "weight": float}, ...],   # top-k by |weight|
-            # for models that read blendshapes, entries {"blendshape": str, "weight": float}
-            # compete in the same ranking
+    {"top": [{"region": str, "weight": float}           # top-k regions and blendshapes,
+             | {"blendshape": str, "weight": float}, ...],  # by decreasing |weight|
      "output": float,            # calibrated logit of the window
      "baseline_output": float,   # calibrated logit of the baseline
      "sum": float,               # sum of ALL attributions (~ output - baseline_output)
-     "baseline": "track" | "dataset"}
+     "baseline": "track" | "dataset",
+     "landmarks": [{"landmark": int, "region": str, "weight": float}, ...]}  # detail: landmarks only
 
-``landmark`` is the index in MediaPipe's 468-point face mesh; ``weight`` is the landmark's
-attribution with x, y, z and time summed, in logit units. A ``blendshape`` entry names one of
+A ``region`` is one of the 48 named regions of ``assets/face_regions.json`` (left/right the
+person's own); its ``weight`` is the signed attribution of the model's landmarks in it, with
+x, y, z and the window's frames summed, in logit units. A ``blendshape`` entry names one of
 MediaPipe's categories (e.g. ``browInnerUp``) with its attribution (time summed); its baseline
-is the track's neutral blendshapes, else the mean of RAF-DB train's neutral faces.
+is the track's neutral blendshapes, else the mean of RAF-DB train's neutral faces. Regions and
+blendshapes compete in one ranking, and their weights together add up to ``sum``.
+
+Neighbouring landmarks move together and the networks weigh their coordinates with large
+opposite signs, so single landmarks carry large attributions that cancel within a region;
+the region sum is the evidence a person can read (docs/faithfulness.md). With ``detail:
+landmarks`` the ``top_k`` largest single landmarks are listed too, as in schema 1.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import numpy as np
 
 from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
-from realtime_fer.explain.regions import region_names
+from realtime_fer.explain.regions import region_groups, region_names
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,8 @@ class StreamExplainOptions:
 
     enabled: bool = True
     top_k: int = 5
-    """Landmarks listed per explained emotion."""
+    """Regions and blendshapes listed per explained emotion (and landmarks with ``detail:
+    landmarks``)."""
     n_steps: int = 16
     """Quadrature points of the path integral (Gauss-Legendre: exact for polynomials of degree 31)."""
     method: Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] = "gausslegendre"
@@ -53,10 +61,14 @@ class StreamExplainOptions:
     including the top one)."""
     track_neutral: bool = True
     """Use a track's own neutral window as its baseline once the recognizer has seen one."""
+    detail: Literal["regions", "landmarks"] = "regions"
+    """``landmarks``: also list the ``top_k`` largest single landmarks (under ``landmarks``)."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.n_steps < 1:
             raise ValueError("top_k and n_steps must be >= 1")
+        if self.detail not in ("regions", "landmarks"):
+            raise ValueError(f"explain.detail must be 'regions' or 'landmarks', got {self.detail!r}")
 
 
 class StreamExplainer:
@@ -74,6 +86,11 @@ class StreamExplainer:
         # float32: ~3x faster than float64; completeness and the offline engine agree to ~1e-5
         self.engines = {e: IntegratedGradients(bundle.network(e), tolerance=1e-2, dtype="float32") for e in bundle.emotions}
         self.regions = {e: region_names(lms) for e, lms in self.landmarks.items()}
+        self.groups = {e: region_groups(lms) for e, lms in self.landmarks.items()}
+        # the ranked items of each emotion: its regions, then the blendshapes
+        self._labels = {
+            e: [{"region": n} for n in g.names] + [{"blendshape": n} for n in (bundle.blendshapes or ())] for e, g in self.groups.items()
+        }
         self.thresholds = bundle.thresholds
         self._dataset_neutral = shipped_neutral_face()
         self._track_neutral: dict[int, np.ndarray] = {}
@@ -150,17 +167,27 @@ class StreamExplainer:
             attr = self.engines[emotion].attribute(x, base, n_steps=self.options.n_steps, method=self.options.method, **extra)
             per_lm = attr.per_landmark()
             per_bs = attr.per_blendshape()
+            weights = self.groups[emotion].sum(per_lm)
+            if per_bs is not None:
+                weights = np.concatenate([weights, per_bs], axis=1)
+            k = min(self.options.top_k, weights.shape[1])
+            order = np.argsort(-np.abs(weights), axis=1, kind="stable")[:, :k]
+            ranked = np.take_along_axis(weights, order, axis=1).tolist()
+            labels = self._labels[emotion]
+            if self.options.detail == "landmarks":
+                lm_order = np.argsort(-np.abs(per_lm), axis=1, kind="stable")[:, : self.options.top_k]
+                lm_ranked = np.take_along_axis(per_lm, lm_order, axis=1).tolist()
             totals = attr.total
             for j, i in enumerate(rows):
-                items = [({"landmark": int(lms[m]), "region": self.regions[emotion][m]}, float(per_lm[j, m])) for m in range(per_lm.shape[1])]
-                if per_bs is not None:
-                    items += [({"blendshape": name}, float(per_bs[j, k])) for k, name in enumerate(self.blendshape_names)]
-                order = np.argsort([-abs(w) for _, w in items], kind="stable")[: self.options.top_k]
-                out[i][emotion] = {
-                    "top": [{**items[m][0], "weight": items[m][1]} for m in order],
+                entry = {
+                    "top": [{**labels[m], "weight": w} for m, w in zip(order[j].tolist(), ranked[j])],
                     "output": float(attr.output[j]),
                     "baseline_output": float(attr.baseline_output[j]),
                     "sum": float(totals[j]),
                     "baseline": bases[i][1],
                 }
+                if self.options.detail == "landmarks":
+                    regions = self.regions[emotion]
+                    entry["landmarks"] = [{"landmark": int(lms[m]), "region": regions[m], "weight": w} for m, w in zip(lm_order[j].tolist(), lm_ranked[j])]
+                out[i][emotion] = entry
         return out

@@ -1,6 +1,7 @@
 """The ``--show`` window: face boxes, landmarks and per-emotion bars drawn over the frame, with
-the landmarks that drove the top emotion coloured by their attribution (red: evidence for it,
-blue: evidence against; the larger the circle, the larger the |weight|).
+the face regions that drove the top emotion circled at their centres and coloured by their
+attribution (red: evidence for it, blue: evidence against; the larger the circle, the larger
+the |weight|).
 
 :func:`draw_overlay` only draws (testable without a display); :class:`Display` owns the OpenCV
 window. Nothing here is imported unless ``--show`` is given, so the recognizer runs headless.
@@ -8,6 +9,7 @@ window. Nothing here is imported unless ``--show`` is given, so the recognizer r
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -17,6 +19,7 @@ import numpy as np
 
 from realtime_fer.capture.frame import Frame
 from realtime_fer.errors import FerError
+from realtime_fer.explain.regions import face_regions
 from realtime_fer.pipeline.processor import FaceResult, FrameResult
 from realtime_fer.publish.schema import Prediction
 
@@ -32,20 +35,38 @@ _FOR = (40, 40, 235)  # attribution > 0: pushes towards the emotion
 _AGAINST = (235, 120, 40)  # attribution < 0
 
 
+@functools.lru_cache(maxsize=64)
+def _region_members(name: str) -> np.ndarray | None:
+    """Mesh indices of a named region (None for a name the table does not know)."""
+    try:
+        return face_regions().indices(name)
+    except KeyError:
+        return None
+
+
+def _mark_position(points: np.ndarray, item: dict) -> np.ndarray | None:
+    """Where an attribution entry sits on the face: its landmark (schema 1, or ``detail:
+    landmarks``), or the centre of its region's landmarks; None for a blendshape."""
+    if "landmark" in item:
+        return points[int(item["landmark"]), :2]
+    members = _region_members(item["region"]) if "region" in item else None
+    return None if members is None else points[members, :2].mean(axis=0)
+
+
 def draw_attributions(out: np.ndarray, points: np.ndarray, prediction: Prediction) -> None:
-    """Circle the top emotion's most relevant landmarks (from ``prediction.attributions``) in
-    place, coloured by the sign of their weight and sized by its magnitude."""
+    """Circle the top emotion's most relevant regions (from ``prediction.attributions``) at
+    their centres, in place, coloured by the sign of their weight and sized by its magnitude."""
     import cv2
 
     entry = prediction.attributions.get(prediction.top)
     if not entry or not entry.get("top"):
         return
-    marks = [t for t in entry["top"] if "landmark" in t]  # blendshape entries have no place on the face
+    marks = [(t, p) for t in entry["top"] if (p := _mark_position(points, t)) is not None]  # blendshapes have no place on the face
     if not marks:
         return
-    biggest = max(abs(t["weight"]) for t in marks) or 1.0
-    for t in marks:
-        x, y = (int(round(v)) for v in points[t["landmark"], :2])
+    biggest = max(abs(t["weight"]) for t, _ in marks) or 1.0
+    for t, p in marks:
+        x, y = (int(round(v)) for v in p)
         radius = 3 + int(round(7 * abs(t["weight"]) / biggest))
         cv2.circle(out, (x, y), radius, _FOR if t["weight"] > 0 else _AGAINST, 2, cv2.LINE_AA)
 

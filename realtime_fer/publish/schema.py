@@ -35,8 +35,15 @@ import msgpack
 
 from realtime_fer.publish.errors import MessageError
 
-SCHEMA_VERSION = 1
-"""Version of the message schema produced by this code."""
+SCHEMA_VERSION = 2
+"""Version of the message schema produced by this code. History (docs/messages.md):
+
+1. the first published format: an attribution's ``top`` lists single landmarks
+   ``{"landmark", "region", "weight"}`` (and blendshapes);
+2. ``top`` lists named face regions ``{"region", "weight"}`` and blendshapes
+   ``{"blendshape", "weight"}``; single landmarks only on request, under ``landmarks``.
+
+The decoder reads every version from 1 to this one; :attr:`Prediction.schema` says which."""
 
 TOPIC_ROOT = "fer"
 
@@ -124,7 +131,8 @@ class Prediction:
     t_publish: float | None = None
     """When the message was sent, Unix seconds; filled by :func:`encode` when ``None``."""
     attributions: dict[str, Any] = field(default_factory=dict)
-    """Per-emotion explanations (see docs/messages.md); empty when not computed."""
+    """Per-emotion explanations (see docs/messages.md): since schema 2 each ``top`` lists face
+    regions and blendshapes (schema 1: single landmarks); empty when not computed."""
     landmarks: list[list[float]] | None = None
     """Optional ``[[x, y, z], ...]`` face landmarks, x and y in pixels, z in the same scale."""
     image_size: list[int] | None = None
