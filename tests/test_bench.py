@@ -62,7 +62,9 @@ def test_an_emulated_live_camera_drops_frames_instead_of_queueing_them(shared_da
     indices = [t[0] for t in taken]
     assert cap.frames_read == 72 and cap.dropped > 30
     assert len(taken) + cap.dropped == 72  # every frame was either processed or dropped, none is left waiting
-    assert max(t[2] for t in taken) < 2 * period  # never queued: each frame taken within two periods of its capture
+    # never queued: each frame is taken within a few periods of its capture (a queue would age
+    # by two periods per frame taken here, to over 1.5 s by the end of the clip)
+    assert max(t[2] for t in taken) < 3 * period
     gaps = [b - a for a, b in zip(indices, indices[1:])]
     assert min(gaps) >= 2 and max(gaps) <= 5  # spread evenly: every 3rd or 4th frame, no bursts or holes
     stamps = [t[1] - taken[0][1] for t in taken]
@@ -82,7 +84,8 @@ def test_a_file_read_as_a_file_keeps_every_frame(shared_data: Path) -> None:
 
 
 def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Path) -> None:
-    """The recognizer on an emulated camera, slowed to a third of the clip's rate: it processes
+    """The recognizer on an emulated camera, its landmarker slowed to under a third of the clip's
+    rate (a sleep before each detection): it processes
     fewer frames, yet the face's first decisions come after the same source time as when it keeps
     up (a partial window after 0.4 s, a full one after the model's window span)."""
     import time
@@ -99,10 +102,16 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
 
         def on_frame(frame, result) -> None:  # noqa: ANN001
             seen.append((frame.index, result.timestamp_ms, [p.partial for p in result.predictions]))
-            time.sleep(slow_s)
 
         config = RuntimeConfig(model=bundle_arg(), device="cpu", capture=CaptureOptions(realtime=True, emulate_live=True))
         rec = open_recognizer(str(video(shared_data, "single_face.mp4")), config, [ListSink()], bundle=bundle, on_frame=on_frame)
+        detect = rec.processor.detect
+
+        def slow_detect(frame, **kw):  # noqa: ANN001, ANN003, ANN202 - a landmarker slower than the camera, as on a busy host
+            time.sleep(slow_s)
+            return detect(frame, **kw)
+
+        rec.processor.detect = slow_detect  # type: ignore[method-assign]
         summary = rec.run()
         t0 = seen[0][1]
         first_partial = next(ts for _, ts, parts in seen if True in parts) - t0
@@ -113,7 +122,8 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
     frames_ok, dropped_ok, partial_ok, full_ok, _ = first_decisions(0.0)
     frames_slow, dropped_slow, partial_slow, full_slow, gaps = first_decisions(0.1)
     assert dropped_slow > 30 and frames_slow + dropped_slow == 72 and frames_slow < frames_ok
-    assert max(gaps) <= 6
+    inner = gaps[:-1]  # the last frame of the file ends the stream: nothing newer replaces it
+    assert min(inner) >= 2 and max(inner) <= 5, str(gaps)  # every 3rd or 4th frame: spread evenly
     period_slow = 0.1 + 1 / 30
     assert abs(partial_ok - 0.4) < 0.1 and abs(full_ok - span) < 0.1  # the partial and the full window, in source time
     assert partial_ok - 0.05 <= partial_slow <= partial_ok + 2 * period_slow  # the same, a processed frame or two later
