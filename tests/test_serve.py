@@ -184,7 +184,7 @@ def test_headless_chromium_shows_each_face_with_the_streams_published_top(server
 
 def test_views_carry_a_frame_with_its_faces_predictions(server: ServeProcess) -> None:
     views = asyncio.run(collect_views(ws_url(server.page), 12))  # type: ignore[attr-defined]
-    framed = [(h, jpeg) for h, jpeg in views if jpeg]
+    framed = [(h, jpeg) for h, jpeg in views if jpeg and h["fresh"]]
     assert len(framed) >= 10
     frames = [h["frame"] for h, _ in framed]
     assert frames == sorted(frames) and len(set(frames)) == len(frames), frames
@@ -225,14 +225,14 @@ def test_a_closed_viewer_and_a_stalled_one_do_not_stall_the_others(server: Serve
             got_first: list[int] = []
             while len(got_first) < 3:  # the first viewer reads a little, then its tab closes
                 header, jpeg = read_view((await first.receive(timeout=30)).data)
-                if jpeg:
+                if jpeg and header["fresh"]:
                     got_first.append(header["frame"])
             await first.close()
             got: list[int] = []
             t0 = time.monotonic()
             while time.monotonic() - t0 < 6.0:
                 header, jpeg = read_view((await second.receive(timeout=10)).data)
-                if jpeg:
+                if jpeg and header["fresh"]:
                     got.append(header["frame"])
             await second.close()
             return got_first, got
@@ -281,7 +281,7 @@ def test_serve_connect_draws_a_recognizer_running_elsewhere(server: ServeProcess
         views = asyncio.run(collect_views(base_url(page).replace("http://", "ws://") + "ws", 8))
     finally:
         code = other.stop()
-    framed = [h for h, jpeg in views if jpeg]
+    framed = [h for h, jpeg in views if jpeg and h["fresh"]]
     assert len(framed) >= 6
     assert any(h["faces"] for h in framed)
     assert code == 0, "".join(other.err)[-2000:]
@@ -319,3 +319,44 @@ def test_serving_beyond_loopback_without_a_token_warns(caplog: pytest.LogCapture
     assert len(warnings) == 1 and "without --token" in warnings[0] and "watch the camera" in warnings[0]
     with pytest.raises(ValueError):
         ServeOptions(token="")
+
+
+def test_several_streams_are_selectable(shared_data: Path) -> None:
+    import aiohttp
+
+    mead = shared_data / "video" / "mead"
+    srv = ServeProcess(
+        ["--source", f"left={mead / 'happy.mp4'}", "--source", f"right={mead / 'sad.mp4'}", "--port", "0", "--duration", "120", *model_cli_args()]
+    )
+    try:
+        page = base_url(srv.url())
+
+        async def scenario() -> list[tuple[str, list[str], bool]]:
+            seen: list[tuple[str, list[str], bool]] = []
+            async with aiohttp.ClientSession() as session:
+                deadline = time.monotonic() + 90
+                while True:  # both streams have published a frame
+                    async with session.get(page + "api/streams") as resp:
+                        if (await resp.json())["streams"] == ["left", "right"]:
+                            break
+                    assert time.monotonic() < deadline, "the two streams never both showed up"
+                    await asyncio.sleep(0.2)
+                async with session.ws_connect(page.replace("http://", "ws://") + "ws?stream=right") as ws:
+                    for want in ("right", "left"):
+                        if want == "left":
+                            await ws.send_str(json.dumps({"stream": "left"}))
+                        while True:  # a status view may precede a stream's first frame; views of
+                            # "right" already on their way may arrive after the switch
+                            header, jpeg = read_view((await ws.receive(timeout=30)).data)
+                            if want == "right":
+                                assert header["stream"] == "right"
+                            if header["stream"] == want and jpeg:
+                                seen.append((header["stream"], header["streams"], bool(jpeg)))
+                                break
+            return seen
+
+        seen = asyncio.run(scenario())
+    finally:
+        code = srv.stop()
+    assert seen == [("right", ["left", "right"], True), ("left", ["left", "right"], True)]
+    assert code == 0, "".join(srv.err)[-2000:]

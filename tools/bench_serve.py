@@ -108,8 +108,8 @@ def _viewers(url: str, n: int, seconds: float, out: "mp.Queue[dict]") -> None:
                     if msg.type != aiohttp.WSMsgType.BINARY:
                         break
                     k = struct.unpack(">I", msg.data[:4])[0]
-                    json.loads(msg.data[4 : 4 + k])
-                    if len(msg.data) > 4 + k:
+                    header = json.loads(msg.data[4 : 4 + k])
+                    if len(msg.data) > 4 + k and header.get("fresh"):
                         cv2.imdecode(np.frombuffer(msg.data[4 + k :], np.uint8), cv2.IMREAD_COLOR)
                         got += 1
         return got

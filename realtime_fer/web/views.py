@@ -11,7 +11,8 @@ Wire format of a view (one binary WebSocket message)::
 
     [4 bytes: header length N, big-endian] [N bytes: header, UTF-8 JSON] [JPEG bytes, may be empty]
 
-A view without a JPEG carries a status change while no frames come (a lost camera). Viewers
+A view made by a status change while no frames come (a lost camera, the end of a file) shows
+the stream's last frame again with ``"fresh": false`` (no JPEG before the first frame). Viewers
 never queue views: each one is sent the newest view when it is ready for the next
 (:class:`ViewBoard`).
 """
@@ -63,6 +64,8 @@ class StreamView:
     faces: dict[int, _Face] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     latest: View | None = None
+    last_image: FrameImage | None = None
+    """The newest frame image: views made without a new frame (a status change) show it again."""
     frames_seen: int = 0
     last_frame_t: float = 0.0
     last_bare_t: float = 0.0
@@ -125,6 +128,7 @@ class ViewBoard:
                     self._publish(view, self._pack(view, None, None))
                 return
             if isinstance(message, FrameImage):
+                view.last_image = message
                 view.frames_seen += 1
                 view.last_frame_t = time.time()
                 self._publish(view, self._pack(view, message, None))
@@ -217,9 +221,10 @@ class ViewBoard:
             "t_sent": now,
         }
         jpeg = b""
-        if image is not None:
-            header.update(frame=image.frame, t_capture=image.t_capture, image_size=image.image_size)
-            jpeg = image.jpeg
+        shown = image if image is not None else view.last_image
+        if shown is not None:  # a status-only view shows the last frame again, marked not fresh
+            header.update(frame=shown.frame, t_capture=shown.t_capture, image_size=shown.image_size, fresh=image is not None)
+            jpeg = shown.jpeg
         elif size is not None:
             header["image_size"] = list(size)
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")

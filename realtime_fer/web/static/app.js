@@ -62,7 +62,9 @@
     for (const face of header.faces) drawFace(face, w);
     faces(header.faces, w, h);
     status(header.status || {});
-    if (jpeg.length) {
+    if (jpeg.length && header.fresh === false) {
+      waiting.hidden = true;
+    } else if (jpeg.length) {
       waiting.hidden = true;
       stats.frames++;
       stats.lastFrame = header.frame;
