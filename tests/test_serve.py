@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -36,7 +37,11 @@ class ServeProcess:
 
     def __init__(self, args: list[str]) -> None:
         cmd = [sys.executable, "-m", "realtime_fer", "serve", *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # SIGINT at its default even when the test run itself ignores it (a background job)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         self.err: list[str] = []
         self.out: list[str] = []
         threading.Thread(target=self._drain, args=(self.proc.stderr, self.err), daemon=True).start()
