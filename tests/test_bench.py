@@ -63,10 +63,12 @@ def test_an_emulated_live_camera_drops_frames_instead_of_queueing_them(shared_da
     assert cap.frames_read == 72 and cap.dropped > 30
     assert len(taken) + cap.dropped == 72  # every frame was either processed or dropped, none is left waiting
     # never queued: each frame is taken within a few periods of its capture (a queue would age
-    # by two periods per frame taken here, to over 1.5 s by the end of the clip)
-    assert max(t[2] for t in taken) < 3 * period
+    # by two periods per frame taken here, to over 1.5 s = 45 periods by the end of the clip;
+    # the bound leaves room for a busy machine's scheduling delays)
+    assert max(t[2] for t in taken) < 10 * period
     gaps = [b - a for a, b in zip(indices, indices[1:])]
-    assert min(gaps) >= 2 and max(gaps) <= 5  # spread evenly: every 3rd or 4th frame, no bursts or holes
+    # spread evenly: mostly every 3rd or 4th frame, no long holes (a loaded host may shift one take)
+    assert sum(2 <= g <= 5 for g in gaps) >= 0.8 * len(gaps) and max(gaps) <= 10, gaps
     stamps = [t[1] - taken[0][1] for t in taken]
     for i, s in zip(indices, stamps):  # windows in seconds: the clip's time line survives the drops
         assert abs(s - (i - indices[0]) * period) < 0.5 * period
