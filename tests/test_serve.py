@@ -365,3 +365,44 @@ def test_several_streams_are_selectable(shared_data: Path) -> None:
         code = srv.stop()
     assert seen == [("right", ["left", "right"], True), ("left", ["left", "right"], True)]
     assert code == 0, "".join(srv.err)[-2000:]
+
+
+def test_a_dropped_camera_shows_on_the_page_and_stalls_nothing(shared_data: Path, tmp_path: Path) -> None:
+    import aiohttp
+
+    from test_capture import MjpegServer, _ffmpeg
+    from test_cli_run import _listening
+
+    _ffmpeg()
+    camera = MjpegServer(video(shared_data, "single_face.mp4"), free_port(), tmp_path / "ffmpeg.log")
+    camera.start()
+    srv: ServeProcess | None = None
+    try:
+        wait_until(lambda: _listening(camera.port), 10, "the MJPEG camera to listen")
+        srv = ServeProcess(["--source", camera.url, "--port", "0", "--duration", "120", *model_cli_args()])
+        page = base_url(srv.url())
+
+        async def scenario() -> tuple[dict[str, Any], bool, int]:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(page.replace("http://", "ws://") + "ws") as ws:
+                    while True:  # the camera's frames arrive
+                        header, jpeg = read_view((await ws.receive(timeout=60)).data)
+                        if jpeg and header["fresh"]:
+                            break
+                    camera.kill()  # the camera drops
+                    while True:
+                        header, jpeg = read_view((await ws.receive(timeout=60)).data)
+                        if header["status"].get("state") in ("source_lost", "reconnecting"):
+                            break
+                    async with session.get(page + "api/streams") as resp:  # the server still answers
+                        status = resp.status
+                    return header, bool(jpeg), status
+
+        header, has_image, api_status = asyncio.run(scenario())
+    finally:
+        camera.kill()
+        code = srv.stop() if srv is not None else 0
+    assert header["fresh"] is False and has_image, "the page lost its last picture when the camera dropped"
+    assert api_status == 200
+    assert code == 0, "".join(srv.err)[-2000:] if srv else ""
+
