@@ -192,6 +192,8 @@ def test_tool_is_reproducible_and_refuses_bad_input(rendered: tuple[Path, Path, 
     assert "other options" in capsys.readouterr().err
     assert tool.main(["--config", str(tmp_path / "none.yaml"), "--output", str(tmp_path / "y")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: config not found")
+    assert tool.main(["--config", str(cfg), "--border", "1.5", "--output", str(tmp_path / "z"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --border must be in [0, 1]")
 
 
 def test_border_gives_the_photo_room_and_keeps_its_landmarks(photos: list[tuple[np.ndarray, np.ndarray]]) -> None:
