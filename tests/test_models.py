@@ -97,6 +97,35 @@ def test_closed_form_solves_the_balanced_weighted_ridge(ck: dict) -> None:
         fit_randomized(x, codes, {"neutral": [EMOTIONS.index("neutral")]}, opts, window_length=4, n_landmarks=NUM_MESH_LANDMARKS)
 
 
+def test_negatives_balanced_per_label_solve_their_weighted_ridge(ck: dict) -> None:
+    """``balance_negatives``: each negative label weighs the same within the negatives (its
+    samples share 0.5 / n_labels), so the mean training score of the positives plus the mean over
+    the negative labels of their mean score is 1. On labels of unequal sizes (a tenth of the
+    surprise photos kept) that is another fit than per-sample balancing."""
+    x, codes = ck["plain"].features, ck["codes"][ck["plain"].owner]
+    keep = ~(codes == SURPRISE) | (np.cumsum(codes == SURPRISE) % 10 == 0)
+    x, codes = x[keep], codes[keep]
+    opts = RandomizedOptions(hidden=[64], ridge=0.05, direct_link=True, seed=1, balance_negatives=True)
+    net = fit_randomized(x, codes, {"happy": [HAPPY]}, opts, window_length=4, n_landmarks=NUM_MESH_LANDMARKS)["happy"]
+    y = codes == HAPPY
+    labels = [c for c in np.unique(codes) if c != HAPPY]
+    counts = {c: int(np.sum(codes == c)) for c in labels}
+    assert counts[SURPRISE] * 3 < max(counts.values())
+    reps = net.representations_pooled(x)
+    h = np.concatenate([reps[i] for i in net.head_inputs] + [np.ones((len(x), 1), np.float32)], axis=1).astype(np.float64)
+    w = np.where(y, 0.5 / y.sum(), 0.0)
+    for c in labels:
+        w[codes == c] = 0.5 / (len(labels) * counts[c])
+    pen = np.full(h.shape[1], opts.ridge)
+    pen[-1] = 0.0
+    beta = np.linalg.solve(h.T @ (w[:, None] * h) + np.diag(pen), h.T @ (w * y))
+    np.testing.assert_allclose(net.head_w, beta[:-1], atol=2e-4 * np.abs(beta).max())
+    s = net.score_pooled(x)
+    assert s[y].mean() + np.mean([s[codes == c].mean() for c in labels]) == pytest.approx(1.0, abs=2e-3)
+    plain = fit_randomized(x, codes, {"happy": [HAPPY]}, RandomizedOptions(**{**opts.__dict__, "balance_negatives": False}), window_length=4, n_landmarks=NUM_MESH_LANDMARKS)["happy"]
+    assert np.abs(plain.head_w - net.head_w).max() > 1e-3 * np.abs(net.head_w).max()
+
+
 def test_balanced_ridge_separates_happy_on_held_out_subjects(ck: dict) -> None:
     plain, groups, codes = ck["plain"], ck["groups"], ck["codes"]
     split = group_split(groups, [0.3], seed=0)

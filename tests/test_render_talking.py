@@ -192,3 +192,28 @@ def test_tool_is_reproducible_and_refuses_bad_input(rendered: tuple[Path, Path, 
     assert "other options" in capsys.readouterr().err
     assert tool.main(["--config", str(tmp_path / "none.yaml"), "--output", str(tmp_path / "y")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: config not found")
+    assert tool.main(["--config", str(cfg), "--border", "1.5", "--output", str(tmp_path / "z"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --border must be in [0, 1]")
+
+
+def test_border_gives_the_photo_room_and_keeps_its_landmarks(photos: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``with_border`` frames the photo with a replicated border (the photo unchanged in the
+    middle) and shifts its landmarks by the border: MediaPipe finds the face where they say."""
+    from realtime_fer.data.render_talking import with_border
+
+    image, lm = photos[1]
+    framed, moved = with_border(image, lm, 0.3)
+    pad = 30
+    assert framed.shape == (image.shape[0] + 2 * pad, image.shape[1] + 2 * pad, 3)
+    assert np.array_equal(framed[pad:-pad, pad:-pad], image)
+    np.testing.assert_allclose(moved[:, :2], lm[:, :2] + pad, atol=1e-4)
+    np.testing.assert_array_equal(moved[:, 2], lm[:, 2])
+    with FaceLandmarkDetector(default_options(), running_mode="image") as det:
+        found = det.detect(framed)
+    assert found
+    eyes = np.linalg.norm(lm[33, :2] - lm[263, :2])
+    assert np.median(np.linalg.norm(found[0].points[:468, :2] - moved[:468, :2], axis=1)) < 0.08 * eyes
+    same, same_lm = with_border(image, lm, 0.0)
+    assert same is image or np.array_equal(same, image)
+    with pytest.raises(ValueError):
+        with_border(image, lm, -0.1)

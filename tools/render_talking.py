@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed of the motion draws (default 0)")
     ap.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate of the clips (default 25; the talking clips' 30 fps motion is resampled)")
     ap.add_argument("--codec", choices=sorted(CODECS), default="ffv1", help="ffv1: lossless .mkv (default); mjpg: .avi at quality 100")
+    ap.add_argument("--border", type=float, default=0.0, metavar="FRACTION", help="frame each photo with a replicated border of this share of its longer side before warping, so a chin at the crop's edge can move (default 0)")
     ap.add_argument("--no-mouth-cavity", action="store_true", help="do not darken the inside of a mouth that opens (see TalkingWarp)")
     ap.add_argument("--output", required=True, help="output folder (ImageFolder of clips)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
@@ -173,7 +174,7 @@ def _advance(total: int, enabled: bool) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from realtime_fer.data.render_talking import MOTION_FPS, TalkingWarp, clip_rng, sample_motion
+    from realtime_fer.data.render_talking import MOTION_FPS, TalkingWarp, clip_rng, sample_motion, with_border
     from realtime_fer.errors import DataError
     from realtime_fer.training.config import load_train_config
     from realtime_fer.training.trainer import motion_banks
@@ -200,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         "motion_fps": MOTION_FPS,
         "codec": args.codec,
         "mouth_cavity": not args.no_mouth_cavity,
+        **({"border": args.border} if args.border else {}),
         "motion_scale": list(config.data.motion.scale),
         "motion_mirror": bool(config.data.motion.mirror),
         "split": {"validation_fraction": config.data.validation_fraction, "calibration_fraction": config.data.calibration_fraction, "split_seed": config.data.split_seed},
@@ -215,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     elif out.is_dir() and any(out.iterdir()):
         raise DataError(f"--output {out} is not empty and was not written by this tool")
 
+    if not (0.0 <= args.border <= 1.0):
+        raise DataError(f"--border must be in [0, 1], got {args.border}")
     progress = not args.quiet
     photos, groups, left_out = training_photos(config, names, progress)
     by_label: dict[str, list[int]] = {}
@@ -251,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
                 if (image.shape[1], image.shape[0]) != tuple(s.frame_size):
                     raise DataError(f"{s.ref.path}: image is {image.shape[1]}x{image.shape[0]} but its cached landmarks are for {s.frame_size[0]}x{s.frame_size[1]}")
                 t0 = time.perf_counter()
-                warp = TalkingWarp(image, s.landmarks[0], mouth_cavity=not args.no_mouth_cavity)
+                image, landmarks = with_border(image, s.landmarks[0], args.border)
+                warp = TalkingWarp(image, landmarks, mouth_cavity=not args.no_mouth_cavity)
                 t_render += time.perf_counter() - t0
                 for k, target in enumerate(targets):
                     if target.is_file():

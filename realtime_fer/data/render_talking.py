@@ -339,6 +339,29 @@ def _barycentric(nodes: np.ndarray, triangles: np.ndarray, width: int, height: i
     return triangles[ids], bary.astype(np.float32)
 
 
+def with_border(image: np.ndarray, landmarks: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The photo framed by a replicated border of ``fraction`` of its longer side on every side,
+    and its landmarks moved with it (x and y shifted by the border; z unchanged), so that a
+    face cropped at the chin (RAF-DB's 100x100 crops) has room to open its jaw: the warp keeps
+    the frame's edge still, so a chin at the edge cannot move.
+
+    Raises:
+        ValueError: ``fraction`` is negative or not finite.
+    """
+    import cv2
+
+    if not np.isfinite(fraction) or fraction < 0:
+        raise ValueError(f"border fraction must be >= 0, got {fraction!r}")
+    img = np.asarray(image)
+    pad = int(round(fraction * max(img.shape[:2])))
+    if pad == 0:
+        return img, np.asarray(landmarks)
+    framed = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    moved = np.array(landmarks, np.float64, copy=True)
+    moved[..., :2] += pad
+    return framed, moved.astype(np.asarray(landmarks).dtype)
+
+
 def render_talking(image: np.ndarray, landmarks: np.ndarray, motion: np.ndarray) -> np.ndarray:
     """Render ``image`` (H, W[, 3]) uint8 with its face's ``landmarks`` (478, 3; the landmark
     cache's pixels of the unpadded image) into ``len(motion)`` frames (n, H, W[, 3]) uint8

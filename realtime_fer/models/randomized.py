@@ -48,6 +48,10 @@ class RandomizedOptions:
     them exactly in half the space."""
     balance: bool = True
     """Weight both classes equally (one-vs-rest is heavily imbalanced)."""
+    balance_negatives: bool = False
+    """With ``balance``, also weight every negative label equally within the negatives (each
+    label's samples share ``0.5 / n_labels``): a rare label (fear among the negatives of
+    surprise) counts as much as a common one (happy), instead of by its number of samples."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -141,7 +145,11 @@ def fit_randomized(
             w_pos = w_neg = 1.0 / n
         g_pos = sum(grams[c] for c in pos_codes)
         r_pos = sum(sums[c] for c in pos_codes)
-        a = w_neg * g_all + (w_pos - w_neg) * g_pos + np.diag(penalty)
+        if options.balance and options.balance_negatives:
+            negatives = [c for c in grams if c not in pos_codes]
+            a = w_pos * g_pos + sum((0.5 / (len(negatives) * counts[c])) * grams[c] for c in negatives) + np.diag(penalty)
+        else:
+            a = w_neg * g_all + (w_pos - w_neg) * g_pos + np.diag(penalty)
         beta = np.linalg.solve(a, w_pos * r_pos)  # targets: 1 for positives, 0 for negatives
         nets[emotion] = Network(
             window_length=window_length,
