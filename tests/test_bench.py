@@ -92,6 +92,7 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
 
     from realtime_fer.capture import CaptureOptions
     from realtime_fer.pipeline import ListSink, RuntimeConfig, open_recognizer
+    from realtime_fer.pipeline.pacing import PacingOptions
     from runtime_helpers import bundle_arg
 
     bundle = require_bundle()
@@ -103,7 +104,8 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
         def on_frame(frame, result) -> None:  # noqa: ANN001
             seen.append((frame.index, result.timestamp_ms, [p.partial for p in result.predictions]))
 
-        config = RuntimeConfig(model=bundle_arg(), device="cpu", capture=CaptureOptions(realtime=True, emulate_live=True))
+        # the reference run (no sleep) unpaced, so that on a busy test host it still drops nothing
+        config = RuntimeConfig(model=bundle_arg(), device="cpu", capture=CaptureOptions(realtime=True, emulate_live=True), pacing=PacingOptions(enabled=slow_s > 0))
         rec = open_recognizer(str(video(shared_data, "single_face.mp4")), config, [ListSink()], bundle=bundle, on_frame=on_frame)
         detect = rec.processor.detect
 
@@ -123,8 +125,10 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
     frames_slow, dropped_slow, partial_slow, full_slow, gaps = first_decisions(0.1)
     assert dropped_slow > 30 and frames_slow + dropped_slow == 72 and frames_slow < frames_ok
     inner = gaps[:-1]  # the last frame of the file ends the stream: nothing newer replaces it
-    assert min(inner) >= 2 and max(inner) <= 5, str(gaps)  # every 3rd or 4th frame: spread evenly
-    period_slow = 0.1 + 1 / 30
+    # spread evenly: every 3rd frame or further apart (the 0.1 s landmarker plus the pacing's slack,
+    # which grows with the host's load), no bursts or holes
+    assert min(inner) >= 2 and max(inner) - min(inner) <= 3, str(gaps)
+    period_slow = sum(inner) / len(inner) / 30  # the delivered frame period
     assert abs(partial_ok - 0.4) < 0.1 and abs(full_ok - span) < 0.1  # the partial and the full window, in source time
     assert partial_ok - 0.05 <= partial_slow <= partial_ok + 2 * period_slow  # the same, a processed frame or two later
     assert full_ok - 0.05 <= full_slow <= full_ok + 2 * period_slow
