@@ -10,6 +10,10 @@ many frames it delivered and dropped, how evenly the processed frames are spread
 between their capture indices), the latency in ms and in the stream's own delivered frame
 periods, and the time to its first decision.
 
+Each stream is paced (:mod:`realtime_fer.pipeline.pacing`, unless ``pacing.enabled`` is off):
+when the host is slower than the cameras, a stream takes its next frame no sooner than its
+recent median busy time over ``pacing.max_duty``, and a fresh one.
+
 Fairness between streams: each stream has its own capture queue and landmarker, so no stream
 waits on another's frames; the landmarkers are spread round-robin over the CPUs
 (:func:`~realtime_fer.affinity.plan_streams`) and the streams sharing a CPU share it through the
@@ -216,6 +220,9 @@ def run_bench_streams(source_arg: str, config: RuntimeConfig, n_streams: int, *,
         notes.append("unpaced files: each copy runs as fast as it can; capture->publish latency includes the wait in the decode-ahead queue")
     else:
         notes.append("each copy an emulated live camera: paced at the file's frame rate, the newest frame wins; a stream that cannot keep up drops frames instead of queueing them")
+        p = config.pacing
+        notes.append(f"pacing: each stream takes its next frame no sooner than median(busy) / {p.max_duty:g} after the last (busy: take -> last message)" if p.enabled
+                     else "pacing off: each stream takes its next frame as soon as its landmarker is free")
     failed = [o for o in summary.streams if o.error]
     if failed:
         notes.append("failed: " + "; ".join(f"{o.id}: {o.error}" for o in failed))

@@ -122,9 +122,12 @@ class CaptureThread(threading.Thread):
         """An unexpected exception that ended the thread, if any (it is also logged)."""
 
     # -- consumer API ----------------------------------------------------------------------
-    def get(self, timeout: float | None = None) -> Frame | None:
+    def get(self, timeout: float | None = None, captured_after: float | None = None) -> Frame | None:
         """The next frame, or ``None`` once the capture has ended (end of file, still image
         served, gave up reconnecting) or :meth:`stop` was called.
+
+        ``captured_after`` (live sources, ``time.perf_counter()`` seconds): a waiting frame
+        captured before this moment is dropped (and counted) and the next one awaited.
 
         Raises:
             queue.Empty: no frame arrived within ``timeout`` seconds (a live source may be
@@ -151,7 +154,12 @@ class CaptureThread(threading.Thread):
                 self._ended = True
                 return None
             if self.is_live or self.emulating_live:
-                return self._newest(item)  # type: ignore[arg-type]
+                frame = self._newest(item)  # type: ignore[arg-type]
+                if captured_after is not None and frame is not None and frame.t_capture < captured_after:
+                    with self._count_lock:
+                        self.dropped += 1  # stale: captured before the consumer was ready for it
+                    continue
+                return frame
             return item  # type: ignore[return-value]
 
     def _newest(self, frame: Frame) -> Frame | None:

@@ -29,7 +29,8 @@ The kernels are compiled with ``cache=True``: the first start on a machine compi
 2 s here, see docs/benchmarks.md, *Cold start*); later starts load the machine code from Numba's
 cache (Numba writes it beside this module, or in a per-user folder when that is read-only;
 ``NUMBA_CACHE_DIR`` chooses another). So that even the first start need not wait for the
-compiler, :func:`compile_kernels` can compile in a background thread: until it is done, a
+compiler, :func:`compile_kernels` can compile in the background (a child process at a low
+CPU priority writes Numba's cache, then a thread loads it): until it is done, a
 selector runs the same computation in numpy (:func:`_push_faces_numpy`,
 :func:`_plan_windows_numpy`, :func:`_gather_windows_numpy`, :func:`_resample_rows_numpy`; the fit
 by :func:`~realtime_fer.landmarks.normalize.similarity_fit`'s SVD, the same optimum as Horn's,
@@ -432,12 +433,60 @@ def _compile_now() -> float:
         return elapsed
 
 
+_KERNEL_NAMES = ("_leading_eigenpair_4x4", "_similarity_fit", "_push_faces", "_ring_position", "_plan_windows", "_gather_windows", "_resample_rows", "_normalize_one")
+_SUBPROCESS_COMPILE = "from realtime_fer.features.selector import _compile_now; _compile_now()"
+_SUBPROCESS_TIMEOUT_S = 300.0
+
+
+def _cache_is_warm() -> bool:
+    """Numba's cache holds machine code of every kernel for this source file (loading it is a
+    fraction of a second; compiling takes seconds). True as well when Numba's cache cannot be
+    inspected (then the kernels are compiled or loaded in this process, as before)."""
+    try:
+        return all(bool(globals()[name]._cache._cache_file._load_index()) for name in _KERNEL_NAMES)
+    except Exception:  # noqa: BLE001 - Numba internals differ: do not guess
+        return True
+
+
+def _compile_in_subprocess() -> None:
+    """Compile the kernels into Numba's cache in a child process at a low CPU priority (nice 10).
+
+    Numba's compiler is Python that holds the GIL for seconds and wants a core: in the process
+    that is already recognizing it stalls the capture and worker threads. A child has its own GIL
+    and, at nice 10, gets mostly the CPU time the pipeline leaves. Failures are logged; the caller
+    then compiles in this process."""
+    import os
+    import subprocess
+    import sys
+
+    def low_priority() -> None:  # in the child, before it runs Python
+        os.nice(10)
+
+    t0 = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-c", _SUBPROCESS_COMPILE], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=_SUBPROCESS_TIMEOUT_S, preexec_fn=low_priority if hasattr(os, "nice") else None)  # noqa: PLW1509 - no threads run in the child before exec
+        log.info("feature selector kernels compiled into Numba's cache by a background process in %.2f s", time.perf_counter() - t0)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        log.info("compiling the kernels in a background process failed (%s%s); compiling in this process", type(exc).__name__, (": " + detail.decode(errors="replace").strip().splitlines()[-1]) if detail.strip() else "")
+
+
+def _compile_in_background() -> None:
+    if not _cache_is_warm():
+        _compile_in_subprocess()
+    _compile_now()  # a cache load now (or, if the child failed, the compile here)
+
+
 def compile_kernels(block: bool = True) -> float:
     """Compile the kernels (or load them from Numba's cache) for every selector of the process.
 
     Args:
         block: wait for them (returns the seconds it took; 0 when already ready); ``False``
-            compiles in a daemon thread and returns at once (selectors use numpy meanwhile).
+            returns at once and makes them ready in a daemon thread (selectors use numpy
+            meanwhile): from Numba's cache when it holds them, else compiled first by a child
+            process at a low CPU priority (:func:`_compile_in_subprocess`), so that the
+            compiler neither holds this process's GIL nor takes a core from the pipeline.
     """
     global _compile_thread
     if _ready.is_set():
@@ -446,7 +495,7 @@ def compile_kernels(block: bool = True) -> float:
         return _compile_now()
     with _compile_lock:
         if _compile_thread is None or not _compile_thread.is_alive():
-            _compile_thread = threading.Thread(target=_compile_now, name="fer-numba-compile", daemon=True)
+            _compile_thread = threading.Thread(target=_compile_in_background, name="fer-numba-compile", daemon=True)
             _compile_thread.start()
     return 0.0
 

@@ -15,6 +15,7 @@ section                   class
 ``smoothing``             :class:`~realtime_fer.models.smoothing.SmoothingOptions`
 ``adaptation``            :class:`~realtime_fer.features.adaptation.AdaptationOptions`
 ``window``                :class:`~realtime_fer.features.windows.LiveWindowOptions`
+``pacing``                :class:`~realtime_fer.pipeline.pacing.PacingOptions`
 ========================  ====================================================================
 
 plus the top-level keys of :class:`RuntimeConfig`. Unknown keys and wrong types are errors
@@ -38,6 +39,7 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.landmarks.finder import FinderOptions
 from realtime_fer.landmarks.tracking import TrackerOptions
 from realtime_fer.models.smoothing import SmoothingOptions
+from realtime_fer.pipeline.pacing import PacingOptions
 from realtime_fer.publish.frames import FrameImageOptions
 from realtime_fer.publish.publisher import PublisherOptions
 
@@ -123,6 +125,10 @@ class RuntimeConfig:
     window: LiveWindowOptions = field(default_factory=LiveWindowOptions)
     """Partial windows (``min_seconds``) and the ring buffers' ``max_fps``; a window's span and
     hop in seconds come from the model bundle."""
+    pacing: PacingOptions = field(default_factory=PacingOptions)
+    """Live sources on a host slower than the source: each stream takes its next frame no sooner
+    than its recent busy time allows, so frames are dropped at the capture (evenly) instead of
+    waiting behind other work; see :mod:`realtime_fer.pipeline.pacing`."""
     model: str | None = None
     """Model bundle folder; ``null``: the default model shipped in the package."""
     device: Device = "auto"

@@ -20,7 +20,9 @@ frame (:meth:`FrameProcessor.finish`: tracking, features, emotion models, attrib
 sends every message, so frame k is scored while the landmarker works on frame k+1. For a live
 source (or a file emulating one) the main thread takes its next frame only once no finished
 landmarking waits for the worker (:meth:`OrderedWorker.wait_until_taken`), so a host that cannot
-keep up processes fewer, fresh frames instead of queueing them between the stages. All messages
+keep up processes fewer, fresh frames instead of queueing them between the stages, and a
+:class:`~realtime_fer.pipeline.pacing.LivePacer` spaces the frames it takes so that each is
+normally done before the next (``pacing``; the host's slack is shared by its streams). All messages
 and all tracker state go through that one worker, in order; the display and ``on_frame`` still
 run on the main thread, as each frame is finished. ``pipelined: false`` runs everything on the
 main thread, one frame at a time; both modes send the same messages.
@@ -49,6 +51,7 @@ from realtime_fer.capture.sources import Source, open_source
 from realtime_fer.features.selector import kernels_ready
 from realtime_fer.models.bundle import ModelBundle
 from realtime_fer.pipeline.config import RuntimeConfig
+from realtime_fer.pipeline.pacing import LivePacer
 from realtime_fer.pipeline.processor import FrameProcessor, FrameResult, PendingFrame
 from realtime_fer.pipeline.sinks import MessageSink
 from realtime_fer.pipeline.stats import RateMeter, Summary, TimingLog
@@ -152,6 +155,7 @@ class Recognizer:
         self._frames = 0
         """Frames finished (scored, explained and published)."""
         self._worker: OrderedWorker | None = None
+        self._pacer: LivePacer | None = None
         self._finished: queue.SimpleQueue[tuple[Frame, FrameResult]] = queue.SimpleQueue()
         self._t_first: float | None = None
         self._t_first_capture: float | None = None  # capture time of the first frame taken
@@ -200,6 +204,8 @@ class Recognizer:
             self._send_status("started", detail=self._describe())
             cap.start()  # from here on the capture thread owns (and closes) the source
             live = cap.is_live or cap.emulating_live
+            pacer = LivePacer(self.config.pacing) if live and self.config.pacing.enabled else None
+            self._pacer = pacer
             beat = self.config.heartbeat_interval_s
             next_beat = time.monotonic() + beat if beat else None
             while not self._stop_requested:
@@ -209,13 +215,16 @@ class Recognizer:
                     self._send_status("heartbeat", detail="source lost" if self._source_lost else "")
                 if live and self._worker is not None:
                     self._worker.wait_until_taken()  # then take the newest frame, not one that would wait
+                if pacer is not None and (wait := pacer.wait_s()) > 0:  # the host is slower than the source
+                    time.sleep(min(wait, _POLL_S))
+                    continue
                 try:
-                    frame = cap.get(timeout=_POLL_S)
+                    frame = cap.get(timeout=_POLL_S, captured_after=pacer.captured_after() if pacer is not None else None)
                 except queue.Empty:
                     continue
                 if frame is None:
                     break
-                self._process(frame)
+                self._process(frame, pacer.taken() if pacer is not None else None)
         finally:
             if cap.ident is not None:  # started
                 cap.stop()
@@ -328,16 +337,17 @@ class Recognizer:
         for track_id in self.processor.end_tracks():
             self._send(self._status("face_lost", face=track_id, detail=detail))
 
-    def _process(self, frame: Frame) -> None:
-        """Detect the faces of ``frame`` here; finish it on the worker (or here, without one)."""
+    def _process(self, frame: Frame, t_taken: float | None = None) -> None:
+        """Detect the faces of ``frame`` here; finish it on the worker (or here, without one).
+        ``t_taken``: when a paced live stream took it (:class:`LivePacer`)."""
         if self._t_first is None:
             self._t_first = time.perf_counter()
             self._t_first_capture = frame.t_capture
         pending = self.processor.detect(frame, still=self._still)
-        self._emit(functools.partial(self._finish, pending))
+        self._emit(functools.partial(self._finish, pending, t_taken))
         self._deliver()
 
-    def _finish(self, pending: PendingFrame) -> None:
+    def _finish(self, pending: PendingFrame, t_taken: float | None = None) -> None:
         """Track, score and explain one detected frame and send its messages (worker thread)."""
         result = self.processor.finish(pending)
         frame = result.frame
@@ -365,6 +375,8 @@ class Recognizer:
             if image is not None:
                 self._send(image)
         t_done = time.perf_counter()
+        if t_taken is not None and self._pacer is not None:
+            self._pacer.done(t_taken, t_done)
         self._t_last = t_done
         self._rate.tick(t_done)
         times = result.times
