@@ -71,6 +71,9 @@ def test_wheel_carries_the_landmarker_model_and_its_licence(wheel: Path) -> None
         for name in ("Expression", "FacialActionUnits", "IdsList", "NormalizedRegionOfInterest2D"):
             assert f"realtime_fer/bridges/ros4hri/msg/{name}.msg" in names
         assert "BSD" in zf.read("realtime_fer/bridges/ros4hri/msg/NOTICE").decode()
+        # the live page ships whole (offline kiosks: no CDN, no download)
+        for name in ("index.html", "app.js", "style.css"):
+            assert f"realtime_fer/web/static/{name}" in names
 
 
 def test_fresh_venv_plain_install_runs_analyze(wheel: Path, shared_data: Path, tmp_path: Path) -> None:
@@ -103,3 +106,6 @@ def test_fresh_venv_plain_install_runs_analyze(wheel: Path, shared_data: Path, t
     assert all(m["attributions"] for m in decided), "attributions are on by default"
     imported = _run([py, "-c", "import realtime_fer, sys; print(realtime_fer.__file__)"], env, 120, cwd=tmp_path).stdout
     assert str(venv) in imported, f"the installed package, not the source tree, must run: {imported}"
+    # `serve` works from a plain install: its server and its page's files are there
+    page = _run([py, "-c", "import aiohttp; from realtime_fer.web.server import _static_bytes; print(len(_static_bytes('app.js')))"], env, 120, cwd=tmp_path)
+    assert int(page.stdout.strip()) > 1000
