@@ -16,10 +16,13 @@ from runtime_helpers import require_bundle, video
 
 
 def test_the_pacer_spaces_frames_by_the_median_busy_time_over_the_duty() -> None:
-    pacer = LivePacer(PacingOptions(max_duty=0.5, window=4))
+    pacer = LivePacer(PacingOptions(max_duty=0.5, window=4, min_samples=2))
     assert pacer.wait_s(now=0.0) == 0.0 and pacer.captured_after() is None  # nothing known: no wait
+    pacer.done(pacer.taken(now=9.0), now=11.0)  # a slow first frame (cold start) alone does not pace
+    assert pacer.interval_s() == 0.0
     t = pacer.taken(now=10.0)
     pacer.done(t, now=10.1)  # busy 0.1 s
+    pacer.done(t, now=10.1)
     assert pacer.interval_s() == pytest.approx(0.2)
     assert pacer.wait_s(now=10.05) == pytest.approx(0.15)
     # after a pause, the frame to take is one captured near its end, not one that waited through it
@@ -27,7 +30,7 @@ def test_the_pacer_spaces_frames_by_the_median_busy_time_over_the_duty() -> None
     assert pacer.wait_s(now=10.25) == 0.0
     pacer.taken(now=10.25)
     assert pacer.captured_after() is None
-    for busy in (0.1, 0.1, 5.0):  # one frame stalled by another process: the median ignores it
+    for busy in (0.1, 5.0):  # one frame stalled by another process: the median ignores it
         pacer.done(0.0, now=busy)
     assert pacer.interval_s() == pytest.approx(0.2)
     for _ in range(4):  # the window forgets

@@ -53,6 +53,10 @@ class PacingOptions:
     another process does not slow the stream for long)."""
     window: int = 8
     """How many recent frames' busy times are kept."""
+    min_samples: int = 3
+    """Frames done before pacing starts: a stream's first frame is slow (the landmarker's and the
+    models' first runs, kernels compiling on a cold cache) and alone would pause the stream for
+    seconds at its start."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_duty <= 1.0:
@@ -61,6 +65,8 @@ class PacingOptions:
             raise ValueError("pacing.quantile must be in [0, 1]")
         if self.window < 1:
             raise ValueError("pacing.window must be >= 1")
+        if not 1 <= self.min_samples <= self.window:
+            raise ValueError("pacing.min_samples must be in 1..window")
 
 
 class LivePacer:
@@ -79,10 +85,10 @@ class LivePacer:
         self._fresh_after: float | None = None
 
     def interval_s(self) -> float:
-        """The shortest time from one take to the next (0 before any frame is done)."""
+        """The shortest time from one take to the next (0 until ``min_samples`` frames are done)."""
         with self._lock:
             busy = list(self._busy)
-        if not busy:
+        if len(busy) < self.options.min_samples:
             return 0.0
         return float(np.quantile(busy, self.options.quantile)) / self.options.max_duty
 
