@@ -141,9 +141,24 @@ class LandmarkRelevance:
         """Positions into :attr:`landmarks`, most relevant first (ties: lower index first)."""
         return np.lexsort((self.landmarks, -self.relevance))
 
-    def most_relevant(self, k: int) -> list[int]:
-        """The ``k`` most relevant mesh indices, most relevant first."""
-        return [int(self.landmarks[i]) for i in self.order()[:k]]
+    def order_by_region(self) -> np.ndarray:
+        """Positions into :attr:`landmarks`, ranked through their regions: the landmarks of the
+        region with the largest :attr:`region_mean_abs` first, each region's landmarks by their
+        own relevance (ties: lower index first). A region's mean |summed attribution| does not
+        count the parts of its landmarks' attributions that cancel within it."""
+        if len(self.region_mean_abs) == 0:
+            return self.order()
+        index = region_groups(self.landmarks).index
+        return np.lexsort((self.landmarks, -self.relevance, -self.region_mean_abs[index]))
+
+    def most_relevant(self, k: int, by: str = "landmark") -> list[int]:
+        """The ``k`` most relevant mesh indices, most relevant first, ranked by their own
+        relevance (``by="landmark"``) or through their regions' (``by="region"``,
+        :meth:`order_by_region`)."""
+        if by not in ("landmark", "region"):
+            raise ValueError(f"by must be 'landmark' or 'region', got {by!r}")
+        order = self.order() if by == "landmark" else self.order_by_region()
+        return [int(self.landmarks[i]) for i in order[:k]]
 
     def top(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` most relevant landmarks with region names."""

@@ -11,9 +11,9 @@ baseline**, the first of:
 ``person``
     the person's **predicted resting face** (:mod:`realtime_fer.explain.resting`), from the
     track's first window on: the resting face that the regression on RAF-DB's neutral faces
-    predicts from the mean, over the track's windows so far, of the landmarks expressions
-    hardly move (face outline, nose bridge, eye corners), refitted at the track's 1st, 2nd,
-    4th, ... 64th window and then every 64th. If the bundle does not call that face neutral
+    predicts from the mean, over the track's windows so far (its first 8, then every 8th), of
+    the landmarks expressions hardly move (face outline, nose bridge, eye corners), refitted at
+    the track's 1st, 4th, 16th and 64th window and then every 128th. If the bundle does not call that face neutral
     (as a static window), it is moved towards the mean neutral face, to the first of 3/4, 1/2,
     1/4 of the way that it does call neutral. Blendshapes: the dataset's neutral ones;
 ``dataset``
@@ -134,20 +134,23 @@ class StreamExplainer:
                 log.warning("no person baseline for this bundle (%s); using the dataset's neutral face", exc)
         if self.person is not None:
             # where each predictor is read: (emotion, its positions in that emotion's window, their rows in the predictors)
+            # (greedy: the fewest emotions' windows that hold all predictors)
             self._stable_from: list[tuple[str, np.ndarray, np.ndarray]] = []
             left = set(self.person.stable.tolist())
             row_of = {int(m): i for i, m in enumerate(self.person.stable)}
-            for emotion, lms in self.landmarks.items():
+            while left:
+                emotion = max(self.landmarks, key=lambda e: len(left.intersection(self.landmarks[e].tolist())))
+                lms = self.landmarks[emotion]
                 pos = [j for j, m in enumerate(lms.tolist()) if m in left]
-                if pos:
-                    left -= {int(lms[j]) for j in pos}
-                    self._stable_from.append((emotion, np.array(pos), np.array([row_of[int(lms[j])] for j in pos])))
+                left -= {int(lms[j]) for j in pos}
+                self._stable_from.append((emotion, np.array(pos), np.array([row_of[int(lms[j])] for j in pos])))
         self._person_sum: dict[int, np.ndarray] = {}
         self._person_count: dict[int, int] = {}
+        self._person_read: dict[int, int] = {}
         self._person_face: dict[int, np.ndarray | None] = {}
-        """track id -> the sum and count of its windows' mean faces on the predictors, and its
-        current ``person`` baseline (468, 3) (None: the predicted face was called neutral
-        nowhere on the way to the mean neutral face)."""
+        """track id -> the sum of its read windows' mean faces on the predictors, its windows
+        seen and read, and its current ``person`` baseline (468, 3) (None: the predicted face
+        was called neutral nowhere on the way to the mean neutral face)."""
 
     # -- baselines ------------------------------------------------------------------------------
     def observe(self, track_id: int, top: str, inputs: Mapping[str, np.ndarray], row: int, blendshapes: np.ndarray | None = None) -> None:
@@ -172,11 +175,15 @@ class StreamExplainer:
         total = self._person_sum.get(track_id)
         if total is None:
             total = self._person_sum[track_id] = np.zeros((len(self.person.stable), 3), np.float64)
+        seen = self._person_count.get(track_id, 0) + 1  # windows of the track
+        self._person_count[track_id] = seen
+        if seen > 8 and seen % 8:
+            return  # after its first 8 windows, every 8th window of a track is read (cost)
         for emotion, pos, rows in self._stable_from:
             total[rows] += np.asarray(inputs[emotion][row])[:, pos].mean(axis=0)
-        n = self._person_count[track_id] = self._person_count.get(track_id, 0) + 1
-        if n & (n - 1) == 0 if n <= 64 else n % 64 == 0:  # the 1st, 2nd, 4th, ... 64th window, then every 64th
-            self._person_face[track_id] = self._person_baseline(total / n)
+        self._person_read[track_id] = read = self._person_read.get(track_id, 0) + 1
+        if seen in (1, 4, 16, 64) or seen % 128 == 0:  # refitted at the 1st, 4th, 16th, 64th window, then every 128th
+            self._person_face[track_id] = self._person_baseline(total / read)
 
     def _person_baseline(self, stable_face: np.ndarray) -> np.ndarray | None:
         """The predicted resting face (468, 3) of a face's predictors, moved towards the mean
@@ -192,9 +199,10 @@ class StreamExplainer:
         probs = {}
         for emotion, engine in self.engines.items():
             net = engine.net
-            x = np.repeat(faces[:, None][:, :, self.landmarks[emotion]], net.window_length, axis=1)
+            # a static face: every pooling of a held frame is the same for 2 frames as for T
+            x = np.repeat(faces[:, None][:, :, self.landmarks[emotion]], 2, axis=1)
             if net.n_blendshapes:
-                blend = np.broadcast_to(self._dataset_neutral_blend, (len(fractions), net.window_length, net.n_blendshapes))
+                blend = np.broadcast_to(self._dataset_neutral_blend, (len(fractions), 2, net.n_blendshapes))
             probs[emotion] = net.probability(x, blend)
         called = self.bundle.decide(probs) == FALLBACK
         if not called.any():
@@ -207,6 +215,7 @@ class StreamExplainer:
         self._track_neutral_blend.pop(track_id, None)
         self._person_sum.pop(track_id, None)
         self._person_count.pop(track_id, None)
+        self._person_read.pop(track_id, None)
         self._person_face.pop(track_id, None)
 
     def baseline(self, track_id: int) -> tuple[np.ndarray, np.ndarray | None, str]:
