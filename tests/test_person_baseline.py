@@ -118,3 +118,19 @@ def test_person_baseline_cancels_less_than_the_dataset_one(clips):
             r.append(sum(abs(t["weight"]) for t in entry["top"]) / max(abs(entry["sum"]), 1e-9))
         ratios[person] = float(np.median(r))
     assert ratios[True] < 0.5 * ratios[False], ratios
+
+
+def test_union_windows_give_the_same_person_baseline(clips):
+    """The recognizer hands ``observe`` its union windows (one read); the per-emotion windows
+    give the same baseline."""
+    bundle, data = clips
+    windows, blend = data["happy"]
+    a, b = StreamExplainer(bundle), StreamExplainer(bundle)
+    for i in range(5):
+        inputs = _inputs(bundle, windows[i : i + 1])
+        bs = None if blend is None else blend[i : i + 1]
+        a.observe(1, "happy", inputs, 0, bs)
+        b.observe(1, "happy", inputs, 0, bs, union=np.ascontiguousarray(windows[i : i + 1][:, :, b.union]))
+    fa, fb = a.baseline(1)[0], b.baseline(1)[0]
+    assert a.baseline(1)[2] == b.baseline(1)[2] == "person"
+    np.testing.assert_allclose(fa, fb, atol=1e-6)

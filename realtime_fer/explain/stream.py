@@ -11,9 +11,9 @@ baseline**, the first of:
 ``person``
     the person's **predicted resting face** (:mod:`realtime_fer.explain.resting`), from the
     track's first window on: the resting face that the regression on RAF-DB's neutral faces
-    predicts from the mean, over the track's windows so far (its first 8, then every 8th), of
-    the landmarks expressions hardly move (face outline, nose bridge, eye corners), refitted at
-    the track's 1st, 4th, 16th and 64th window and then every 128th. If the bundle does not call that face neutral
+    predicts from the landmarks expressions hardly move (face outline, nose bridge, eye
+    corners), averaged over the newest frames of the track's windows so far; refitted at the
+    track's 1st, 2nd, 4th, ... 64th window and then every 128th. If the bundle does not call that face neutral
     (as a static window), it is moved towards the mean neutral face, to the first of 3/4, 1/2,
     1/4 of the way that it does call neutral. Blendshapes: the dataset's neutral ones;
 ``dataset``
@@ -125,9 +125,11 @@ class StreamExplainer:
         self._track_neutral_blend: dict[int, np.ndarray] = {}
         """track id -> its (468, 3) neutral face: the modelled landmarks from the track's last
         window called neutral, the others from the dataset's neutral face."""
+        self.union = np.unique(np.concatenate(list(self.landmarks.values())))
+        """The bundle's landmark union (sorted mesh indices): the landmarks of ``observe``'s ``union``."""
         self.person: RestingFacePredictor | None = None
         if self.options.person_baseline:
-            union = np.unique(np.concatenate(list(self.landmarks.values())))
+            union = self.union
             try:
                 self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge)
             except ValueError as exc:
@@ -138,6 +140,7 @@ class StreamExplainer:
             self._stable_from: list[tuple[str, np.ndarray, np.ndarray]] = []
             left = set(self.person.stable.tolist())
             row_of = {int(m): i for i, m in enumerate(self.person.stable)}
+            self._stable_in_union = np.searchsorted(union, self.person.stable)
             while left:
                 emotion = max(self.landmarks, key=lambda e: len(left.intersection(self.landmarks[e].tolist())))
                 lms = self.landmarks[emotion]
@@ -146,19 +149,27 @@ class StreamExplainer:
                 self._stable_from.append((emotion, np.array(pos), np.array([row_of[int(lms[j])] for j in pos])))
         self._person_sum: dict[int, np.ndarray] = {}
         self._person_count: dict[int, int] = {}
-        self._person_read: dict[int, int] = {}
         self._person_face: dict[int, np.ndarray | None] = {}
-        """track id -> the sum of its read windows' mean faces on the predictors, its windows
-        seen and read, and its current ``person`` baseline (468, 3) (None: the predicted face
-        was called neutral nowhere on the way to the mean neutral face)."""
+        """track id -> the sum over its windows of their newest frame on the predictors, the
+        number of its windows, and its current ``person`` baseline (468, 3) (None: the
+        predicted face was called neutral nowhere on the way to the mean neutral face)."""
 
     # -- baselines ------------------------------------------------------------------------------
-    def observe(self, track_id: int, top: str, inputs: Mapping[str, np.ndarray], row: int, blendshapes: np.ndarray | None = None) -> None:
+    def observe(
+        self,
+        track_id: int,
+        top: str,
+        inputs: Mapping[str, np.ndarray],
+        row: int,
+        blendshapes: np.ndarray | None = None,
+        union: np.ndarray | None = None,
+    ) -> None:
         """Fold a track's window (row ``row`` of the per-emotion ``inputs``) into its ``person``
         baseline, and remember it as the track's neutral face (with its blendshapes, (N, T, B))
-        when it was called neutral."""
+        when it was called neutral. ``union``: the same windows on the bundle's landmark union
+        (N, T, L_union, 3), when the caller has them (one read instead of one per emotion)."""
         if self.person is not None:
-            self._observe_person(track_id, inputs, row)
+            self._observe_person(track_id, inputs, row, union)
         if not (self.options.track_neutral and top == FALLBACK):
             return
         if blendshapes is not None and self.blendshape_names:
@@ -170,20 +181,19 @@ class StreamExplainer:
             face[lms] = np.asarray(inputs[emotion][row]).mean(axis=0)
         self._track_neutral[track_id] = face
 
-    def _observe_person(self, track_id: int, inputs: Mapping[str, np.ndarray], row: int) -> None:
+    def _observe_person(self, track_id: int, inputs: Mapping[str, np.ndarray], row: int, union: np.ndarray | None) -> None:
         assert self.person is not None
         total = self._person_sum.get(track_id)
         if total is None:
             total = self._person_sum[track_id] = np.zeros((len(self.person.stable), 3), np.float64)
-        seen = self._person_count.get(track_id, 0) + 1  # windows of the track
-        self._person_count[track_id] = seen
-        if seen > 8 and seen % 8:
-            return  # after its first 8 windows, every 8th window of a track is read (cost)
-        for emotion, pos, rows in self._stable_from:
-            total[rows] += np.asarray(inputs[emotion][row])[:, pos].mean(axis=0)
-        self._person_read[track_id] = read = self._person_read.get(track_id, 0) + 1
-        if seen in (1, 4, 16, 64) or seen % 128 == 0:  # refitted at the 1st, 4th, 16th, 64th window, then every 128th
-            self._person_face[track_id] = self._person_baseline(total / read)
+        if union is not None:  # the window's newest frame
+            total += union[row, -1, self._stable_in_union]
+        else:
+            for emotion, pos, rows in self._stable_from:
+                total[rows] += inputs[emotion][row, -1, pos]
+        seen = self._person_count[track_id] = self._person_count.get(track_id, 0) + 1
+        if seen & (seen - 1) == 0 if seen <= 64 else seen % 128 == 0:  # refitted at the 1st, 2nd, 4th, ... 64th window, then every 128th
+            self._person_face[track_id] = self._person_baseline(total / seen)
 
     def _person_baseline(self, stable_face: np.ndarray) -> np.ndarray | None:
         """The predicted resting face (468, 3) of a face's predictors, moved towards the mean
@@ -215,7 +225,6 @@ class StreamExplainer:
         self._track_neutral_blend.pop(track_id, None)
         self._person_sum.pop(track_id, None)
         self._person_count.pop(track_id, None)
-        self._person_read.pop(track_id, None)
         self._person_face.pop(track_id, None)
 
     def baseline(self, track_id: int) -> tuple[np.ndarray, np.ndarray | None, str]:
