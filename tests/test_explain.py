@@ -223,3 +223,8 @@ def test_region_ranking_takes_whole_regions_most_relevant_first(ck: dict) -> Non
     assert rel.most_relevant(5, by="landmark") == rel.most_relevant(5)
     with pytest.raises(ValueError, match="by must be"):
         rel.most_relevant(3, by="area")
+    # spread: one landmark of every region (regions in the same order) before a second of any
+    spread = rel.most_relevant(len(rel.landmarks), by="spread")
+    assert sorted(spread) == sorted(order)
+    assert [names[m] for m in spread[: len(regions)]] == regions
+    assert spread[: len(regions)] == [next(m for m in order if names[m] == r) for r in regions]

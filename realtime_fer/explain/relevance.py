@@ -151,14 +151,28 @@ class LandmarkRelevance:
         index = region_groups(self.landmarks).index
         return np.lexsort((self.landmarks, -self.relevance, -self.region_mean_abs[index]))
 
+    def order_spread(self) -> np.ndarray:
+        """Positions into :attr:`landmarks`, spread over the regions: the most relevant landmark
+        of every region (regions by decreasing :attr:`region_mean_abs`), then the second of
+        every region that has one, and so on."""
+        if len(self.region_mean_abs) == 0:
+            return self.order()
+        by_region = self.order_by_region()
+        index = region_groups(self.landmarks).index[by_region]
+        rank_in_region = np.zeros(len(by_region), np.int64)
+        for r in np.unique(index):
+            rank_in_region[index == r] = np.arange(int((index == r).sum()))
+        return by_region[np.lexsort((np.arange(len(by_region)), rank_in_region))]
+
     def most_relevant(self, k: int, by: str = "landmark") -> list[int]:
         """The ``k`` most relevant mesh indices, most relevant first, ranked by their own
-        relevance (``by="landmark"``) or through their regions' (``by="region"``,
-        :meth:`order_by_region`)."""
-        if by not in ("landmark", "region"):
-            raise ValueError(f"by must be 'landmark' or 'region', got {by!r}")
-        order = self.order() if by == "landmark" else self.order_by_region()
-        return [int(self.landmarks[i]) for i in order[:k]]
+        relevance (``by="landmark"``), through their regions' (``by="region"``,
+        :meth:`order_by_region`) or spread over the regions (``by="spread"``,
+        :meth:`order_spread`)."""
+        orders = {"landmark": self.order, "region": self.order_by_region, "spread": self.order_spread}
+        if by not in orders:
+            raise ValueError(f"by must be one of {', '.join(orders)}, got {by!r}")
+        return [int(self.landmarks[i]) for i in orders[by]()[:k]]
 
     def top(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` most relevant landmarks with region names."""
