@@ -200,7 +200,7 @@ def test_happy_relevance_is_concentrated_around_the_mouth(ck: dict) -> None:
 def test_region_ranking_takes_whole_regions_most_relevant_first(ck: dict) -> None:
     """Pruning's ``ranking: region``: landmarks come region by region, regions by decreasing
     mean |summed attribution|, each region's landmarks by their own relevance; for happy the
-    first region is one FACS names for it or the mouth (the right cheek on 2026-12-07)."""
+    first region is one FACS names for it or the mouth (the right cheek on 2026-12-06)."""
     net, bank = ck["hidden_only"], ck["bank"]
     rel = landmark_relevance(net, ck["windows"], bank.baselines("others", "happy", ck["groups"][ck["happy"]]), ALL, emotion="happy", n_steps=16)
     order = rel.most_relevant(len(rel.landmarks), by="region")
