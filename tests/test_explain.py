@@ -195,3 +195,36 @@ def test_happy_relevance_is_concentrated_around_the_mouth(ck: dict) -> None:
     assert sum(1 for t in top if regions.areas[t["landmark"]] in ("mouth", "around mouth")) >= 4, top
     # signed: the typical happy mouth pushes towards happy on balance
     assert rel.signed_mean[mouth].sum() > 0
+
+
+def test_region_ranking_takes_whole_regions_most_relevant_first(ck: dict) -> None:
+    """Pruning's ``ranking: region``: landmarks come region by region, regions by decreasing
+    mean |summed attribution|, each region's landmarks by their own relevance; for happy the
+    first region is one FACS names for it or the mouth (the right cheek on 2026-12-06)."""
+    net, bank = ck["hidden_only"], ck["bank"]
+    rel = landmark_relevance(net, ck["windows"], bank.baselines("others", "happy", ck["groups"][ck["happy"]]), ALL, emotion="happy", n_steps=16)
+    order = rel.most_relevant(len(rel.landmarks), by="region")
+    assert sorted(order) == sorted(rel.landmarks.tolist())
+    names = face_regions().names
+    seq = [names[m] for m in order]
+    regions = list(dict.fromkeys(seq))
+    for r in regions:  # contiguous
+        first = seq.index(r)
+        assert seq[first : first + seq.count(r)] == [r] * seq.count(r)
+    size = dict(zip(rel.region_names, rel.region_mean_abs))
+    assert [size[r] for r in regions] == sorted(size.values(), reverse=True)
+    own = dict(zip(rel.landmarks.tolist(), rel.relevance))
+    for r in regions:
+        within = [own[m] for m in order if names[m] == r]
+        assert within == sorted(within, reverse=True)
+    from realtime_fer.explain.plausibility import FACS_REGIONS
+
+    assert seq[0] in FACS_REGIONS["happy"] or face_regions().areas[order[0]] in ("mouth", "around mouth"), seq[0]
+    assert rel.most_relevant(5, by="landmark") == rel.most_relevant(5)
+    with pytest.raises(ValueError, match="by must be"):
+        rel.most_relevant(3, by="area")
+    # spread: one landmark of every region (regions in the same order) before a second of any
+    spread = rel.most_relevant(len(rel.landmarks), by="spread")
+    assert sorted(spread) == sorted(order)
+    assert [names[m] for m in spread[: len(regions)]] == regions
+    assert spread[: len(regions)] == [next(m for m in order if names[m] == r) for r in regions]

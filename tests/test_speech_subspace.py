@@ -181,3 +181,36 @@ def test_speech_subspace_without_talking_clips_is_one_error_line(shared_data: Pa
     assert_clean_error(fer("train", "--config", cfg, "--no-progress", cwd=tmp_path), "speech_subspace", "talking")
     cfg.write_text(cfg.read_text().replace("speech_subspace: {rank: 4}", "speech_subspace: {rank: -2}"))
     assert_clean_error(fer("train", "--config", cfg, "--no-progress", cwd=tmp_path), "rank")
+
+
+def test_shape_basis_keeps_the_leading_shape_components_and_folds(bank: MotionBank) -> None:
+    """``model.shape_components``: after the speech projection, all but the leading K
+    directions of the pooled mean shape are projected off; the speech directions fall among
+    the removed ones; the folded network reads raw windows as the fitted one reads projected."""
+    from realtime_fer.training.fitting import shape_basis
+
+    lms = MOUTH + BROWS
+    frames = bank.frames[:, lms]
+    t = 8
+    wins = np.stack([frames[i : i + t] for i in range(0, len(frames) - t, 3)]).astype(np.float32)
+    pooling = ("mean", "std")
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=3))
+    speech = sub.basis(lms, pooling, 0)
+    x = project(pool(wins, pooling), speech)
+    keep = 6
+    b = shape_basis(x, 0, len(lms), keep)
+    width = 3 * len(lms)
+    assert b.shape == (2 * width, width - keep)
+    np.testing.assert_allclose(b.T @ b, np.eye(width - keep), atol=1e-8)
+    assert not np.abs(b[width:]).any()  # the std part is untouched
+    y = project(x, b)
+    sv = np.linalg.svd(y[:, :width] - y[:, :width].mean(axis=0), compute_uv=False)
+    assert (sv[keep:] < 1e-3 * sv[0]).all() and sv[keep - 1] > 1e-3 * sv[0]  # K directions of shape left
+    np.testing.assert_allclose(project(y, speech), y, atol=1e-5)  # speech stays off
+    assert shape_basis(x, 0, len(lms), width) is None
+    codes = (x[:, 1] > np.median(x[:, 1])).astype(int)
+    fitted = fit_randomized(y, codes, {"e": np.array([1])}, RandomizedOptions(hidden=[32], seed=0), window_length=t, n_landmarks=len(lms), pooling=pooling)["e"]
+    folded = fold_projection(fitted, b)
+    # the raw window through the folded net (only the shape basis folded, as fit_models does:
+    # it holds the speech directions) = the twice projected features through the fitted one
+    np.testing.assert_allclose(folded.score(wins), fitted.score_pooled(y), atol=1e-3)

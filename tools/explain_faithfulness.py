@@ -3,10 +3,16 @@
 
 For every labelled folder (default: the shared MEAD clips and CK+48) and every emotion of the
 bundle, the windows labelled with that emotion are explained for it the way the live stream
-explains them (Integrated Gradients, 16 Gauss-Legendre steps, against the shipped mean
-neutral face and neutral blendshapes: the stream's baseline until it has seen the track
-neutral), at the level the messages show: named regions and blendshapes. Reported per
-emotion:
+explains them (Integrated Gradients, 16 Gauss-Legendre steps), at the level the messages
+show: named regions and blendshapes, against the baseline ``--baseline`` names:
+
+* ``dataset``: the shipped mean neutral face and neutral blendshapes;
+* ``person``: each window's baseline as the stream's ``person`` baseline gives it, each clip
+  (or still image) played as one track, window after window (``track_neutral`` off);
+* ``stream`` (default): the stream's own choice, ``track`` once the bundle has called one of
+  the clip's windows neutral (unsmoothed probabilities), else ``person``.
+
+Reported per emotion:
 
 * **cancellation**: median of (sum of the top-5 |weights|) / |sum of all| (issue 22's
   measure; 1 means the top 5 hold all of it with one sign), for regions + blendshapes and, for
@@ -19,6 +25,7 @@ emotion:
 
     python tools/explain_faithfulness.py [--data DIR ...] [--output runs/faithfulness.json]
         [--figures docs/images/faithfulness] [--max-windows 60] [--model BUNDLE]
+        [--baseline stream|person|dataset]
 
 Writes the JSON report and, with ``--figures``, one PNG of the deletion and insertion curves
 per folder (``<prefix>_<folder>.png``); prints a table.
@@ -69,13 +76,39 @@ def _pick(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
-def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int) -> dict:
-    from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
+def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owner: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Each window's baseline face (N, 468, 3), blendshapes (N, B) and kind (N,), each owner's
+    windows played in order as one track of a :class:`StreamExplainer`."""
+    from realtime_fer.explain.stream import StreamExplainer, StreamExplainOptions
+
+    if kind == "dataset":
+        opts = StreamExplainOptions(track_neutral=False, person_baseline=False)
+    else:
+        opts = StreamExplainOptions(track_neutral=kind == "stream", person_baseline=True)
+    explainer = StreamExplainer(model, opts)
+    nets = {e: model.network(e) for e in model.emotions}
+    faces = np.empty((len(windows), *windows.shape[2:]), np.float32)
+    bases_bs = None if blends is None else np.empty((len(windows), blends.shape[-1]), np.float32)
+    kinds = np.empty(len(windows), object)
+    for track, o in enumerate(np.unique(owner)):
+        for i in np.nonzero(owner == o)[0]:
+            inputs = {e: windows[i : i + 1][:, :, explainer.landmarks[e]] for e in model.emotions}
+            xb = None if blends is None else blends[i : i + 1]
+            top = str(model.decide({e: net.probability(inputs[e], xb) for e, net in nets.items()})[0])
+            explainer.observe(track, top, inputs, 0, xb)
+            face, bs, kinds[i] = explainer.baseline(track)
+            faces[i] = face
+            if bases_bs is not None:
+                bases_bs[i] = bs
+    return faces, bases_bs, kinds
+
+
+def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream") -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
     from realtime_fer.explain.plausibility import plausibility, stability
 
     windows, blends, labels, owner, is_video = _windows(folder, model, cache)
-    neutral, neutral_bs = shipped_neutral_face(), (shipped_neutral_blendshapes() if model.blendshapes else None)
+    base_faces, base_bs, base_kinds = stream_baselines(model, windows, blends, owner, baseline)
     out: dict = {"path": str(folder), "n_windows": int(len(windows)), "emotions": {}}
     for emotion, entry in model.emotions.items():
         rows = np.nonzero(labels == emotion)[0]
@@ -84,9 +117,9 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
         lms = np.asarray(entry.landmarks)
         items = ItemModel(model.network(emotion), lms, model.blendshapes or ())
         x = np.ascontiguousarray(windows[rows][:, :, lms])
-        base = np.broadcast_to(neutral[lms], x.shape)
+        base = np.ascontiguousarray(np.broadcast_to(base_faces[rows][:, None][:, :, lms], x.shape))
         xb = None if blends is None else blends[rows]
-        bb = None if xb is None else np.broadcast_to(neutral_bs, xb.shape)
+        bb = None if xb is None else np.ascontiguousarray(np.broadcast_to(base_bs[rows][:, None], xb.shape))
         attr = items.attribute(x, base, xb, bb)
         total = attr.weights.sum(axis=1)
         top5 = np.sort(np.abs(attr.weights), axis=1)[:, -5:].sum(axis=1)
@@ -104,8 +137,10 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
         for t in names:
             for n in t[:3]:
                 common[n] = common.get(n, 0) + 1
+        kinds, counts = np.unique(base_kinds[rows].astype(str), return_counts=True)
         out["emotions"][emotion] = {
             "n_windows": int(len(rows)),
+            "baselines": {str(k): int(c) for k, c in zip(kinds, counts)},
             "cancellation": {
                 "median_top5_over_sum_regions": float(np.median(top5 / np.maximum(np.abs(total), 1e-9))),
                 "median_top5_over_sum_landmarks": float(np.median(top5_lm / np.maximum(np.abs(total), 1e-9))),
@@ -170,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".fer_cache")
     ap.add_argument("--max-windows", type=int, default=60, help="windows per emotion and folder in the deletion/insertion/infidelity measures (evenly spaced)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -185,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             raise FerError(f"not a folder: {', '.join(missing)}")
         t0 = time.perf_counter()
         model = load_bundle(args.model)
-        report = {"model": str(model.path), "baseline": "shipped mean neutral face and neutral blendshapes (the stream's until it has seen the track neutral)", "n_steps": 16, "folders": {}}
+        report = {"model": str(model.path), "baseline": args.baseline, "n_steps": 16, "folders": {}}
         for folder in args.data:
-            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed)
+            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline)
         report["seconds"] = round(time.perf_counter() - t0, 1)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -203,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:10s} {e:9s} {r['n_windows']:5d} {c['median_top5_over_sum_regions']:12.2f} {c['median_top5_over_sum_landmarks']:11.2f} "
                   f"{f['deletion']['top'][k3]:9.2f} {f['deletion']['random'][k3]:6.2f} {f['deletion']['top_beats_random'][k3]:5.2f} "
                   f"{f['infidelity']['relative']:6.2f} {f['infidelity']['correlation']:5.2f} {fmt(p['any']):>8s} {fmt(p['chance_any']):>6s} {fmt(s['jaccard']):>6s}  "
-                  + ", ".join(list(r["top3_most_named"])[:3]))
+                  + ", ".join(list(r["top3_most_named"])[:3]) + "  [" + ", ".join(f"{k} {v}" for k, v in r["baselines"].items()) + "]")
     print(f"-> {args.output} ({report['seconds']} s)")
     if args.figures is not None:
         for path in plot(report, args.figures):

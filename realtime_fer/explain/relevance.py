@@ -141,9 +141,38 @@ class LandmarkRelevance:
         """Positions into :attr:`landmarks`, most relevant first (ties: lower index first)."""
         return np.lexsort((self.landmarks, -self.relevance))
 
-    def most_relevant(self, k: int) -> list[int]:
-        """The ``k`` most relevant mesh indices, most relevant first."""
-        return [int(self.landmarks[i]) for i in self.order()[:k]]
+    def order_by_region(self) -> np.ndarray:
+        """Positions into :attr:`landmarks`, ranked through their regions: the landmarks of the
+        region with the largest :attr:`region_mean_abs` first, each region's landmarks by their
+        own relevance (ties: lower index first). A region's mean |summed attribution| does not
+        count the parts of its landmarks' attributions that cancel within it."""
+        if len(self.region_mean_abs) == 0:
+            return self.order()
+        index = region_groups(self.landmarks).index
+        return np.lexsort((self.landmarks, -self.relevance, -self.region_mean_abs[index]))
+
+    def order_spread(self) -> np.ndarray:
+        """Positions into :attr:`landmarks`, spread over the regions: the most relevant landmark
+        of every region (regions by decreasing :attr:`region_mean_abs`), then the second of
+        every region that has one, and so on."""
+        if len(self.region_mean_abs) == 0:
+            return self.order()
+        by_region = self.order_by_region()
+        index = region_groups(self.landmarks).index[by_region]
+        rank_in_region = np.zeros(len(by_region), np.int64)
+        for r in np.unique(index):
+            rank_in_region[index == r] = np.arange(int((index == r).sum()))
+        return by_region[np.lexsort((np.arange(len(by_region)), rank_in_region))]
+
+    def most_relevant(self, k: int, by: str = "landmark") -> list[int]:
+        """The ``k`` most relevant mesh indices, most relevant first, ranked by their own
+        relevance (``by="landmark"``), through their regions' (``by="region"``,
+        :meth:`order_by_region`) or spread over the regions (``by="spread"``,
+        :meth:`order_spread`)."""
+        orders = {"landmark": self.order, "region": self.order_by_region, "spread": self.order_spread}
+        if by not in orders:
+            raise ValueError(f"by must be one of {', '.join(orders)}, got {by!r}")
+        return [int(self.landmarks[i]) for i in orders[by]()[:k]]
 
     def top(self, k: int = 10) -> list[dict[str, Any]]:
         """The ``k`` most relevant landmarks with region names."""

@@ -3,8 +3,23 @@
 For every scored face, each emotion at or above its threshold (and always the top emotion,
 when it is not the ``neutral`` fallback) is explained by Integrated Gradients of its network
 (numpy, no torch; the same engine as ``realtime-fer explain``), against a **neutral
-baseline**: the track's own neutral face when the recognizer has seen it (the last window the
-bundle called neutral), else the dataset's mean neutral face (``assets/neutral_face.npy``).
+baseline**, the first of:
+
+``track``
+    the track's own neutral face, once the recognizer has seen it (the last window the bundle
+    called neutral) and its neutral blendshapes;
+``person``
+    the person's **predicted resting face** (:mod:`realtime_fer.explain.resting`), from the
+    track's first window on: the resting face that the regression on RAF-DB's neutral faces
+    predicts from the landmarks expressions hardly move (face outline, nose bridge, eye
+    corners), averaged over the newest frames of the track's windows so far; refitted at the
+    track's 1st, 2nd, 4th, ... 64th window and then every 128th. If the bundle does not call that face neutral
+    (as a static window), it is moved towards the mean neutral face, to the first of 3/4, 1/2,
+    1/4 of the way that it does call neutral. Blendshapes: the dataset's neutral ones;
+``dataset``
+    the dataset's mean neutral face (``assets/neutral_face.npy``) and neutral blendshapes
+    (``person_baseline: false``, a bundle without stable landmarks, or a predicted face that
+    is called neutral nowhere on the way).
 
 Each explained emotion becomes an entry of ``Prediction.attributions`` (schema 2)::
 
@@ -13,7 +28,7 @@ Each explained emotion becomes an entry of ``Prediction.attributions`` (schema 2
      "output": float,            # calibrated logit of the window
      "baseline_output": float,   # calibrated logit of the baseline
      "sum": float,               # sum of ALL attributions (~ output - baseline_output)
-     "baseline": "track" | "dataset",
+     "baseline": "track" | "person" | "dataset",
      "landmarks": [{"landmark": int, "region": str, "weight": float}, ...]}  # detail: landmarks only
 
 A ``region`` is one of the 48 named regions of ``assets/face_regions.json`` (left/right the
@@ -40,6 +55,7 @@ import numpy as np
 from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.regions import region_groups, region_names
+from realtime_fer.explain.resting import RestingFacePredictor
 from realtime_fer.models.bundle import FALLBACK, ModelBundle
 
 log = logging.getLogger(__name__)
@@ -63,10 +79,20 @@ class StreamExplainOptions:
     """Use a track's own neutral window as its baseline once the recognizer has seen one."""
     detail: Literal["regions", "landmarks"] = "regions"
     """``landmarks``: also list the ``top_k`` largest single landmarks (under ``landmarks``)."""
+    person_baseline: bool = True
+    """Until the track's neutral face is known, compare with the person's predicted resting face
+    (baseline ``person``) instead of the dataset's mean neutral face."""
+    person_stable: int = 200
+    """The predictors of the resting face: the bundle's landmarks among the mesh's
+    ``person_stable`` most stable ones (:mod:`realtime_fer.explain.resting`)."""
+    person_ridge: float = 0.01
+    """Ridge ``lambda`` of the resting-face regression (relative to the predictors' variance)."""
 
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.n_steps < 1:
             raise ValueError("top_k and n_steps must be >= 1")
+        if self.person_stable < 1 or not self.person_ridge > 0:
+            raise ValueError("explain.person_stable must be >= 1 and explain.person_ridge > 0")
         if self.detail not in ("regions", "landmarks"):
             raise ValueError(f"explain.detail must be 'regions' or 'landmarks', got {self.detail!r}")
 
@@ -99,11 +125,51 @@ class StreamExplainer:
         self._track_neutral_blend: dict[int, np.ndarray] = {}
         """track id -> its (468, 3) neutral face: the modelled landmarks from the track's last
         window called neutral, the others from the dataset's neutral face."""
+        self.union = np.unique(np.concatenate(list(self.landmarks.values())))
+        """The bundle's landmark union (sorted mesh indices): the landmarks of ``observe``'s ``union``."""
+        self.person: RestingFacePredictor | None = None
+        if self.options.person_baseline:
+            union = self.union
+            try:
+                self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge)
+            except ValueError as exc:
+                log.warning("no person baseline for this bundle (%s); using the dataset's neutral face", exc)
+        if self.person is not None:
+            # where each predictor is read: (emotion, its positions in that emotion's window, their rows in the predictors)
+            # (greedy: the fewest emotions' windows that hold all predictors)
+            self._stable_from: list[tuple[str, np.ndarray, np.ndarray]] = []
+            left = set(self.person.stable.tolist())
+            row_of = {int(m): i for i, m in enumerate(self.person.stable)}
+            self._stable_in_union = np.searchsorted(union, self.person.stable)
+            while left:
+                emotion = max(self.landmarks, key=lambda e: len(left.intersection(self.landmarks[e].tolist())))
+                lms = self.landmarks[emotion]
+                pos = [j for j, m in enumerate(lms.tolist()) if m in left]
+                left -= {int(lms[j]) for j in pos}
+                self._stable_from.append((emotion, np.array(pos), np.array([row_of[int(lms[j])] for j in pos])))
+        self._person_sum: dict[int, np.ndarray] = {}
+        self._person_count: dict[int, int] = {}
+        self._person_face: dict[int, np.ndarray | None] = {}
+        """track id -> the sum over its windows of their newest frame on the predictors, the
+        number of its windows, and its current ``person`` baseline (468, 3) (None: the
+        predicted face was called neutral nowhere on the way to the mean neutral face)."""
 
     # -- baselines ------------------------------------------------------------------------------
-    def observe(self, track_id: int, top: str, inputs: Mapping[str, np.ndarray], row: int, blendshapes: np.ndarray | None = None) -> None:
-        """Remember a track's neutral face (and blendshapes, (N, T, B)) when its window (row
-        ``row`` of the per-emotion ``inputs``) was called neutral."""
+    def observe(
+        self,
+        track_id: int,
+        top: str,
+        inputs: Mapping[str, np.ndarray],
+        row: int,
+        blendshapes: np.ndarray | None = None,
+        union: np.ndarray | None = None,
+    ) -> None:
+        """Fold a track's window (row ``row`` of the per-emotion ``inputs``) into its ``person``
+        baseline, and remember it as the track's neutral face (with its blendshapes, (N, T, B))
+        when it was called neutral. ``union``: the same windows on the bundle's landmark union
+        (N, T, L_union, 3), when the caller has them (one read instead of one per emotion)."""
+        if self.person is not None:
+            self._observe_person(track_id, inputs, row, union)
         if not (self.options.track_neutral and top == FALLBACK):
             return
         if blendshapes is not None and self.blendshape_names:
@@ -115,14 +181,61 @@ class StreamExplainer:
             face[lms] = np.asarray(inputs[emotion][row]).mean(axis=0)
         self._track_neutral[track_id] = face
 
+    def _observe_person(self, track_id: int, inputs: Mapping[str, np.ndarray], row: int, union: np.ndarray | None) -> None:
+        assert self.person is not None
+        total = self._person_sum.get(track_id)
+        if total is None:
+            total = self._person_sum[track_id] = np.zeros((len(self.person.stable), 3), np.float64)
+        if union is not None:  # the window's newest frame
+            total += union[row, -1, self._stable_in_union]
+        else:
+            for emotion, pos, rows in self._stable_from:
+                total[rows] += inputs[emotion][row, -1, pos]
+        seen = self._person_count[track_id] = self._person_count.get(track_id, 0) + 1
+        if seen & (seen - 1) == 0 if seen <= 64 else seen % 128 == 0:  # refitted at the 1st, 2nd, 4th, ... 64th window, then every 128th
+            self._person_face[track_id] = self._person_baseline(total / seen)
+
+    def _person_baseline(self, stable_face: np.ndarray) -> np.ndarray | None:
+        """The predicted resting face (468, 3) of a face's predictors, moved towards the mean
+        neutral face until the bundle calls it neutral; None when it never does."""
+        assert self.person is not None
+        predicted = self.person.predict(stable_face)
+        union = self.person.targets
+        fractions = (1.0, 0.75, 0.5, 0.25)
+        faces = np.repeat(self._dataset_neutral[None], len(fractions), axis=0)
+        for k, a in enumerate(fractions):
+            faces[k, union] += a * (predicted - self._dataset_neutral[union])
+        blend = None
+        probs = {}
+        for emotion, engine in self.engines.items():
+            net = engine.net
+            # a static face: every pooling of a held frame is the same for 2 frames as for T
+            x = np.repeat(faces[:, None][:, :, self.landmarks[emotion]], 2, axis=1)
+            if net.n_blendshapes:
+                blend = np.broadcast_to(self._dataset_neutral_blend, (len(fractions), 2, net.n_blendshapes))
+            probs[emotion] = net.probability(x, blend)
+        called = self.bundle.decide(probs) == FALLBACK
+        if not called.any():
+            return None
+        return faces[int(np.argmax(called))]
+
     def forget(self, track_id: int) -> None:
-        """Drop a lost track's baseline."""
+        """Drop a lost track's baselines."""
         self._track_neutral.pop(track_id, None)
         self._track_neutral_blend.pop(track_id, None)
+        self._person_sum.pop(track_id, None)
+        self._person_count.pop(track_id, None)
+        self._person_face.pop(track_id, None)
 
-    def _baseline(self, track_id: int) -> tuple[np.ndarray, str]:
+    def baseline(self, track_id: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """A track's current baseline: its (468, 3) face, its blendshapes (B,) (None for a
+        bundle without blendshapes) and which it is (``track``, ``person`` or ``dataset``)."""
+        blend = self._track_neutral_blend.get(track_id, self._dataset_neutral_blend) if self.blendshape_names else None
         face = self._track_neutral.get(track_id)
-        return (face, "track") if face is not None else (self._dataset_neutral, "dataset")
+        if face is not None:
+            return face, blend, "track"
+        face = self._person_face.get(track_id)
+        return (face, blend, "person") if face is not None else (self._dataset_neutral, blend, "dataset")
 
     # -- explanations ---------------------------------------------------------------------------
     def to_explain(self, probabilities: Mapping[str, float], top: str) -> list[str]:
@@ -151,8 +264,8 @@ class StreamExplainer:
             For each face, emotion -> attribution entry (see the module docstring).
         """
         out: list[dict[str, dict]] = [{} for _ in track_ids]
-        bases = [self._baseline(t) for t in track_ids]
-        blend_bases = [self._track_neutral_blend.get(t, self._dataset_neutral_blend) for t in track_ids] if self.blendshape_names else None
+        bases = [self.baseline(t) for t in track_ids]
+        blend_bases = [b[1] for b in bases] if self.blendshape_names else None
         for emotion in self.engines:
             rows = [i for i, req in enumerate(requests) if emotion in req]
             if not rows:
@@ -184,7 +297,7 @@ class StreamExplainer:
                     "output": float(attr.output[j]),
                     "baseline_output": float(attr.baseline_output[j]),
                     "sum": float(totals[j]),
-                    "baseline": bases[i][1],
+                    "baseline": bases[i][2],
                 }
                 if self.options.detail == "landmarks":
                     regions = self.regions[emotion]

@@ -142,6 +142,7 @@ class FrameProcessor:
         self.models = WindowScorer(scorer, self.selector)
         self.emotions = self.models.emotions
         self.explainer = StreamExplainer(bundle, config.explain) if config.explain.enabled else None
+        self._union_to_explainer = self.explainer is not None and np.array_equal(self.explainer.union, self.selector.union)
         self.smoother = TrackSmoother(config.smoothing)
         self.adaptation = (
             PersonAdaptation(self.selector.union, {e: self.selector.landmarks_of(e) for e in self.emotions}, shipped_neutral_face(), config.adaptation)
@@ -320,7 +321,7 @@ class FrameProcessor:
             inputs = self.selector.gather(ready_slots) if self.explainer is not None else None
             if inputs is not None and self.adaptation is not None:
                 self.adaptation.correct(inputs, [result.faces[i].track_id for i in ready])
-            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows)
+            attributions = self._explain(inputs, probs, tops, [result.faces[i].track_id for i in ready], blend_windows, windows)
             times.explain = time.perf_counter() - t3
             if self.adaptation is not None:
                 for row, i in enumerate(ready):
@@ -352,15 +353,24 @@ class FrameProcessor:
             times.scored = len(ready)
         return result
 
-    def _explain(self, inputs: dict[str, np.ndarray], probs: dict[str, np.ndarray], tops: np.ndarray, track_ids: list[int], blendshapes: np.ndarray | None = None) -> list[dict]:
-        """Attributions of each scored face (empty dicts when explanations are off)."""
+    def _explain(
+        self,
+        inputs: dict[str, np.ndarray],
+        probs: dict[str, np.ndarray],
+        tops: np.ndarray,
+        track_ids: list[int],
+        blendshapes: np.ndarray | None = None,
+        union: np.ndarray | None = None,
+    ) -> list[dict]:
+        """Attributions of each scored face (empty dicts when explanations are off); ``union``:
+        the scored union windows (the explainer reads the person baseline's landmarks there)."""
         if self.explainer is None:
             return [{} for _ in track_ids]
         requests = []
         for row, track_id in enumerate(track_ids):
             top = str(tops[row])
             requests.append(self.explainer.to_explain({name: float(probs[name][row]) for name in self.emotions}, top))
-            self.explainer.observe(track_id, top, inputs, row, blendshapes)
+            self.explainer.observe(track_id, top, inputs, row, blendshapes, union if self._union_to_explainer else None)
         return self.explainer.explain(inputs, track_ids, requests, blendshapes)
 
     def _reset_slot(self, slot: int) -> None:

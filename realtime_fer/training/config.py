@@ -77,6 +77,12 @@ class ModelOptions:
     speech_subspace: SpeechSubspaceOptions = field(default_factory=SpeechSubspaceOptions)
     """Directions of real talking motion projected off the pooled ``mean`` shape before
     fitting (see :mod:`realtime_fer.models.speech_subspace`); rank 0: none."""
+    shape_components: int = 0
+    """Keep only the leading ``shape_components`` principal components of each model's pooled
+    ``mean`` shape on its training windows (after the speech projection): the trailing
+    directions, where neighbouring landmarks move against each other, are projected off and
+    the projection folded into the network like the speech subspace's. 0: none (issue 22:
+    attributions that cancel less; docs/faithfulness.md)."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -94,6 +100,8 @@ class ModelOptions:
                 raise ValueError(f"unknown pooling {p!r} ({', '.join(POOLINGS)})")
         self.landmark_subsets = {canonical_label(k): v for k, v in self.landmark_subsets.items()}
         self.withheld = {canonical_label(k): str(v) for k, v in self.withheld.items()}
+        if self.shape_components < 0:
+            raise ValueError("model.shape_components must be >= 0")
         if set(self.withheld) - set(self.emotions):
             raise ValueError(f"withheld emotions must be among model.emotions: {', '.join(sorted(set(self.withheld) - set(self.emotions)))}")
 

@@ -36,6 +36,7 @@ def fit_models(
     torch: TorchOptions | None = None,
     rows: np.ndarray | None = None,
     subspace: SpeechSubspace | None = None,
+    shape_components: int = 0,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -48,6 +49,8 @@ def fit_models(
         subspace: directions of talking motion projected off each subset's pooled ``mean``
             (as many as the emotion's rank) before fitting and folded into the returned
             networks (which then read raw pooled features like any other).
+        shape_components: > 0: also project off all but the leading ``shape_components``
+            principal directions of the (projected) pooled ``mean`` part (:func:`shape_basis`).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -62,6 +65,9 @@ def fit_models(
         x = data.features[np.ix_(rows, data.columns(subset))]
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
         x = project(x, basis)
+        if shape_components > 0 and "mean" in data.pooling:
+            basis = shape_basis(x, data.pooling.index("mean"), len(subset), shape_components)
+            x = project(x, basis)
         pos = {e: np.array([positives[e]]) for e in emotions}
         kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)
         if family == "randomized":
@@ -75,6 +81,23 @@ def fit_models(
             raise ValueError(f"unknown model family {family!r}")
         nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
     return nets, time.perf_counter() - t0
+
+
+def shape_basis(x: np.ndarray, part: int, n_landmarks: int, keep: int) -> np.ndarray | None:
+    """Orthonormal basis (D, 3L - keep), in the coordinates of pooled features ``x`` (N, D),
+    of the pooled ``mean`` part's (part ``part``, 3L columns) principal directions after the
+    first ``keep``: what :func:`~realtime_fer.models.speech_subspace.project` removes to keep
+    only the leading shape components (directions already projected off have no variance and
+    fall among the trailing ones). None when ``keep >= 3L``."""
+    width = 3 * n_landmarks
+    if keep >= width:
+        return None
+    cols = slice(part * width, (part + 1) * width)
+    m = np.asarray(x[:, cols], np.float64)
+    _, _, vt = np.linalg.svd(m - m.mean(axis=0), full_matrices=False)  # N > 3L: vt is (3L, 3L)
+    basis = np.zeros((x.shape[1], width - keep), np.float64)
+    basis[cols] = vt[keep:].T
+    return basis
 
 
 def fit_blendshape_fusion(

@@ -24,6 +24,12 @@ class PruneOptions:
     ig_method: Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"] = "gausslegendre"
     max_samples: int = 200
     """Training windows of each emotion explained per step (evenly spaced)."""
+    ranking: Literal["landmark", "region", "spread"] = "landmark"
+    """How the relevance ranks landmarks: by each landmark's mean |attribution| (``landmark``);
+    through its named region's mean |summed attribution| (``region``: the landmarks of the
+    most relevant regions first, by their own relevance within a region); or ``spread``: the
+    most relevant landmark of every region (regions by relevance), then the second of each,
+    ... (docs/pruning.md)."""
     criterion: Literal["auc", "balanced_accuracy"] = "auc"
     """Validation metric of the curve and of the choice. AUC: it does not depend on a decision
     threshold (chosen on a small calibration split, which makes balanced accuracy jump by

@@ -114,7 +114,7 @@ def progressive_subsets(
         on_step(max(len(v) for v in subsets.values()), subsets, nets, {})
     for count in counts:
         rels = {e: explain.relevance(e, nets[e], subsets[e], options) for e in subsets}
-        subsets = {e: sorted(rels[e].most_relevant(min(count, len(subsets[e])))) for e in subsets}
+        subsets = {e: sorted(rels[e].most_relevant(min(count, len(subsets[e])), by=options.ranking)) for e in subsets}
         nets = fit(subsets)
         if on_step:
             on_step(count, subsets, nets, rels)
@@ -282,7 +282,7 @@ def run_prune(config: PruneConfig, *, progress: Callable[[str], None] | None = N
     pruning_meta = {
         "pruning": {
             "method": "progressive dataset-level Integrated Gradients on the training split",
-            "baseline": opts.baseline, "ig_steps": opts.ig_steps, "criterion": opts.criterion, "tolerance": opts.tolerance, "max_landmarks": opts.max_landmarks,
+            "baseline": opts.baseline, "ranking": opts.ranking, "ig_steps": opts.ig_steps, "criterion": opts.criterion, "tolerance": opts.tolerance, "max_landmarks": opts.max_landmarks,
             "schedule": grid, "chosen": {e: len(v) for e, v in chosen.items()},
         }
     }
