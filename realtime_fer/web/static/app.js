@@ -115,7 +115,7 @@
         el.innerHTML = '<div class="label"><span class="emotion"></span> <span class="p"></span></div><div class="bars"></div>';
         facesEl.appendChild(el);
       }
-      const [x0, y0, x1, y1] = face.bbox;
+      const [x0, y0, x1, y1] = clampBox(face.bbox, w, h);
       el.style.left = (100 * x0 / w) + "%"; el.style.top = (100 * y0 / h) + "%";
       el.style.width = (100 * (x1 - x0) / w) + "%"; el.style.height = (100 * (y1 - y0) / h) + "%";
       el.classList.toggle("flip", x1 / w > 0.7);
@@ -184,6 +184,10 @@
     const q = new URLSearchParams(location.search); q.set("stream", select.value);
     history.replaceState(null, "", "?" + q);
   });
+
+  function clampBox(b, w, h) {  // a face at the frame's edge: its box stays inside the picture
+    return [Math.max(0, b[0]), Math.max(0, b[1]), Math.min(w, b[2]), Math.min(h, b[3])];
+  }
 
   function signed(v) { return (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2); }
 
