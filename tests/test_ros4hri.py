@@ -24,7 +24,7 @@ from realtime_fer.bridges.ros4hri.bridge import Ros4hriBridge
 from realtime_fer.bridges.ros4hri.definitions import MESSAGES, deserialize, msg_text, serialize, typestore
 from realtime_fer.bridges.ros4hri.mapping import EXPRESSION_CONSTANTS, TRACKED_TOPIC
 from realtime_fer.describe import ACTION_UNITS, CIRCUMPLEX, action_units, valence_arousal
-from realtime_fer.publish import Prediction, Publisher, Status, Subscriber
+from realtime_fer.publish import FrameImage, Prediction, Publisher, Status, Subscriber
 from runtime_helpers import bundle_arg, require_bundle
 
 pytest.importorskip("rosbags", reason="rosbags (the dev extra) serialises the ROS messages without ROS 2")
@@ -145,6 +145,9 @@ def test_status_events_keep_the_tracked_list() -> None:
     assert lost.removed == ["cam0_f1"] and lost.messages[0].fields["ids"] == ["door_f1"]
     ended = mapper.map(Status("door", "ended", t + 2))
     assert ended.removed == ["door_f1"] and ended.messages[0].fields["ids"] == []
+    # a recognizer that also feeds a live page (--publish-frames): its frames map to nothing
+    frame = FrameImage("cam0", 5, t + 3, [64, 48], b"\xff\xd8\xff\xd9")
+    assert mapper.map(frame).messages == [] and mapper.map(frame).removed == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,11 +219,13 @@ def test_the_bridge_loop_over_zeromq(store: Any, clip_messages: list) -> None:
         while sub.recv(timeout=0.2) is not None:
             pass
         bridge = Ros4hriBridge(sub, Ros4hriMapper(), lambda m: out.append((m.topic, serialize(store, m.type, m.fields))), on_removed=removed.extend, tracked_period_s=0.05)
-        for msg in clip_messages:
+        sent = list(clip_messages)
+        sent.insert(len(sent) // 2, FrameImage(preds_stream(clip_messages), 0, 1_700_000_000.0, [64, 48], b"\xff\xd8\xff\xd9"))  # --publish-frames
+        for msg in sent:
             pub.publish(msg)
         deadline = time.monotonic() + 30
-        while bridge.received < len(clip_messages):
-            assert time.monotonic() < deadline, f"received {bridge.received} of {len(clip_messages)}"
+        while bridge.received < len(sent):
+            assert time.monotonic() < deadline, f"received {bridge.received} of {len(sent)}"
             bridge.step(timeout=0.05)
         time.sleep(0.06)
         bridge.step(timeout=0.0)  # nothing left to read: only the periodic tracked list
@@ -230,6 +235,10 @@ def test_the_bridge_loop_over_zeromq(store: Any, clip_messages: list) -> None:
     assert out[-1][0] == TRACKED_TOPIC and list(deserialize(store, MSG_TYPES["tracked"], out[-1][1]).ids) == []
     assert sorted(set(removed)) == sorted({face_id(p.stream, p.face) for p in preds})
     assert bridge.rejected == 0 and bridge.sent == len(out)
+
+
+def preds_stream(messages: list) -> str:
+    return next(m.stream for m in messages if isinstance(m, Prediction))
 
 
 # --------------------------------------------------------------------------------------------

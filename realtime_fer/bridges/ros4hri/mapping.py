@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from realtime_fer.describe import ACTION_UNITS, valence_arousal
-from realtime_fer.publish.schema import Prediction, Status
+from realtime_fer.publish.schema import FrameImage, Prediction, Status
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +155,16 @@ class Ros4hriMapper:
         return RosMessage(TRACKED_TOPIC, MSG_TYPES["tracked"], {"header": header(t, self.options.frame_id or ""), "ids": self.tracked})
 
     # -- mapping ------------------------------------------------------------------------------
-    def map(self, msg: Union[Prediction, Status]) -> Mapped:
+    def map(self, msg: Union[Prediction, Status, FrameImage]) -> Mapped:
         """The ROS messages one of our messages becomes (``/humans/faces/tracked`` included
-        when the set of tracked faces changed)."""
+        when the set of tracked faces changed); none for a frame image (``--publish-frames``)."""
         if isinstance(msg, Prediction):
             return self._prediction(msg)
         if isinstance(msg, Status):
             return self._status(msg)
-        raise TypeError(f"expected a Prediction or a Status, got {type(msg).__name__}")
+        if isinstance(msg, FrameImage):  # a recognizer that also feeds a live page: no ROS4HRI topic
+            return Mapped()
+        raise TypeError(f"expected a Prediction, Status or FrameImage, got {type(msg).__name__}")
 
     def _prediction(self, pred: Prediction) -> Mapped:
         self._last_t = max(self._last_t, pred.t_capture)
