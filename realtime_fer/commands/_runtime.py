@@ -1,4 +1,5 @@
-"""Options shared by ``run``, ``analyze`` and ``bench``: the runtime config and its overrides.
+"""Options shared by ``run``, ``analyze``, ``bench`` and ``serve`` (the runtime config and its
+overrides), and by the subscribing commands ``listen``, ``bridge`` and ``serve`` (CURVE keys).
 
 Like the command modules, this imports only argparse at module level.
 """
@@ -28,6 +29,24 @@ def add_curve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="CURVE allow-list: a folder of client public keys (*.key) or one .key file; only they may subscribe",
     )
+
+
+def add_curve_client_arguments(p: argparse.ArgumentParser) -> None:
+    """``--curve-server-key`` and ``--curve-key``: how a subscriber connects to a CURVE-secured
+    publisher (``args.curve_server_key``, ``args.curve_key``; see :func:`curve_client`)."""
+    p.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (NAME.key from `realtime-fer keys`)")
+    p.add_argument(
+        "--curve-key",
+        metavar="FILE",
+        help="CURVE: this client's secret key file (NAME.key_secret), needed when the publisher has an allow-list "
+        "(default: a one-off key pair)",
+    )
+
+
+def curve_client(args: argparse.Namespace) -> dict[str, str | None]:
+    """The :class:`~realtime_fer.publish.Subscriber` keyword arguments of
+    :func:`add_curve_client_arguments`."""
+    return {"curve_server_key": args.curve_server_key, "curve_secret_key": args.curve_key}
 
 
 def runtime_config(args: argparse.Namespace):  # noqa: ANN201 - imports stay inside

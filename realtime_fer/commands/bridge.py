@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands._runtime import add_curve_client_arguments, curve_client
+
 DEFAULT_CONNECT = "tcp://127.0.0.1:5556"
 
 
@@ -35,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tracked-period", type=float, default=1.0, metavar="S", help="resend /humans/faces/tracked at least every S seconds (default: 1)"
     )
     ros.add_argument("--node-name", default="realtime_fer_ros4hri", help="the ROS node name (default: realtime_fer_ros4hri)")
-    ros.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the recognizer's public key file (NAME.key)")
-    ros.add_argument("--curve-key", metavar="FILE", help="CURVE: this client's secret key file (NAME.key_secret)")
+    add_curve_client_arguments(ros)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         mapping=mapping,
         tracked_period_s=args.tracked_period,
         node_name=args.node_name,
-        curve_server_key=args.curve_server_key,
-        curve_secret_key=args.curve_key,
+        **curve_client(args),
     )
     return run_node(options)

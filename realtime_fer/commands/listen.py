@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from realtime_fer.commands._runtime import add_curve_client_arguments, curve_client
+
 DEFAULT_CONNECT = "tcp://127.0.0.1:5556"
 
 
@@ -30,15 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print each message as one JSON line")
     parser.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     parser.add_argument("--timeout", type=float, metavar="S", help="exit when no message arrives for S seconds")
-    parser.add_argument(
-        "--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (NAME.key from `realtime-fer keys`)"
-    )
-    parser.add_argument(
-        "--curve-key",
-        metavar="FILE",
-        help="CURVE: this client's secret key file (NAME.key_secret), needed when the publisher has an allow-list "
-        "(default: a one-off key pair)",
-    )
+    add_curve_client_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise _usage_error("--timeout must be positive")
     topics = args.topic or ["fer."]
     received = 0
-    curve = {"curve_server_key": args.curve_server_key, "curve_secret_key": args.curve_key}
+    curve = curve_client(args)
     endpoints = args.connect or [DEFAULT_CONNECT]
     with Subscriber(endpoints if len(endpoints) > 1 else endpoints[0], topics=topics, timeout=args.timeout, **curve) as sub:
         try:

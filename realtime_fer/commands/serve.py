@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from realtime_fer.commands._runtime import add_runtime_arguments
+from realtime_fer.commands._runtime import add_curve_client_arguments, add_runtime_arguments, curve_client
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="access token the page URL and WebSocket must carry (?token=...)")
     p.add_argument("--publish", metavar="ENDPOINT", help="with --source: also publish on this ZeroMQ endpoint for other subscribers")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--curve-server-key", metavar="FILE", help="with --connect: the CURVE publisher's public key (NAME.key)")
-    p.add_argument("--curve-key", metavar="FILE", help="with --connect: this client's CURVE secret key (NAME.key_secret)")
+    add_curve_client_arguments(p)  # with --connect
     add_runtime_arguments(p)
 
 
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     board = ViewBoard()
     try:
-        feed = Feed(endpoints, board, curve_server_key=args.curve_server_key, curve_secret_key=args.curve_key)
+        feed = Feed(endpoints, board, **curve_client(args))
     except BaseException:
         if runner is not None:
             _close_runner(runner)
