@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     config = runtime_config(args)
     streams = _streams(args, config)
     with StopOnSignals() as signals:
-        runner, text = open_runner(config, streams)
+        runner, _endpoint, text = open_runner(config, streams)
         print(text + "; Ctrl-C to stop", file=sys.stderr, flush=True)
         signals.attach(runner)
         summary = _run_for(runner, args.duration)
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 def open_runner(config, streams):  # noqa: ANN001, ANN201 - imports stay inside
     """Open the recognizer of one stream, or a multi-stream runner for several, publishing on
-    ``config.publish``; returns it and a line saying what it does (``run`` and ``serve``).
+    ``config.publish``; returns it, the endpoint its publisher is bound to (the OS-chosen port
+    filled in) and a line saying what it does (``run`` and ``serve``).
 
     One stream uses its own publisher (and ``config.show``'s window); several share one through a
     :class:`~realtime_fer.pipeline.multistream.PublisherHub`, and ``--show`` is refused.
@@ -91,7 +92,7 @@ def open_runner(config, streams):  # noqa: ANN001, ANN201 - imports stay inside
             hub.close()
             raise
         names = ", ".join(f"{r.stream_id}={r.source.name}" for r in multi.recognizers)
-        return multi, (
+        return multi, hub.endpoint, (
             f"recognizing {len(multi.recognizers)} stream(s) ({names}) -> publishing {config.publish.encoding} on {hub.endpoint} "
             "(topics fer.<stream>.)"
         )
@@ -117,7 +118,7 @@ def open_runner(config, streams):  # noqa: ANN001, ANN201 - imports stay inside
         if display is not None:
             display.close()
         raise
-    return recognizer, (
+    return recognizer, publisher.endpoint, (
         f"recognizing {recognizer.source.name} -> publishing {config.publish.encoding} on {publisher.endpoint} "
         f"(topics fer.{config.publish.stream_id}.)"
     )

@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
             publish=replace(config.publish, endpoint=endpoint),
             heartbeat_interval_s=config.heartbeat_interval_s or 1.0,
         )
-        runner, what = open_runner(config, _streams(args, config))
-        endpoints = [_connectable(runner_endpoint(runner))]
+        runner, bound, what = open_runner(config, _streams(args, config))
+        endpoints = [_connectable(bound)]
 
     board = ViewBoard()
     try:
@@ -173,18 +173,6 @@ async def _serve(server, duration, what, token, recognizer_done, log) -> None:  
                 log.warning("the recognizer has ended; the page stays up with the last frame (Ctrl-C to stop)")
     finally:
         await server.stop()
-
-
-def runner_endpoint(runner) -> str:  # noqa: ANN001
-    """The endpoint a Recognizer's or MultiRecognizer's publisher is bound to."""
-    hub = getattr(runner, "hub", None)
-    if hub is not None:
-        return hub.endpoint
-    for sink in runner.sinks:
-        publisher = getattr(sink, "publisher", None)
-        if publisher is not None:
-            return publisher.endpoint
-    raise RuntimeError("the recognizer has no publisher")
 
 
 def _connectable(endpoint: str) -> str:
