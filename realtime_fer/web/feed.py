@@ -32,10 +32,6 @@ class Feed:
         self.rejected = 0
         """Malformed messages refused."""
 
-    @property
-    def received(self) -> int:
-        return self._sub.received
-
     def start(self) -> None:
         self._thread.start()
 

@@ -21,6 +21,7 @@ warning that names the risk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -212,5 +213,7 @@ class PageServer:
                 want["switched"] = True
 
 
+@functools.lru_cache(maxsize=len(STATIC_FILES))
 def _static_bytes(name: str) -> bytes:
+    """A file of the page, read from the package once."""
     return resources.files("realtime_fer.web").joinpath("static", name).read_bytes()

@@ -46,8 +46,6 @@ class View:
 
     seq: int
     packet: bytes
-    frame: int | None
-    """Frame index of the image in this view, ``None`` for a status-only view."""
 
 
 @dataclass
@@ -66,7 +64,6 @@ class StreamView:
     latest: View | None = None
     last_image: FrameImage | None = None
     """The newest frame image: views made without a new frame (a status change) show it again."""
-    frames_seen: int = 0
     last_frame_t: float = 0.0
     last_bare_t: float = 0.0
     """When the last view without an image was made (predictions of a recognizer that publishes
@@ -98,8 +95,6 @@ class ViewBoard:
         self._waiters: set[asyncio.Future[None]] = set()
         self.top_k = top_k
         self._regions = _region_centroids_index()
-        self.messages = 0
-        """Messages ingested."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop the viewers await in (set once the server runs)."""
@@ -109,7 +104,6 @@ class ViewBoard:
     def ingest(self, message: Message) -> None:
         """Take one message of the recognizer's stream."""
         with self._lock:
-            self.messages += 1
             view = self._streams.get(message.stream)
             if view is None:
                 view = self._streams[message.stream] = StreamView(message.stream)
@@ -129,7 +123,6 @@ class ViewBoard:
                 return
             if isinstance(message, FrameImage):
                 view.last_image = message
-                view.frames_seen += 1
                 view.last_frame_t = time.time()
                 self._publish(view, self._pack(view, message, None))
 
@@ -212,7 +205,7 @@ class ViewBoard:
     def _pack(self, view: StreamView, image: FrameImage | None, size: list[int] | None) -> View:
         now = time.time()
         newest = image.t_capture if image is not None else now
-        faces = [f.data for f in sorted(view.faces.items()) for f in [f[1]] if newest - f.t_capture <= STALE_FACE_S]
+        faces = [face.data for _, face in sorted(view.faces.items()) if newest - face.t_capture <= STALE_FACE_S]
         header: dict[str, Any] = {
             "stream": view.stream,
             "streams": sorted(self._streams),
@@ -229,7 +222,7 @@ class ViewBoard:
             header["image_size"] = list(size)
         head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
         self._seq += 1
-        return View(self._seq, struct.pack(">I", len(head)) + head + jpeg, image.frame if image is not None else None)
+        return View(self._seq, struct.pack(">I", len(head)) + head + jpeg)
 
     def _publish(self, view: StreamView, packed: View) -> None:
         view.latest = packed
@@ -259,10 +252,6 @@ class ViewBoard:
                 stream = next(iter(sorted(self._streams)), None)
             view = self._streams.get(stream) if stream is not None else None
             return view.latest if view is not None else None
-
-    def default_stream(self) -> str | None:
-        with self._lock:
-            return next(iter(sorted(self._streams)), None)
 
     async def next_view(self, stream: str | None, after: int, timeout: float) -> View | None:
         """The newest view of ``stream`` newer than sequence number ``after``; waits up to
