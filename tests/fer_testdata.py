@@ -58,3 +58,17 @@ def ck_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, per_l
     if not dst.exists():
         imagefolder(shared_data / "ckplus48", dst, CK_LABELS, per_label)
     return dst
+
+
+def small_video_recipe(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, name: str, clips: tuple[str, ...]) -> dict[str, Path]:
+    """A small real training set (CK+ subset, 20 RAF-DB photos per label) with a video recipe's
+    train config, and a folder of MEAD ``clips`` named by their label: ``{"root", "config",
+    "clips"}`` (the generalisation report's and the second-stage tool's tests)."""
+    from test_train_cli import write_video_recipe_config
+
+    root = tmp_path_factory.mktemp(name)
+    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
+    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
+    for clip in clips:
+        link(shared_data / "video" / "mead" / clip, root / "clips" / clip)
+    return {"root": root, "config": cfg, "clips": root / "clips"}

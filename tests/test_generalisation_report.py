@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_testdata import RAF_LABELS, ck_subset, imagefolder, link, session_cache
+from fer_testdata import link, small_video_recipe
 from realtime_fer.models.blendshape_fusion import fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.network import pool
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.training.report import summarise_runs
-from test_train_cli import write_video_recipe_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "generalisation_report.py"
@@ -28,13 +27,7 @@ def tool(*args: str | Path, cwd: Path, timeout: float = 900) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def setup(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("report")
-    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
-    clips = root / "clips"
-    for name in ("happy.mp4", "surprise.mp4"):  # two real clips, named by their label
-        link(shared_data / "video" / "mead" / name, clips / name)
-    return {"root": root, "config": cfg, "clips": clips}
+    return small_video_recipe(shared_data, tmp_path_factory, "report", ("happy.mp4", "surprise.mp4"))  # two real clips, named by their label
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from fer_testdata import RAF_LABELS, ck_subset, imagefolder, link, session_cache
-from test_train_cli import write_video_recipe_config
+from fer_testdata import small_video_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "second_stage.py"
@@ -59,13 +58,7 @@ def test_pair_decides_only_between_its_two_leading_emotions() -> None:
 
 @pytest.fixture(scope="module")
 def setup(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("second_stage")
-    srcs = {"ck": ck_subset(shared_data, tmp_path_factory), "raf": imagefolder(shared_data / "rafdb" / "train", root / "rafdb", RAF_LABELS, 20)}
-    cfg = write_video_recipe_config(root / "train.yaml", srcs, session_cache(tmp_path_factory), shared_data / "video" / "talking", "  pooling: [mean, std]\n  blendshapes: true\n")
-    clips = root / "clips"
-    for name in ("fear.mp4", "surprise.mp4"):  # two real clips of the fear/surprise pair
-        link(shared_data / "video" / "mead" / name, clips / name)
-    return {"root": root, "config": cfg, "clips": clips}
+    return small_video_recipe(shared_data, tmp_path_factory, "second_stage", ("fear.mp4", "surprise.mp4"))  # two real clips of the fear/surprise pair
 
 
 def test_second_stage_run_scores_before_and_after(setup: dict[str, Path]) -> None:
