@@ -214,3 +214,54 @@ def test_shape_basis_keeps_the_leading_shape_components_and_folds(bank: MotionBa
     # the raw window through the folded net (only the shape basis folded, as fit_models does:
     # it holds the speech directions) = the twice projected features through the fitted one
     np.testing.assert_allclose(folded.score(wins), fitted.score_pooled(y), atol=1e-3)
+
+
+def test_identity_subspace_removes_how_resting_faces_differ_and_folds(bank: MotionBank) -> None:
+    """``model.identity_subspace``: the leading directions in which the resting (here: label 0)
+    windows' pooled mean shapes and blendshapes differ are projected off after the speech
+    directions, orthogonal to them, and folded into the network ``fit_models`` returns, which
+    then reads raw windows; those directions no longer move its score."""
+    from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
+    from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
+    from realtime_fer.training.features import PooledSet
+    from realtime_fer.training.fitting import fit_models
+
+    rng = np.random.default_rng(4)
+    lms = MOUTH + BROWS
+    t, n = 8, 400
+    # a talking face (the bank's motion) with a per-"person" offset of the rest shape
+    starts = rng.integers(0, len(bank.frames) - t, n)
+    wins = np.stack([bank.frames[s : s + t] for s in starts]).astype(np.float32)
+    person = rng.normal(0, 0.02, size=(n, 1, NUM_MESH_LANDMARKS, 3)).astype(np.float32)
+    wins = wins + person
+    blend = rng.uniform(0, 0.2, size=(n, t, 52)).astype(np.float32)
+    codes = rng.integers(0, 2, n)
+    pooling = ("mean", "std")
+    data = PooledSet(pool(wins, pooling, blendshapes=blend), np.arange(n), pooling, 52)
+    sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=3))
+    opts = IdentitySubspaceOptions(rank=4, blendshape_rank=2)
+
+    x = project(data.features[:, data.columns(lms)], sub.basis(lms, pooling, 52))
+    ib = identity_basis(x, np.flatnonzero(codes == 0), pooling=pooling, n_landmarks=len(lms), n_blendshapes=52, options=opts)
+    width = 3 * len(lms)
+    assert ib.shape == (x.shape[1], 6)
+    np.testing.assert_allclose(ib.T @ ib, np.eye(6), atol=1e-8)
+    assert not np.abs(ib[width : 2 * width]).any()  # the std part is untouched
+    assert np.abs(ib[2 * width : 2 * width + 52, 4:]).any() and not np.abs(ib[2 * width + 52 :]).any()  # mean blendshapes only
+    speech = sub.basis(lms, pooling, 52)
+    np.testing.assert_allclose(speech.T @ ib, 0, atol=1e-6)  # orthogonal to the speech directions
+    both = join_bases(speech, ib)
+    assert both.shape[1] == speech.shape[1] + 6
+    assert identity_basis(x, np.arange(3), pooling=pooling, n_landmarks=len(lms), n_blendshapes=52, options=IdentitySubspaceOptions()) is None
+    with pytest.raises(ValueError, match="identity subspace"):
+        identity_basis(x, np.arange(3), pooling=pooling, n_landmarks=len(lms), n_blendshapes=52, options=opts)
+
+    nets, _ = fit_models("randomized", data, codes, {"e": 1}, {"e": lms}, window_length=t, randomized=RandomizedOptions(hidden=[32], seed=0),
+                         subspace=sub, identity=opts, identity_code=0)
+    net = nets["e"]
+    # moving a window along an identity direction of the mean shape does not change its score
+    direction = ib[:width, 0].reshape(len(lms), 3)
+    moved = wins[:, :, lms] + 0.05 * direction[None, None]
+    np.testing.assert_allclose(net.score(moved, blend), net.score(wins[:, :, lms], blend), atol=1e-3)
+    with pytest.raises(ValueError, match="identity_code"):
+        fit_models("randomized", data, codes, {"e": 1}, {"e": lms}, window_length=t, identity=opts)

@@ -103,7 +103,7 @@ def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owne
     return faces, bases_bs, kinds
 
 
-def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream") -> dict:
+def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: bool = False) -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
     from realtime_fer.explain.plausibility import plausibility, stability
 
@@ -120,6 +120,10 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
         base = np.ascontiguousarray(np.broadcast_to(base_faces[rows][:, None][:, :, lms], x.shape))
         xb = None if blends is None else blends[rows]
         bb = None if xb is None else np.ascontiguousarray(np.broadcast_to(base_bs[rows][:, None], xb.shape))
+        if motion:  # the baseline moves as the window does, around the resting face
+            base = np.ascontiguousarray(base + (x - x.mean(axis=1, keepdims=True)))
+            if xb is not None:
+                bb = np.ascontiguousarray(bb + (xb - xb.mean(axis=1, keepdims=True)))
         attr = items.attribute(x, base, xb, bb)
         total = attr.weights.sum(axis=1)
         top5 = np.sort(np.abs(attr.weights), axis=1)[:, -5:].sum(axis=1)
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-windows", type=int, default=60, help="windows per emotion and folder in the deletion/insertion/infidelity measures (evenly spaced)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
+    ap.add_argument("--baseline-motion", action="store_true", help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -221,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             raise FerError(f"not a folder: {', '.join(missing)}")
         t0 = time.perf_counter()
         model = load_bundle(args.model)
-        report = {"model": str(model.path), "baseline": args.baseline, "n_steps": 16, "folders": {}}
+        report = {"model": str(model.path), "baseline": args.baseline, "baseline_motion": args.baseline_motion, "n_steps": 16, "folders": {}}
         for folder in args.data:
-            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline)
+            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion)
         report["seconds"] = round(time.perf_counter() - t0, 1)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)

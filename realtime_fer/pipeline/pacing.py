@@ -45,7 +45,7 @@ class PacingOptions:
 
     enabled: bool = True
     """Pace live streams; ``false``: take the next frame as soon as the landmarker is free."""
-    max_duty: float = 0.7
+    max_duty: float = 0.5
     """Largest share of the time a frame may be in flight: the next frame is taken no sooner than
     the recent busy time over this (0 < max_duty <= 1; 1: no slack)."""
     quantile: float = 0.5

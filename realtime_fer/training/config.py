@@ -15,6 +15,7 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
 from realtime_fer.models.network import POOLINGS
 from realtime_fer.models.randomized import RandomizedOptions
+from realtime_fer.models.identity_subspace import IdentitySubspaceOptions
 from realtime_fer.models.speech_subspace import SpeechSubspaceOptions
 from realtime_fer.models.torch_mlp import TorchOptions
 
@@ -77,6 +78,9 @@ class ModelOptions:
     speech_subspace: SpeechSubspaceOptions = field(default_factory=SpeechSubspaceOptions)
     """Directions of real talking motion projected off the pooled ``mean`` shape before
     fitting (see :mod:`realtime_fer.models.speech_subspace`); rank 0: none."""
+    identity_subspace: IdentitySubspaceOptions = field(default_factory=IdentitySubspaceOptions)
+    """Directions in which resting (neutral) training faces differ, projected off after the
+    speech subspace (see :mod:`realtime_fer.models.identity_subspace`); rank 0: none."""
     shape_components: int = 0
     """Keep only the leading ``shape_components`` principal components of each model's pooled
     ``mean`` shape on its training windows (after the speech projection): the trailing

@@ -15,6 +15,7 @@ import numpy as np
 
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
+from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
 from realtime_fer.models.network import Network
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.speech_subspace import SpeechSubspace, fold_projection, project
@@ -37,6 +38,8 @@ def fit_models(
     rows: np.ndarray | None = None,
     subspace: SpeechSubspace | None = None,
     shape_components: int = 0,
+    identity: IdentitySubspaceOptions | None = None,
+    identity_code: int | None = None,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -51,6 +54,9 @@ def fit_models(
             networks (which then read raw pooled features like any other).
         shape_components: > 0: also project off all but the leading ``shape_components``
             principal directions of the (projected) pooled ``mean`` part (:func:`shape_basis`).
+        identity: directions in which resting faces differ (the training windows labelled
+            ``identity_code``), projected off after the speech subspace and folded likewise
+            (:mod:`realtime_fer.models.identity_subspace`).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -65,6 +71,13 @@ def fit_models(
         x = data.features[np.ix_(rows, data.columns(subset))]
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
         x = project(x, basis)
+        if identity is not None and identity.enabled:
+            if identity_code is None:
+                raise ValueError("an identity subspace needs the label code of resting faces (identity_code)")
+            ibasis = identity_basis(x, np.flatnonzero(codes[rows] == identity_code), pooling=data.pooling, n_landmarks=len(subset),
+                                    n_blendshapes=data.n_blendshapes, options=identity)
+            x = project(x, ibasis)
+            basis = join_bases(basis, ibasis)
         if shape_components > 0 and "mean" in data.pooling:
             basis = shape_basis(x, data.pooling.index("mean"), len(subset), shape_components)
             x = project(x, basis)

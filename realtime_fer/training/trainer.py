@@ -260,7 +260,8 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     nets, fit_s = fit_models(
         family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
         randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
-        shape_components=config.model.shape_components,
+        shape_components=config.model.shape_components, identity=config.model.identity_subspace,
+        identity_code=EMOTIONS.index(config.model.identity_subspace.label),
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
