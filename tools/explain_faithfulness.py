@@ -103,7 +103,7 @@ def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owne
     return faces, bases_bs, kinds
 
 
-def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: bool = False) -> dict:
+def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: bool = False, visible: bool = False) -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
     from realtime_fer.explain.plausibility import plausibility, stability
 
@@ -124,6 +124,12 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
             base = np.ascontiguousarray(base + (x - x.mean(axis=1, keepdims=True)))
             if xb is not None:
                 bb = np.ascontiguousarray(bb + (xb - xb.mean(axis=1, keepdims=True)))
+        if visible:  # move the baseline along the directions the network cannot see
+            from realtime_fer.explain.invisible import InvisibleSubspace
+
+            base, bb = InvisibleSubspace(items.net).shift(x, base, xb, bb)
+            base = np.ascontiguousarray(base)
+            bb = None if bb is None else np.ascontiguousarray(bb)
         attr = items.attribute(x, base, xb, bb)
         total = attr.weights.sum(axis=1)
         top5 = np.sort(np.abs(attr.weights), axis=1)[:, -5:].sum(axis=1)
@@ -211,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
     ap.add_argument("--baseline-motion", action="store_true", help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face)")
+    ap.add_argument("--visible", action="store_true", help="move each baseline along the directions its network cannot see (realtime_fer.explain.invisible)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_bundle(args.model)
         report = {"model": str(model.path), "baseline": args.baseline, "baseline_motion": args.baseline_motion, "n_steps": 16, "folders": {}}
         for folder in args.data:
-            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion)
+            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion, args.visible)
         report["seconds"] = round(time.perf_counter() - t0, 1)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)

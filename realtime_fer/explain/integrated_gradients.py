@@ -125,10 +125,19 @@ class IntegratedGradients:
             ~1e-5 instead of ~1e-12 beyond the quadrature error).
     """
 
-    def __init__(self, net: Network, tolerance: float = 1e-3, dtype: Precision = "float64") -> None:
+    def __init__(self, net: Network, tolerance: float = 1e-3, dtype: Precision = "float64", *, visible_only: bool = False) -> None:
         self.net = net
         self.tolerance = tolerance
         self.dtype = dtype
+        self.invisible = None
+        """With ``visible_only``: the directions of the pooled ``mean`` part the network cannot
+        see (:class:`~realtime_fer.explain.invisible.InvisibleSubspace`); every baseline is
+        first moved along them to the input's position, so their zero-sum weights are not
+        attributed (``F(baseline)`` is unchanged)."""
+        if visible_only:
+            from realtime_fer.explain.invisible import InvisibleSubspace
+
+            self.invisible = InvisibleSubspace(net)
 
     def integrated_gradient(
         self,
@@ -186,6 +195,10 @@ class IntegratedGradients:
                 raise ValueError("this network reads blendshapes: pass blendshapes and blendshape_baselines")
             xb = np.asarray(blendshapes, dtype=self.dtype)
             bb = np.ascontiguousarray(np.broadcast_to(np.asarray(blendshape_baselines, dtype=self.dtype), xb.shape))
+        if self.invisible is not None and self.invisible.rank:
+            base, bb = self.invisible.shift(x, base, xb, bb)
+            base = np.ascontiguousarray(base, dtype=self.dtype)
+            bb = None if bb is None else np.ascontiguousarray(bb, dtype=self.dtype)
         px = self.net.pooled(x, xb, self.dtype)
         pb = self.net.pooled(np.ascontiguousarray(base), bb, self.dtype)
         ig = self.integrated_gradient(px, pb, n_steps, method, batch_size)
@@ -223,6 +236,8 @@ class IntegratedGradients:
         window attribution summed over time."""
         px = np.asarray(pooled, dtype=self.dtype)
         pb = np.broadcast_to(np.asarray(pooled_baselines, dtype=self.dtype), px.shape)
+        if self.invisible is not None and self.invisible.rank:
+            pb = self.invisible.shift_pooled(px, pb).astype(self.dtype)
         attr = (px - pb) * self.integrated_gradient(px, pb, n_steps, method, batch_size)
         p = len(self.net.pooling)
         start, inner = pooled_block(self.net, "blendshapes")

@@ -241,6 +241,7 @@ def landmark_relevance(
     tolerance: float = 1e-2,
     blendshapes: np.ndarray | None = None,
     blendshape_names: Sequence[str] | None = None,
+    visible_only: bool = True,
 ) -> LandmarkRelevance:
     """Dataset-level relevance of ``net``'s landmarks over N samples (see the module docstring).
 
@@ -252,6 +253,8 @@ def landmark_relevance(
         dtype: arithmetic precision (``float32``: ~3x faster, gaps ~1e-5 of the output).
         tolerance: relative completeness gap above which a warning is logged.
         blendshape_names: the network's blendshape names (default ``blendshape_<k>``).
+        visible_only: move every baseline along the directions the network cannot see first
+            (:mod:`realtime_fer.explain.invisible`), as the live stream does.
 
     Raises:
         ValueError: no sample, or ``landmarks`` does not match the network.
@@ -261,7 +264,7 @@ def landmark_relevance(
         raise ValueError(f"{len(lms)} landmark indices for a network on {net.n_landmarks} landmarks")
     if len(inputs) == 0:
         raise ValueError(f"no sample to explain {emotion or 'the emotion'} with")
-    ig = IntegratedGradients(net, tolerance=tolerance, dtype=dtype)
+    ig = IntegratedGradients(net, tolerance=tolerance, dtype=dtype, visible_only=visible_only)
     attr = attribute_against(ig, inputs, baselines, lms, pooled=pooled, n_steps=n_steps, method=method, batch_size=batch_size, blendshapes=blendshapes)
     mean_abs = attr.per_landmark_abs().mean(axis=0).astype(np.float64)
     total = mean_abs.sum()

@@ -79,7 +79,8 @@ class ExplainSet:
             pos = pos[np.unique(np.linspace(0, len(pos) - 1, options.max_samples).round().astype(int))]
         x = self.data.features[np.ix_(self.rows[pos], self.data.columns(landmarks))]
         bs = self.bank.baselines(options.baseline, emotion, self.groups[pos])
-        rel = landmark_relevance(net, x, bs, landmarks, emotion=emotion, pooled=True, n_steps=options.ig_steps, method=options.ig_method, dtype="float32")
+        rel = landmark_relevance(net, x, bs, landmarks, emotion=emotion, pooled=True, n_steps=options.ig_steps, method=options.ig_method, dtype="float32",
+                                 visible_only=False)  # the rankings of docs/pruning.md were made so
         self.seconds += time.perf_counter() - t0
         return rel
 
