@@ -5,6 +5,7 @@ attributions."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.invisible import InvisibleSubspace
@@ -80,7 +81,30 @@ def test_moving_the_baseline_keeps_every_output_and_drops_the_invisible_weights(
     np.testing.assert_allclose(p1.total, b1.total, rtol=1e-3, atol=1e-4)
 
 
-def test_the_stream_option_is_on_by_default() -> None:
+def test_a_talking_baseline_moves_as_the_window_along_the_invisible_directions_only() -> None:
+    """``talking_baseline``: the window's motion along the invisible directions is added to the
+    baseline's frames (so the baseline talks as the face does), and no other motion."""
+    net, basis, wins, blend = _folded(hidden=64, rank=3)
+    inv = InvisibleSubspace(net)
+    rng = np.random.default_rng(2)
+    rest = wins[0].mean(axis=0)
+    along = np.einsum("tk,dk->td", rng.normal(size=(T, 3)), basis[: 3 * L]).reshape(T, L, 3)
+    q_perp = np.linalg.qr(np.concatenate([basis[: 3 * L], rng.normal(size=(3 * L, 1))], axis=1))[0][:, -1]
+    across = np.outer(rng.normal(size=T), q_perp).reshape(T, L, 3)
+    x = (rest + 0.05 * along + 0.05 * across)[None].astype(np.float32)
+    motion = inv.motion(x)[0]
+    np.testing.assert_allclose(motion, 0.05 * (along - along.mean(axis=0)), atol=1e-4)
+    engine = IntegratedGradients(net, visible_only=True, talking_baseline=True)
+    still = np.broadcast_to(rest, x.shape).astype(np.float32)
+    a = engine.attribute(x, still, blendshapes=blend[:1], blendshape_baselines=blend[:1])
+    talking = (still + motion[None]).astype(np.float32)
+    # the baseline it used is the still face talking along the invisible directions
+    want = float(net.platt_a * net.score(talking, blend[:1])[0] + net.platt_b)
+    assert a.baseline_output[0] == pytest.approx(want, abs=1e-3)
+    assert abs(a.delta[0]) < 1e-3 * max(1.0, abs(a.output[0] - a.baseline_output[0]))
+
+
+def test_the_stream_options_are_on_by_default() -> None:
     from realtime_fer.explain.stream import StreamExplainOptions
 
-    assert StreamExplainOptions().visible_only is True
+    assert StreamExplainOptions().visible_only is True and StreamExplainOptions().talking_baseline is True

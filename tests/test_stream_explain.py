@@ -55,7 +55,7 @@ def test_stream_attributions_equal_offline_engine(smile_window):
         entry = out[emotion]
         lms = bundle.emotions[emotion].landmarks
         baseline = np.broadcast_to(shipped_neutral_face()[lms], inputs[emotion].shape[1:])
-        offline = IntegratedGradients(bundle.network(emotion), visible_only=True).attribute(inputs[emotion], baseline, n_steps=16, **extra)
+        offline = IntegratedGradients(bundle.network(emotion), visible_only=True, talking_baseline=True).attribute(inputs[emotion], baseline, n_steps=16, **extra)
         per_lm = offline.per_landmark()[0]
         per_bs = offline.per_blendshape()
         # a region's weight is the sum of the signed attributions of the model's landmarks in it

@@ -103,7 +103,7 @@ def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owne
     return faces, bases_bs, kinds
 
 
-def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: bool = False, visible: bool = False) -> dict:
+def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: str = "none", visible: bool = False) -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
     from realtime_fer.explain.plausibility import plausibility, stability
 
@@ -120,10 +120,17 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
         base = np.ascontiguousarray(np.broadcast_to(base_faces[rows][:, None][:, :, lms], x.shape))
         xb = None if blends is None else blends[rows]
         bb = None if xb is None else np.ascontiguousarray(np.broadcast_to(base_bs[rows][:, None], xb.shape))
-        if motion:  # the baseline moves as the window does, around the resting face
+        if motion == "all":  # the baseline moves as the window does, around the resting face
             base = np.ascontiguousarray(base + (x - x.mean(axis=1, keepdims=True)))
             if xb is not None:
                 bb = np.ascontiguousarray(bb + (xb - xb.mean(axis=1, keepdims=True)))
+        elif motion == "speech":  # ... along the directions the network cannot see only (talking)
+            from realtime_fer.explain.invisible import InvisibleSubspace
+
+            q = InvisibleSubspace(items.net).basis_landmarks
+            if q is not None:
+                dev = (x - x.mean(axis=1, keepdims=True)).reshape(len(x), x.shape[1], -1)
+                base = np.ascontiguousarray(base + ((dev @ q) @ q.T).reshape(x.shape))
         if visible:  # move the baseline along the directions the network cannot see
             from realtime_fer.explain.invisible import InvisibleSubspace
 
@@ -216,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-windows", type=int, default=60, help="windows per emotion and folder in the deletion/insertion/infidelity measures (evenly spaced)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
-    ap.add_argument("--baseline-motion", action="store_true", help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face)")
+    ap.add_argument("--baseline-motion", choices=("none", "all", "speech"), default="none",
+                    help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face): all of its motion, or its motion along the directions the network cannot see")
     ap.add_argument("--visible", action="store_true", help="move each baseline along the directions its network cannot see (realtime_fer.explain.invisible)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

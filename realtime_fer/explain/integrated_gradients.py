@@ -125,7 +125,7 @@ class IntegratedGradients:
             ~1e-5 instead of ~1e-12 beyond the quadrature error).
     """
 
-    def __init__(self, net: Network, tolerance: float = 1e-3, dtype: Precision = "float64", *, visible_only: bool = False) -> None:
+    def __init__(self, net: Network, tolerance: float = 1e-3, dtype: Precision = "float64", *, visible_only: bool = False, talking_baseline: bool = False) -> None:
         self.net = net
         self.tolerance = tolerance
         self.dtype = dtype
@@ -134,6 +134,11 @@ class IntegratedGradients:
         see (:class:`~realtime_fer.explain.invisible.InvisibleSubspace`); every baseline is
         first moved along them to the input's position, so their zero-sum weights are not
         attributed (``F(baseline)`` is unchanged)."""
+        self.talking_baseline = talking_baseline
+        """With ``visible_only``: :meth:`attribute` also adds to every baseline window the
+        explained window's motion along those directions (its frames minus their mean,
+        projected), so the baseline face talks as the window does and the talking spread is
+        not attributed (windows only; :meth:`attribute_pooled` cannot)."""
         if visible_only:
             from realtime_fer.explain.invisible import InvisibleSubspace
 
@@ -196,6 +201,8 @@ class IntegratedGradients:
             xb = np.asarray(blendshapes, dtype=self.dtype)
             bb = np.ascontiguousarray(np.broadcast_to(np.asarray(blendshape_baselines, dtype=self.dtype), xb.shape))
         if self.invisible is not None and self.invisible.rank:
+            if self.talking_baseline:
+                base = base + self.invisible.motion(x)
             base, bb = self.invisible.shift(x, base, xb, bb)
             base = np.ascontiguousarray(base, dtype=self.dtype)
             bb = None if bb is None else np.ascontiguousarray(bb, dtype=self.dtype)

@@ -127,3 +127,15 @@ class InvisibleSubspace:
         d = x[:, self._cols] - b[:, self._cols]
         b[:, self._cols] += (d @ self._q) @ self._q.T
         return b
+
+    def motion(self, windows: np.ndarray) -> np.ndarray | None:
+        """(N, T, L, 3) the windows' frames minus their mean, projected on the invisible landmark
+        directions: the part of a window's motion the network ignores in its mean shape (for the
+        shipped networks, talking), or None when there is none. Added to a still baseline, it
+        makes the baseline talk as the window does (``talking_baseline``)."""
+        if self.basis_landmarks is None:
+            return None
+        x = np.asarray(windows, np.float64)
+        dev = (x - x.mean(axis=1, keepdims=True)).reshape(len(x), x.shape[1], -1)
+        q = self.basis_landmarks
+        return ((dev @ q) @ q.T).reshape(x.shape)

@@ -242,6 +242,7 @@ def landmark_relevance(
     blendshapes: np.ndarray | None = None,
     blendshape_names: Sequence[str] | None = None,
     visible_only: bool = True,
+    talking_baseline: bool = True,
 ) -> LandmarkRelevance:
     """Dataset-level relevance of ``net``'s landmarks over N samples (see the module docstring).
 
@@ -255,6 +256,8 @@ def landmark_relevance(
         blendshape_names: the network's blendshape names (default ``blendshape_<k>``).
         visible_only: move every baseline along the directions the network cannot see first
             (:mod:`realtime_fer.explain.invisible`), as the live stream does.
+        talking_baseline: with ``visible_only``, the baselines also talk as each window does
+            along those directions (windows only, not ``pooled``), as the live stream does.
 
     Raises:
         ValueError: no sample, or ``landmarks`` does not match the network.
@@ -264,7 +267,7 @@ def landmark_relevance(
         raise ValueError(f"{len(lms)} landmark indices for a network on {net.n_landmarks} landmarks")
     if len(inputs) == 0:
         raise ValueError(f"no sample to explain {emotion or 'the emotion'} with")
-    ig = IntegratedGradients(net, tolerance=tolerance, dtype=dtype, visible_only=visible_only)
+    ig = IntegratedGradients(net, tolerance=tolerance, dtype=dtype, visible_only=visible_only, talking_baseline=talking_baseline)
     attr = attribute_against(ig, inputs, baselines, lms, pooled=pooled, n_steps=n_steps, method=method, batch_size=batch_size, blendshapes=blendshapes)
     mean_abs = attr.per_landmark_abs().mean(axis=0).astype(np.float64)
     total = mean_abs.sum()

@@ -87,6 +87,11 @@ class StreamExplainOptions:
     directions projected off in training) to the face's own position before attributing, so
     their zero-sum weights are not listed (:mod:`realtime_fer.explain.invisible`;
     docs/faithfulness.md). ``output`` and ``baseline_output`` are unchanged."""
+    talking_baseline: bool = True
+    """With ``visible_only``: the baseline face also *talks* as the window does (the window's
+    motion along those directions is added to its frames), so a talking mouth's spread is not
+    listed as evidence: the explanation compares the face with the same person at rest,
+    talking the same way (docs/faithfulness.md)."""
     person_stable: int = 200
     """The predictors of the resting face: the bundle's landmarks among the mesh's
     ``person_stable`` most stable ones (:mod:`realtime_fer.explain.resting`)."""
@@ -115,7 +120,8 @@ class StreamExplainer:
         self.bundle = bundle
         self.landmarks = {e: np.asarray(entry.landmarks, np.int64) for e, entry in bundle.emotions.items()}
         # float32: ~3x faster than float64; completeness and the offline engine agree to ~1e-5
-        self.engines = {e: IntegratedGradients(bundle.network(e), tolerance=1e-2, dtype="float32", visible_only=self.options.visible_only) for e in bundle.emotions}
+        self.engines = {e: IntegratedGradients(bundle.network(e), tolerance=1e-2, dtype="float32", visible_only=self.options.visible_only,
+                                                talking_baseline=self.options.talking_baseline) for e in bundle.emotions}
         self.regions = {e: region_names(lms) for e, lms in self.landmarks.items()}
         self.groups = {e: region_groups(lms) for e, lms in self.landmarks.items()}
         # the ranked items of each emotion: its regions, then the blendshapes
