@@ -48,6 +48,9 @@ class DataOptions:
     workers: int = 0
     """Extraction processes; 0 = all cores."""
     max_windows_per_video: int = 60
+    mirror: bool = False
+    """Train also on every training window's horizontal mirror image (left and right landmarks
+    and blendshape categories swapped; calibration and validation windows are not mirrored)."""
     motion: MotionOptions = field(default_factory=MotionOptions)
     """Speech and head-motion augmentation of still faces (``motion.sources``: clips of people
     talking); empty sources: none."""

@@ -171,7 +171,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     motion_train, motion_cal = motion_banks(config, progress, talking)
     subspace = speech_subspace(config, progress, talking)
     blend = config.model.blendshapes
-    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend)
+    jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend, mirror=config.data.mirror)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
     train_rows = _rows_of(jittered.owner, (split == TRAIN) & ~blend_only)
     blend_rows = _rows_of(jittered.owner, (split == TRAIN) & blend_only)
