@@ -376,3 +376,28 @@ def test_group_kfold_keeps_subjects_together(ck: dict) -> None:
         assert len(set(folds[groups == g].tolist())) == 1
     with pytest.raises(ValueError, match="groups"):
         group_kfold(groups[:3], 10)
+
+
+def test_mirrored_training_windows_follow_their_own_and_swap_sides(ck: dict) -> None:
+    """``data.mirror``: every window is followed by its horizontal mirror image, owned by the
+    same sample; mirroring twice gives the window back, and the mirror's left mouth corner is
+    the original's right one, reflected."""
+    from realtime_fer.landmarks.normalize import mirror_index, mirror_normalized
+    from realtime_fer.training.config import TrainConfig
+
+    samples = ck["samples"][:12]
+    plain = pooled_set(samples, WINDOW, ("mean",), jitter=False)
+    both = pooled_set(samples, WINDOW, ("mean",), jitter=False, mirror=True)
+    assert len(both.features) == 2 * len(plain.features)
+    assert sorted(both.owner.tolist()) == sorted(plain.owner.tolist() * 2)
+    np.testing.assert_array_equal(both.features[: len(plain.features)], plain.features)
+    orig = plain.features.reshape(len(plain.features), NUM_MESH_LANDMARKS, 3)
+    mirrored = both.features[len(plain.features) :].reshape(orig.shape)
+    left, right = 61, 291  # MediaPipe's mouth corners
+    assert mirror_index()[left] == right
+    np.testing.assert_allclose(mirrored, mirror_normalized(orig), atol=1e-5)
+    np.testing.assert_allclose(mirror_normalized(mirrored), orig, atol=2e-3)  # twice: the window again
+    # the mirror's left corner is where the original's right one was, reflected (up to the re-fit)
+    np.testing.assert_allclose(mirrored[:, left, 0], -orig[:, right, 0], atol=0.1)
+    assert np.abs(mirrored - orig).max() > 0.01  # a real face is not its own mirror image
+    assert TrainConfig().data.mirror is False
