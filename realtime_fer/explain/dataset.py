@@ -159,6 +159,7 @@ def explain_dataset(
             "explained_output": "calibrated logit (platt_a * score + platt_b) of each emotion's network",
             "baseline": baseline,
             "baseline_definition": BASELINE_TEXT[baseline],
+            "baseline_moved": "each baseline window is first moved along the directions of the pooled mean shape its network cannot see (the talking motion projected off in training) to the window's own position, and set talking along them as the window does (visible_only, talking_baseline; docs/explainability.md)",
             "n_steps": n_steps,
             "method": method,
             "dtype": dtype,
