@@ -153,5 +153,5 @@ def test_a_resting_face_change_the_regression_predicts_leaves_the_score_unchange
     assert np.linalg.norm(residual) < 0.01 * np.linalg.norm(move)
     base, moved = net.score(wins, blend), net.score(wins + move, blend)
     plain_shift = np.abs(plain.score(wins + move, blend) - plain.score(wins, blend)).mean()
-    assert plain_shift > 0.1
+    assert plain_shift > 0.05
     assert np.abs(moved - base).mean() < 0.1 * plain_shift
