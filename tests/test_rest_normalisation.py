@@ -155,3 +155,31 @@ def test_a_resting_face_change_the_regression_predicts_leaves_the_score_unchange
     plain_shift = np.abs(plain.score(wins + move, blend) - plain.score(wins, blend)).mean()
     assert plain_shift > 0.05
     assert np.abs(moved - base).mean() < 0.1 * plain_shift
+
+
+def test_blendshape_fusion_of_a_normalised_landmark_model() -> None:
+    """The blendshape model reads blendshapes only (no normalisation); fused with a normalised
+    landmark model, the fused network scores the weighted sum of the two."""
+    from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
+    from realtime_fer.training.fitting import fit_blendshape_fusion, scores
+
+    lms = _landmarks()
+    wins, blend, codes = _windows(lms, seed=7)
+    pooling = ("mean", "std")
+    data = PooledSet(np.zeros((N, len(pooling) * (3 * 468 + 52)), np.float32), np.arange(N), pooling, 52)
+    data.features[:, data.columns(lms)] = pool(wins, pooling, blendshapes=blend)
+    ropts = RandomizedOptions(hidden=[32], seed=0, weight_dtype="float32")
+    train, cal = np.arange(300), np.arange(300, N)
+    nets = fit_models("randomized", data, codes, {"e": 1}, {"e": lms}, window_length=T, randomized=ropts, rows=train,
+                      rest=RestNormalisationOptions(enabled=True))[0]
+    fused, weights = fit_blendshape_fusion(nets, data, codes, {"e": 1}, {"e": lms}, rows=train, cal_data=data, cal_rows=cal, cal_codes=codes[cal],
+                                           window_length=T, randomized=ropts, options=BlendshapeModelOptions(enabled=True, hidden=[32]))
+    w = weights["e"]
+    assert w["w_blendshapes"] != 0
+    s_lm = scores(nets, data, {"e": lms}, cal)["e"]
+    s_fused = fused["e"].score(wins[cal], blend[cal])
+    s_bs = (s_fused - w["w_landmarks"] * s_lm - w["bias"]) / w["w_blendshapes"]
+    # what is left is the blendshape model's score: it depends on the blendshapes only
+    moved = fused["e"].score(wins[cal] + 0.01, blend[cal])
+    assert np.abs(moved - s_fused).max() > 1e-3  # the landmark part moves with the landmarks
+    np.testing.assert_allclose((moved - w["w_landmarks"] * nets["e"].score(wins[cal] + 0.01, blend[cal]) - w["bias"]) / w["w_blendshapes"], s_bs, atol=1e-3)
