@@ -16,6 +16,7 @@ from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
 from realtime_fer.models.network import POOLINGS
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions
+from realtime_fer.models.rest_normalisation import RestNormalisationOptions
 from realtime_fer.models.speech_subspace import SpeechSubspaceOptions
 from realtime_fer.models.torch_mlp import TorchOptions
 
@@ -84,6 +85,10 @@ class ModelOptions:
     identity_subspace: IdentitySubspaceOptions = field(default_factory=IdentitySubspaceOptions)
     """Directions in which resting (neutral) training faces differ, projected off after the
     speech subspace (see :mod:`realtime_fer.models.identity_subspace`); rank 0: none."""
+    rest_normalisation: RestNormalisationOptions = field(default_factory=RestNormalisationOptions)
+    """Subtract each window's predicted resting face (from its most expression-stable
+    landmarks) from its pooled ``mean`` shape, after the projections, folded into the network
+    (see :mod:`realtime_fer.models.rest_normalisation`); off by default (issue 18)."""
     shape_components: int = 0
     """Keep only the leading ``shape_components`` principal components of each model's pooled
     ``mean`` shape on its training windows (after the speech projection): the trailing

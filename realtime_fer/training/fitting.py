@@ -16,8 +16,9 @@ import numpy as np
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, standardization
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
+from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
 from realtime_fer.models.speech_subspace import SpeechSubspace, fold_projection, project
 from realtime_fer.models.torch_mlp import TorchOptions, fit_torch
 from realtime_fer.training.features import PooledSet
@@ -40,6 +41,7 @@ def fit_models(
     shape_components: int = 0,
     identity: IdentitySubspaceOptions | None = None,
     identity_code: int | None = None,
+    rest: RestNormalisationOptions | None = None,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -57,6 +59,9 @@ def fit_models(
         identity: directions in which resting faces differ (the training windows labelled
             ``identity_code``), projected off after the speech subspace and folded likewise
             (:mod:`realtime_fer.models.identity_subspace`).
+        rest: resting-face normalisation of the pooled ``mean`` shape, applied after the
+            projections and folded with them (:mod:`realtime_fer.models.rest_normalisation`);
+            a subset with too few stable landmarks is fitted without it.
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -69,6 +74,8 @@ def fit_models(
     t0 = time.perf_counter()
     for (subset, _), emotions in by_subset.items():
         x = data.features[np.ix_(rows, data.columns(subset))]
+        rmap = rest_map(subset, data.pooling, data.n_blendshapes, rest) if rest is not None and rest.enabled else None
+        raw_stats = standardization(x) if rmap is not None else None
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
         x = project(x, basis)
         if identity is not None and identity.enabled:
@@ -81,6 +88,8 @@ def fit_models(
         if shape_components > 0 and "mean" in data.pooling:
             basis = shape_basis(x, data.pooling.index("mean"), len(subset), shape_components)
             x = project(x, basis)
+        if rmap is not None:
+            x = rmap.apply(x)
         pos = {e: np.array([positives[e]]) for e in emotions}
         kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)
         if family == "randomized":
@@ -92,7 +101,11 @@ def fit_models(
             half = False
         else:
             raise ValueError(f"unknown model family {family!r}")
-        nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
+        if rmap is not None and raw_stats is not None:
+            a, c = compose(basis, *rmap.affine())
+            nets.update({e: fold_affine(n, a, c, *raw_stats, half=half) for e, n in fitted.items()})
+        else:
+            nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
     return nets, time.perf_counter() - t0
 
 

@@ -261,7 +261,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
         family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
         randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
-        identity_code=EMOTIONS.index(config.model.identity_subspace.label),
+        identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
