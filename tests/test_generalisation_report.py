@@ -264,3 +264,28 @@ def test_report_lists_a_faceless_and_a_corrupt_clip(shared_data: Path, fused_rep
         assert figs["clips"]["sad.mp4"]["vote"] is None and figs["clips"]["sad.mp4"]["windows"] == 0
         assert figs["clips"]["happy.mp4"]["windows"] > 0
         assert [Path(f["path"]).name for f in figs["failed"]] == ["fear.mp4"] and figs["failed"][0]["reason"]
+
+
+def _fake_report(name: str, seeds: list[int], clips: list[int], recall: list[float], **recipe: object) -> dict:
+    runs = [{"seed": s, "sets": {"video": {"n_clips": 15, "clips_right": c, "mean_window_recall": r}}} for s, c, r in zip(seeds, clips, recall)]
+    return {"recipe": {"name": name, **recipe}, "seeds": seeds, "path": "evaluate", "runs": runs, "summary": summarise_runs(runs)}
+
+
+def test_reports_of_one_recipe_join_and_levers_pair_by_seed() -> None:
+    """``--compare A+B``: a recipe's reports on different seeds join into one; every other
+    report is compared seed by seed with the first, on the seeds both ran."""
+    from realtime_fer.training.report import comparison_table, merge_reports, paired_table, recipe_label
+
+    base = merge_reports([_fake_report("base", [0, 1, 2], [9, 11, 9], [0.59, 0.62, 0.55]), _fake_report("base", [3, 4, 5], [8, 9, 8], [0.52, 0.55, 0.50])])
+    assert base["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert base["summary"]["video"]["clips_right"]["mean"] == pytest.approx(9.0)
+    lever = _fake_report("lever", [0, 1, 2, 3, 9], [10, 11, 8, 9, 15], [0.60, 0.62, 0.56, 0.50, 0.99], overrides={"data.mirror": True})
+    assert recipe_label(lever) == "lever (data.mirror=True)"
+    table = paired_table(base, [lever])
+    row = table.splitlines()[-1]
+    # seeds 0-3 pair (9 has no partner): clips +1, 0, -1, +1; recall +0.01, 0, +0.01, -0.02
+    assert "| 4 |" in row and "+0.25 ± 0.96" in row and "2 / 1 / 1" in row and "+0.000 ± 0.014" in row and "2 / 1 |" in row, row
+    assert "lever (data.mirror=True)" in comparison_table([base, lever])
+    assert "| none |" in paired_table(base, [_fake_report("other", [7], [1], [0.1])])
+    with pytest.raises(ValueError, match="share seeds"):
+        merge_reports([base, _fake_report("base", [5], [1], [0.1])])

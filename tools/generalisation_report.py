@@ -14,8 +14,10 @@ as mean ± sd over seeds, and writes the JSON report with a Markdown table besid
     python tools/generalisation_report.py ... --set model.randomized.ridge=0.01
     # an existing bundle as it is (one run; photo figures from its manifest)
     python tools/generalisation_report.py --bundle realtime_fer/assets/default_model --output runs/report/shipped.json
-    # recipes side by side, one row each
+    # recipes side by side, one row each, then each paired by seed against the first; A+B joins
+    # two reports of one recipe run on different seeds
     python tools/generalisation_report.py --compare runs/report/r05.json runs/report/bsfit.json
+    python tools/generalisation_report.py --compare base_s012.json+base_s345.json lever_s012.json+lever_s345.json
 
 Exit status 2 with one ``error:`` line on bad input (missing config or folder, bad override).
 """
@@ -40,7 +42,7 @@ from realtime_fer.data.layouts import discover  # noqa: E402
 from realtime_fer.models.bundle import load_bundle  # noqa: E402
 from realtime_fer.models.smoothing import SmoothingOptions  # noqa: E402
 from realtime_fer.training.config import load_train_config  # noqa: E402
-from realtime_fer.training.report import bundle_report, comparison_table, report_tables, run_report, with_overrides  # noqa: E402
+from realtime_fer.training.report import bundle_report, comparison_table, merge_reports, paired_table, recipe_label, report_tables, run_report, with_overrides  # noqa: E402
 from realtime_fer.io_atomic import write_text_atomic  # noqa: E402
 
 log = logging.getLogger("generalisation_report")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="recipe name written in the report")
     ap.add_argument("--keep-bundles", default=None, help="folder to keep each seed's bundle in (seed<N>/)")
     ap.add_argument("--output", default="runs/report/report.json")
-    ap.add_argument("--compare", nargs="+", default=None, metavar="REPORT", help="print one comparison row per report JSON (no training) and exit")
+    ap.add_argument("--compare", nargs="+", default=None, metavar="REPORT", help="print one comparison row per report JSON (A+B joins reports of one recipe on different seeds), then the per-seed differences from the first (no training), and exit")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -93,12 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.compare:
             reports = []
-            for path in args.compare:
+            for item in args.compare:
+                parts = []
+                for path in item.split("+"):
+                    try:
+                        parts.append(json.loads(Path(path).read_text()))
+                    except (OSError, json.JSONDecodeError) as exc:
+                        raise DataError(f"cannot read report {path}: {exc}") from None
                 try:
-                    reports.append(json.loads(Path(path).read_text()))
-                except (OSError, json.JSONDecodeError) as exc:
-                    raise DataError(f"cannot read report {path}: {exc}") from None
+                    reports.append(merge_reports(parts) if len(parts) > 1 else parts[0])
+                except ValueError as exc:
+                    raise DataError(f"cannot join {item}: {exc}") from None
             print(comparison_table(reports))
+            if len(reports) > 1:
+                print()
+                print(f"Paired by seed, each against the first ({recipe_label(reports[0])}), all video:")
+                print()
+                print(paired_table(reports[0], reports[1:]))
             return 0
         video = [Path(v) for v in args.video] if args.video else labelled_video_dirs()
         missing = [str(v) for v in video if not v.is_dir()]

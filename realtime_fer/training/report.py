@@ -300,6 +300,18 @@ def report_tables(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def recipe_label(report: dict[str, Any]) -> str:
+    """A report's recipe name, with its ``--set`` overrides when it has any (so that rows of the
+    same config tell apart)."""
+    recipe = report.get("recipe", {})
+    name = str(recipe.get("name", "?"))
+    over = recipe.get("overrides") or {}
+    if over:
+        shown = ", ".join(f"{k}={v}" for k, v in over.items())
+        name += f" ({shown if len(shown) <= 80 else shown[:77] + '...'})"
+    return name
+
+
 def comparison_table(reports: Sequence[dict[str, Any]], emotions: Sequence[str] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")) -> str:
     """One Markdown row per report: its name, the video sets' clips right and mean window
     recall (mean ± sd over seeds), RAF-DB validation AUCs and CK+ happy/surprise AUC (means)."""
@@ -310,7 +322,7 @@ def comparison_table(reports: Sequence[dict[str, Any]], emotions: Sequence[str] 
     for r in reports:
         s = r["summary"]
         seeds = ",".join(map(str, r["seeds"])) or "-"
-        row = [str(r["recipe"].get("name", "?")), seeds]
+        row = [recipe_label(r), seeds]
         allv = s.get(VIDEO_ALL) or (s.get(vnames[0]) if vnames else None) or {}
         n_all = allv.get("n_clips", {}).get("max", 0)
         row += [_cell(allv.get("clips_right"), 0, True) + f" of {n_all:.0f}", _cell(allv.get("mean_window_recall"), 3)]
@@ -321,4 +333,59 @@ def comparison_table(reports: Sequence[dict[str, Any]], emotions: Sequence[str] 
         row.append("/".join(f"{raf[f'auc.{e}']['mean']:.3f}"[1:] if f"auc.{e}" in raf else "–" for e in emotions))
         row.append("/".join(f"{ck[f'auc.{e}']['mean']:.3f}" if f"auc.{e}" in ck else "–" for e in ("happy", "surprise")))
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several of the same recipe run on different seeds (e.g. seeds 0-2 and
+    3-5): their runs together, summarised again. The first report's recipe and path are kept.
+
+    Raises:
+        ValueError: no report, the same seed twice, or reports of different paths.
+    """
+    if not reports:
+        raise ValueError("no report to merge")
+    runs = [run for r in reports for run in r["runs"]]
+    seeds = [int(run["seed"]) for run in runs if "seed" in run]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the reports share seeds: {sorted(seeds)}")
+    if len({r.get("path") for r in reports}) > 1:
+        raise ValueError("cannot merge reports of the evaluate and live paths")
+    first = reports[0]
+    return {**first, "seeds": seeds, "runs": runs, "summary": summarise_runs(runs)}
+
+
+def _all_video(run: dict[str, Any]) -> dict[str, Any]:
+    sets = run["sets"]
+    return sets.get(VIDEO_ALL) or next((v for k, v in sets.items() if not k.startswith("photos.")), {})
+
+
+def paired_table(reference: dict[str, Any], others: Sequence[dict[str, Any]]) -> str:
+    """Markdown rows of each report's per-seed differences from ``reference`` on all video, on
+    the seeds both ran (a lever and its baseline trained with the same seed share their random
+    layers and sampling, so the per-seed difference is sharper than comparing two means)."""
+    ref = {int(r["seed"]): _all_video(r) for r in reference["runs"] if "seed" in r}
+    head = ["recipe", "paired seeds", "clips right: difference, mean ± sd", "better / same / worse seeds", "mean window recall: difference, mean ± sd", "better / worse seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for rep in others:
+        d_clips, d_recall = [], []
+        for run in rep["runs"]:
+            seed = int(run.get("seed", -1))
+            if seed not in ref:
+                continue
+            a, b = ref[seed], _all_video(run)
+            if "clips_right" in a and "clips_right" in b:
+                d_clips.append(float(b["clips_right"]) - float(a["clips_right"]))
+            if a.get("mean_window_recall") is not None and b.get("mean_window_recall") is not None:
+                d_recall.append(float(b["mean_window_recall"]) - float(a["mean_window_recall"]))
+        name = recipe_label(rep)
+        if not d_clips:
+            lines.append(f"| {name} | none | – | – | – | – |")
+            continue
+        c, r = np.asarray(d_clips), np.asarray(d_recall)
+        sd = lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+        lines.append(
+            f"| {name} | {len(c)} | {c.mean():+.2f} ± {sd(c):.2f} | {(c > 0).sum()} / {(c == 0).sum()} / {(c < 0).sum()} | "
+            + (f"{r.mean():+.3f} ± {sd(r):.3f} | {(r > 0).sum()} / {(r < 0).sum()} |" if len(r) else "– | – |")
+        )
     return "\n".join(lines)
