@@ -48,6 +48,16 @@ def test_a_first_layer_narrower_than_the_mean_part_removes_nothing() -> None:
     assert InvisibleSubspace(net).rank == 0
 
 
+def test_a_network_that_reads_extremes_is_not_moved() -> None:
+    """With ``max`` pooling a shift of every frame moves a part the network reads: nothing is
+    removed (the baseline's output would change)."""
+    from dataclasses import replace
+
+    net, _, _, _ = _folded(hidden=64, rank=3)
+    assert InvisibleSubspace(net).rank == 3
+    assert InvisibleSubspace(replace(net, pooling=("mean", "max"))).rank == 0
+
+
 def test_moving_the_baseline_keeps_every_output_and_drops_the_invisible_weights() -> None:
     net, basis, wins, blend = _folded(hidden=64, rank=3)
     rng = np.random.default_rng(5)

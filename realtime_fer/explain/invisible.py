@@ -33,6 +33,11 @@ the largest gain. In the shipped networks the folded directions' gains are 3e-6 
 largest (what float16 rounding of the folded weights leaves) and the next ones 3e-3 to 7e-2."""
 
 
+SHIFT_INVARIANT = frozenset({"mean", "std", "delta"})
+"""Poolings whose other parts a shift of every frame leaves unchanged (``mean`` aside): only
+for networks pooled by these is a baseline moved."""
+
+
 class InvisibleSubspace:
     """The directions of a network's pooled ``mean`` part that do not change its output.
 
@@ -47,7 +52,8 @@ class InvisibleSubspace:
         self.basis_landmarks: np.ndarray | None = None
         self.basis_blendshapes: np.ndarray | None = None
         self.rank = 0
-        if "mean" not in pooling or not net.layers:
+        if "mean" not in pooling or not net.layers or set(pooling) - SHIFT_INVARIANT:
+            # min / max parts move with the baseline's shift, and the network sees them
             return
         part = pooling.index("mean")
         width = 3 * net.n_landmarks
