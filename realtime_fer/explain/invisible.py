@@ -72,14 +72,14 @@ class InvisibleSubspace:
                 start += net.layers[i - 1][0].shape[1]
             maps.append(np.asarray(net.head_w, np.float64)[start : start + d, None])
         sigma = np.asarray(net.std, np.float64)
-        a = np.concatenate(maps, axis=1)[cols] / sigma[cols, None]  # gain of raw pooled mean coordinates
-        if len(cols) > a.shape[1]:
+        # gains of the standardised mean coordinates (z-space rows): each coordinate weighs alike
+        # when finding the null space
+        az = np.concatenate(maps, axis=1)[cols]
+        if len(cols) > az.shape[1]:
             # a first layer narrower than the mean part has a null space of its own (random
             # directions all over the face); the folded ones cannot be told from it, and moving
             # the baseline along it would smear the difference over the face: leave it
             return
-        # standardised rows (z-space): each coordinate weighs alike when finding the null space
-        az = a * sigma[cols, None]
         u, s, _ = np.linalg.svd(az, full_matrices=True)
         s_full = np.zeros(len(cols))
         s_full[: len(s)] = s
