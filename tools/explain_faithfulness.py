@@ -12,6 +12,12 @@ show: named regions and blendshapes, against the baseline ``--baseline`` names:
 * ``stream`` (default): the stream's own choice, ``track`` once the bundle has called one of
   the clip's windows neutral (unsmoothed probabilities), else ``person``.
 
+As the stream does by default (``explain.visible_only``, ``explain.talking_baseline``), each
+baseline is then moved along the directions its network cannot see to the window's own
+position (``--visible``, default; ``--no-visible``: not moved) and set talking along them as
+the window does (``--baseline-motion speech``, default; ``none``: held still; ``all``: the
+window's whole motion, for comparison).
+
 Reported per emotion:
 
 * **cancellation**: median of (sum of the top-5 |weights|) / |sum of all| (issue 22's
@@ -25,7 +31,7 @@ Reported per emotion:
 
     python tools/explain_faithfulness.py [--data DIR ...] [--output runs/faithfulness.json]
         [--figures docs/images/faithfulness] [--max-windows 60] [--model BUNDLE]
-        [--baseline stream|person|dataset]
+        [--baseline stream|person|dataset] [--no-visible] [--baseline-motion speech|none|all]
 
 Writes the JSON report and, with ``--figures``, one PNG of the deletion and insertion curves
 per folder (``<prefix>_<folder>.png``); prints a table.
@@ -105,6 +111,7 @@ def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owne
 
 def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: str = "none", visible: bool = False) -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
+    from realtime_fer.explain.invisible import InvisibleSubspace
     from realtime_fer.explain.plausibility import plausibility, stability
 
     windows, blends, labels, owner, is_video = _windows(folder, model, cache)
@@ -124,17 +131,11 @@ def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int
             base = np.ascontiguousarray(base + (x - x.mean(axis=1, keepdims=True)))
             if xb is not None:
                 bb = np.ascontiguousarray(bb + (xb - xb.mean(axis=1, keepdims=True)))
-        elif motion == "speech":  # ... along the directions the network cannot see only (talking)
-            from realtime_fer.explain.invisible import InvisibleSubspace
-
-            q = InvisibleSubspace(items.net).basis_landmarks
-            if q is not None:
-                dev = (x - x.mean(axis=1, keepdims=True)).reshape(len(x), x.shape[1], -1)
-                base = np.ascontiguousarray(base + ((dev @ q) @ q.T).reshape(x.shape))
-        if visible:  # move the baseline along the directions the network cannot see
-            from realtime_fer.explain.invisible import InvisibleSubspace
-
-            base, bb = InvisibleSubspace(items.net).shift(x, base, xb, bb)
+        inv = InvisibleSubspace(items.net) if (visible or motion == "speech") else None
+        if motion == "speech" and inv is not None and inv.rank:  # ... along the directions its network cannot see (talking)
+            base = np.ascontiguousarray(base + inv.motion(x))
+        if visible and inv is not None:  # move the baseline along the directions the network cannot see
+            base, bb = inv.shift(x, base, xb, bb)
             base = np.ascontiguousarray(base)
             bb = None if bb is None else np.ascontiguousarray(bb)
         attr = items.attribute(x, base, xb, bb)
@@ -223,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-windows", type=int, default=60, help="windows per emotion and folder in the deletion/insertion/infidelity measures (evenly spaced)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
-    ap.add_argument("--baseline-motion", choices=("none", "all", "speech"), default="none",
+    ap.add_argument("--baseline-motion", choices=("none", "all", "speech"), default="speech",
                     help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face): all of its motion, or its motion along the directions the network cannot see")
-    ap.add_argument("--visible", action="store_true", help="move each baseline along the directions its network cannot see (realtime_fer.explain.invisible)")
+    ap.add_argument("--visible", action=argparse.BooleanOptionalAction, default=True,
+                    help="move each baseline along the directions its network cannot see (realtime_fer.explain.invisible), as the stream does (default)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FerError(f"not a folder: {', '.join(missing)}")
         t0 = time.perf_counter()
         model = load_bundle(args.model)
-        report = {"model": str(model.path), "baseline": args.baseline, "baseline_motion": args.baseline_motion, "n_steps": 16, "folders": {}}
+        report = {"model": str(model.path), "baseline": args.baseline, "baseline_motion": args.baseline_motion, "visible": args.visible, "n_steps": 16, "folders": {}}
         for folder in args.data:
             report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion, args.visible)
         report["seconds"] = round(time.perf_counter() - t0, 1)
