@@ -9,9 +9,9 @@ import logging
 import numpy as np
 import pytest
 
+from fold_checks import assert_folded_network_exports
 from realtime_fer.explain.resting import RestingFacePredictor, resting_face_statistics
 from realtime_fer.models.network import pool, standardization
-from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY, build_onnx
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
 from realtime_fer.models.speech_subspace import project
@@ -100,8 +100,6 @@ def test_map_subtracts_the_predicted_resting_face_from_the_mean_part_only() -> N
 def test_fold_is_exact_also_in_onnx(half: bool) -> None:
     """Fit on projected and normalised features, fold, and the folded network on the raw window
     gives the fitted network's score; its ONNX export too."""
-    import onnxruntime as ort
-
     lms = _landmarks()
     wins, blend, codes = _windows(lms, seed=1)
     pooling = ("mean", "std")
@@ -118,13 +116,7 @@ def test_fold_is_exact_also_in_onnx(half: bool) -> None:
     got = folded.score(wins, blend)
     assert want.std() > 0.1  # the network learnt something
     np.testing.assert_allclose(got, want, atol=5e-3 if half else 2e-4)
-    if half:
-        w1 = folded.layers[0][0]
-        np.testing.assert_array_equal(w1.astype(np.float16).astype(np.float32), w1)
-    sess = ort.InferenceSession(build_onnx(folded).SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: (wins if i.name == INPUT_NAME else blend) for i in sess.get_inputs()}
-    (prob,) = sess.run([OUTPUT_PROBABILITY], feeds)
-    np.testing.assert_allclose(prob, folded.probability(wins, blend), atol=1e-4)
+    assert_folded_network_exports(folded, wins, blend, half)
 
 
 def test_a_resting_face_change_the_regression_predicts_leaves_the_score_unchanged() -> None:

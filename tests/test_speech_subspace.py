@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fer_testdata import session_cache
+from fold_checks import assert_folded_network_exports
 from realtime_fer.data.motion import MotionBank
 from realtime_fer.errors import DataError
 from realtime_fer.models.network import pool
-from realtime_fer.models.onnx_export import INPUT_NAME, OUTPUT_PROBABILITY, build_onnx
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.speech_subspace import SpeechSubspace, SpeechSubspaceOptions, fold_projection, project
 
@@ -64,8 +64,6 @@ def test_projection_removes_speech_and_keeps_the_rest(bank: MotionBank) -> None:
 def test_folded_network_reads_raw_windows_as_the_fitted_one_reads_projected(bank: MotionBank, half: bool) -> None:
     """Fit on projected features, fold, and the folded network on the raw window gives the
     same score; its ONNX export gives it too (nothing else in the graph changes)."""
-    import onnxruntime as ort
-
     rng = np.random.default_rng(1)
     lms = MOUTH + BROWS
     sub = SpeechSubspace.from_bank(bank, SpeechSubspaceOptions(rank=5, blendshape_rank=3))
@@ -81,13 +79,7 @@ def test_folded_network_reads_raw_windows_as_the_fitted_one_reads_projected(bank
     want = fitted.score_pooled(project(x, basis))
     got = folded.score(wins, blend)
     np.testing.assert_allclose(got, want, atol=2e-3 if half else 1e-4)
-    if half:  # the folded first layer is stored in half precision like the random weights
-        w1 = folded.layers[0][0]
-        np.testing.assert_array_equal(w1.astype(np.float16).astype(np.float32), w1)
-    sess = ort.InferenceSession(build_onnx(folded).SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: (wins if i.name == INPUT_NAME else blend) for i in sess.get_inputs()}
-    (prob,) = sess.run([OUTPUT_PROBABILITY], feeds)
-    np.testing.assert_allclose(prob, folded.probability(wins, blend), atol=1e-4)
+    assert_folded_network_exports(folded, wins, blend, half)
 
 
 def test_options_reject_negative_ranks() -> None:

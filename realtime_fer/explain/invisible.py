@@ -62,15 +62,10 @@ class InvisibleSubspace:
         bs_start = len(pooling) * width + part * n_b
         bs_cols = np.arange(bs_start, bs_start + n_b)
         cols = np.concatenate([lm_cols, bs_cols])
-        d = net.input_dim
         maps = [np.asarray(net.layers[0][0], np.float64)]
-        if 0 in net.head_inputs:
-            start = 0
-            for i in net.head_inputs:
-                if i == 0:
-                    break
-                start += net.layers[i - 1][0].shape[1]
-            maps.append(np.asarray(net.head_w, np.float64)[start : start + d, None])
+        direct = net.direct_link()
+        if direct is not None:
+            maps.append(np.asarray(net.head_w, np.float64)[direct, None])
         sigma = np.asarray(net.std, np.float64)
         # gains of the standardised mean coordinates (z-space rows): each coordinate weighs alike
         # when finding the null space

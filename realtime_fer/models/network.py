@@ -117,6 +117,16 @@ class Network:
     def input_dim(self) -> int:
         return len(self.pooling) * (3 * self.n_landmarks + self.n_blendshapes)
 
+    def direct_link(self) -> slice | None:
+        """The rows of ``head_w`` that read the standardised input ``z`` (the direct link), or
+        None when the head reads only hidden layers."""
+        start = 0
+        for i in self.head_inputs:
+            if i == 0:
+                return slice(start, start + len(self.mean))
+            start += self.layers[i - 1][0].shape[1]
+        return None
+
     def pooled(self, windows: np.ndarray, blendshapes: np.ndarray | None = None, dtype: np.typing.DTypeLike = np.float32) -> np.ndarray:
         """The network's pooled input for windows (N, T, L, 3) and, when it reads them, their
         blendshapes (N, T, B)."""

@@ -155,14 +155,9 @@ def fold_affine(net: Network, a: np.ndarray, c: np.ndarray, input_mean: np.ndarr
         layers[0] = (w1, (np.asarray(b, np.float64) + e @ w).astype(np.float32))
     head_w = np.asarray(net.head_w, np.float32).copy()
     head_b = float(net.head_b)
-    if 0 in net.head_inputs:
-        start = 0
-        for i in net.head_inputs:
-            if i == 0:
-                break
-            start += net.layers[i - 1][0].shape[1]
-        d = len(sigma)
-        h = np.asarray(net.head_w, np.float64)[start : start + d]
-        head_w[start : start + d] = (g @ h).astype(np.float32)
+    direct = net.direct_link()
+    if direct is not None:
+        h = np.asarray(net.head_w, np.float64)[direct]
+        head_w[direct] = (g @ h).astype(np.float32)
         head_b += float(e @ h)
     return replace(net, mean=m.astype(np.float32), std=s.astype(np.float32), layers=layers, head_w=head_w, head_b=head_b)

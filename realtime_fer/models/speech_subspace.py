@@ -189,12 +189,7 @@ def fold_projection(net: Network, basis: np.ndarray | None, half: bool = False) 
             w1 = w1.astype(np.float16).astype(np.float32)
         layers[0] = (w1, layers[0][1])
     head_w = np.asarray(net.head_w, np.float32).copy()
-    if 0 in net.head_inputs:
-        start = 0
-        for i in net.head_inputs:
-            if i == 0:
-                break
-            start += net.layers[i - 1][0].shape[1]
-        d = len(sigma)
-        head_w[start : start + d] = apply(head_w[start : start + d]).astype(np.float32)
+    direct = net.direct_link()
+    if direct is not None:
+        head_w[direct] = apply(head_w[direct]).astype(np.float32)
     return replace(net, layers=layers, head_w=head_w)
