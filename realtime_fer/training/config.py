@@ -95,6 +95,11 @@ class ModelOptions:
     directions, where neighbouring landmarks move against each other, are projected off and
     the projection folded into the network like the speech subspace's. 0: none (issue 22:
     attributions that cancel less; docs/faithfulness.md)."""
+    symmetric: bool = False
+    """Left/right symmetric models (:mod:`realtime_fer.models.symmetric`): each landmark subset
+    gains its landmarks' mirror partners, and each fitted network is averaged with itself on the
+    mirror image (a first layer twice as wide), so a face and its mirror image score alike;
+    not combined with the identity subspace, shape components or rest normalisation."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -114,6 +119,10 @@ class ModelOptions:
         self.withheld = {canonical_label(k): str(v) for k, v in self.withheld.items()}
         if self.shape_components < 0:
             raise ValueError("model.shape_components must be >= 0")
+        if self.symmetric and (self.shape_components or self.identity_subspace.enabled or self.rest_normalisation.enabled):
+            raise ValueError("model.symmetric is not combined with shape_components, identity_subspace or rest_normalisation")
+        if self.symmetric and set(self.pooling) - {"mean", "delta", "std"}:
+            raise ValueError("model.symmetric needs poolings among mean, delta and std (min/max swap under the mirror)")
         if set(self.withheld) - set(self.emotions):
             raise ValueError(f"withheld emotions must be among model.emotions: {', '.join(sorted(set(self.withheld) - set(self.emotions)))}")
 

@@ -19,6 +19,7 @@ from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, ident
 from realtime_fer.models.network import Network, standardization
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
+from realtime_fer.models.symmetric import symmetric_basis, symmetrise
 from realtime_fer.models.speech_subspace import SpeechSubspace, fold_projection, project
 from realtime_fer.models.torch_mlp import TorchOptions, fit_torch
 from realtime_fer.training.features import PooledSet
@@ -42,6 +43,7 @@ def fit_models(
     identity: IdentitySubspaceOptions | None = None,
     identity_code: int | None = None,
     rest: RestNormalisationOptions | None = None,
+    symmetric: bool = False,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -62,6 +64,9 @@ def fit_models(
         rest: resting-face normalisation of the pooled ``mean`` shape, applied after the
             projections and folded with them (:mod:`realtime_fer.models.rest_normalisation`);
             a subset with too few stable landmarks is fitted without it.
+        symmetric: make each speech basis mirror-symmetric (:func:`symmetric_basis`; the
+            subsets must be mirror-closed) and return each network symmetrised
+            (:func:`realtime_fer.models.symmetric.symmetrise`).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -77,6 +82,8 @@ def fit_models(
         rmap = rest_map(subset, data.pooling, data.n_blendshapes, rest) if rest is not None and rest.enabled else None
         raw_stats = standardization(x) if rmap is not None else None
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
+        if symmetric:
+            basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
         x = project(x, basis)
         if identity is not None and identity.enabled:
             if identity_code is None:
@@ -106,6 +113,8 @@ def fit_models(
             nets.update({e: fold_affine(n, a, c, *raw_stats, half=half) for e, n in fitted.items()})
         else:
             nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
+        if symmetric:
+            nets.update({e: symmetrise(nets[e], subset, half=half) for e in fitted})
     return nets, time.perf_counter() - t0
 
 
@@ -140,16 +149,19 @@ def fit_blendshape_fusion(
     window_length: int,
     randomized: RandomizedOptions,
     options: BlendshapeModelOptions,
+    symmetric: bool = False,
 ) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
     """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
     fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
     the fusion weights taken from the calibration windows ``cal_rows`` of ``cal_data`` (label
-    codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights."""
+    codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights.
+    ``symmetric``: the blendshape networks are symmetrised too (the landmark networks already
+    are, by :func:`fit_models`)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
-    bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows)
+    bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric)
     s_lm = scores(nets, cal_data, subsets, cal_rows)
     s_bs = scores(bs_nets, cal_data, empty, cal_rows)
     fused: dict[str, Network] = {}

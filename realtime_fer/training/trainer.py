@@ -22,6 +22,7 @@ from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
 from realtime_fer.models.metrics import binary_metrics, roc_auc
 from realtime_fer.models.network import Network
 from realtime_fer.models.speech_subspace import SpeechSubspace
+from realtime_fer.models.symmetric import mirror_closed
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
 from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
@@ -257,11 +258,15 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     family = family or config.model.family
     emotions = list(subsets)
     positives = {e: EMOTIONS.index(e) for e in emotions}
+    symmetric = config.model.symmetric
+    if symmetric:
+        subsets = {e: mirror_closed(s) for e, s in subsets.items()}
     nets, fit_s = fit_models(
         family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
         randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
         identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
+        symmetric=symmetric,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
@@ -271,7 +276,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
         nets, fusion = fit_blendshape_fusion(
             nets, prep.jittered, prep.codes_train, positives, subsets, rows=np.concatenate([prep.train_rows, prep.blendshape_rows]), cal_data=plain,
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
-            randomized=config.model.randomized, options=bm,
+            randomized=config.model.randomized, options=bm, symmetric=symmetric,
         )
         fit_s += time.perf_counter() - t0
     cal_scores = scores(nets, plain, subsets, prep.cal_rows)

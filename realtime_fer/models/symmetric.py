@@ -1,0 +1,193 @@
+"""Left/right symmetric networks: a model that gives a face and its mirror image one score.
+
+An expression and its mirror image are the same expression, but a network fitted on a few
+thousand faces weighs the two sides of the face differently: in one sad window of MEAD its
+attributions put ``mouthFrownRight`` at +7.6 and ``mouthFrownLeft`` at -5.1, an asymmetry the
+data cannot support and the explanation then shows as two large weights that cancel. The
+**symmetric network** of a fitted network ``f`` is
+
+    f_s(x) = (f(x) + f(Q x)) / 2
+
+where ``Q`` is the mirror map of the pooled input (:func:`pooled_mirror`): left and right
+landmarks (and blendshape categories) swapped, each landmark reflected in the face's plane of
+symmetry. ``Q`` is an involution, so ``f_s(Q x) = f_s(x)`` exactly: the network cannot read
+which side an expression is on, and on a face's two mirror-image landmarks the attributions
+of any odd (left-minus-right) reading cancel inside the model instead of in the explanation.
+
+``Q`` is affine in the pooled input, so ``f_s`` is an ordinary :class:`Network` whose first
+layer holds ``f``'s units twice (once reading ``x``, once ``Q x``) and whose head averages the
+two (:func:`symmetrise`): the ONNX export, the runtime and Integrated Gradients see nothing new.
+The price is a first layer twice as wide. A model's landmark subset must be closed under the
+mirror (:func:`mirror_closed`).
+
+The plane of symmetry is the one of the reference face that every face is normalised to
+(:func:`mirror_plane`); the reference is not symmetric about ``x = 0`` (it is rolled by about
+4 degrees against its own mirror image), so a plain ``x -> -x`` would hand ``f`` tilted faces.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from realtime_fer.models.network import Network
+
+#: Poolings whose mirror image is an affine map of the pooled part (min/max would swap under
+#: the reflection's sign and are not supported).
+MIRRORABLE_POOLINGS = ("mean", "delta", "std")
+
+
+@functools.lru_cache(maxsize=1)
+def mirror_plane() -> tuple[np.ndarray, np.ndarray]:
+    """``(H, p)``: the reflection ``v -> (v - p) H + p`` (``H = I - 2 n n^T``, a Householder
+    matrix) in the reference face's plane of symmetry, fitted so that it maps each reference
+    landmark onto its mirror partner (least squares over the 468 mesh landmarks)."""
+    from realtime_fer.landmarks.normalize import mirror_index, reference_face
+
+    ref = np.asarray(reference_face(), np.float64)[: len(mirror_index())]
+    partner = ref[mirror_index()]
+    d = ref - partner  # across the plane: parallel to its normal
+    _, _, vt = np.linalg.svd(d, full_matrices=False)
+    n = vt[0] / np.linalg.norm(vt[0])
+    if n[0] < 0:
+        n = -n
+    p = 0.5 * (ref + partner).mean(axis=0)  # the midpoints lie on the plane
+    h = np.eye(3) - 2.0 * np.outer(n, n)
+    return h, p
+
+
+def mirror_closed(subset: Sequence[int]) -> list[int]:
+    """``subset`` with every landmark's mirror partner added, sorted."""
+    from realtime_fer.landmarks.normalize import mirror_index
+
+    m = mirror_index()
+    s = {int(i) for i in subset}
+    return sorted(s | {int(m[i]) for i in s})
+
+
+def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, c)``: the mirror map ``x -> x A + c`` of a network's pooled input (row vectors;
+    :func:`realtime_fer.models.network.pool`'s layout) for a mirror-closed ``subset``.
+
+    ``mean`` parts: each landmark takes its partner's point reflected in :func:`mirror_plane`;
+    ``delta`` parts: its partner's displacement reflected; ``std`` parts: its partner's spread
+    (per coordinate: the reflection's tilt, about 2 degrees, is not carried into spreads);
+    blendshapes: the Left/Right categories swapped. ``A`` is an involution (``A A = I``,
+    ``c A + c = 0``).
+
+    Raises:
+        ValueError: ``subset`` is not mirror-closed, or a pooling is not mirrorable.
+    """
+    from realtime_fer.data.motion import blendshape_mirror
+    from realtime_fer.landmarks.normalize import mirror_index
+
+    bad = [p for p in pooling if p not in MIRRORABLE_POOLINGS]
+    if bad:
+        raise ValueError(f"a symmetric network needs poolings among {MIRRORABLE_POOLINGS}, not {bad}")
+    sub = [int(i) for i in subset]
+    pos = {lm: j for j, lm in enumerate(sub)}
+    m = mirror_index()
+    try:
+        partner = np.array([pos[int(m[lm])] for lm in sub], np.int64)
+    except KeyError as err:
+        raise ValueError(f"landmark subset is not closed under the mirror (missing partner {err.args[0]}); use mirror_closed()") from None
+    h, p = mirror_plane()
+    width, nb = 3 * len(sub), int(n_blendshapes)
+    d = len(pooling) * (width + nb)
+    a = np.zeros((d, d), np.float64)
+    c = np.zeros(d, np.float64)
+    shift = p - p @ h  # v H + (p - p H) = (v - p) H + p
+    for k, part in enumerate(pooling):
+        off = k * width
+        for j, q in enumerate(partner):
+            rows = off + 3 * q + np.arange(3)
+            cols = off + 3 * j + np.arange(3)
+            if part == "std":
+                a[rows, cols] = 1.0
+            else:
+                a[np.ix_(rows, cols)] = h
+                if part == "mean":
+                    c[cols] = shift
+    if nb:
+        bm = blendshape_mirror()
+        for k in range(len(pooling)):
+            off = len(pooling) * width + k * nb
+            a[off + bm, off + np.arange(nb)] = 1.0
+    return a, c
+
+
+def symmetrise(net: Network, subset: Sequence[int], half: bool = False) -> Network:
+    """The network computing ``(net(x) + net(Q x)) / 2`` (``Q``: :func:`pooled_mirror` of
+    ``subset``, ``net``'s landmarks), with ``net``'s Platt parameters (calibrate it afterwards).
+
+    The first layer holds ``net``'s units and their mirror twins (the twins read
+    ``z A_z + c_z``, the standardised mirror image); later layers are block-diagonal; the head
+    halves every hidden weight and averages the direct link. Units that read only the
+    blendshape columns stay last (the union graph multiplies those columns alone).
+    ``half``: round the twins' first-layer weights to float16-representable values, as the
+    folded first layers are.
+
+    Raises:
+        ValueError: the subset is not mirror-closed or the network pools min/max.
+    """
+    if len(subset) != net.n_landmarks:
+        raise ValueError(f"subset has {len(subset)} landmarks, the network reads {net.n_landmarks}")
+    a, c = pooled_mirror(subset, net.pooling, net.n_blendshapes)
+    mu, sigma = np.asarray(net.mean, np.float64), np.asarray(net.std, np.float64)
+    # z' = (x A + c - mu) / sigma with x = z sigma + mu:  z' = z A_z + c_z
+    a_z = sigma[:, None] * a / sigma[None, :]
+    c_z = (mu @ a + c - mu) / sigma
+    if not net.layers:
+        raise ValueError("a symmetric network needs at least one hidden layer")
+    w1, b1 = (np.asarray(v, np.float64) for v in net.layers[0])
+    twin = a_z @ w1
+    if half:
+        twin = twin.astype(np.float16).astype(np.float64)
+    w1s = np.concatenate([w1, twin], axis=1)
+    b1s = np.concatenate([b1, b1 + c_z @ w1])
+    # keep the units that read only blendshapes last (see onnx_export.tail_only_units)
+    lm_rows = len(net.pooling) * 3 * net.n_landmarks
+    tail = ~w1s[:lm_rows].any(axis=0) if net.n_blendshapes else np.zeros(w1s.shape[1], bool)
+    order = np.concatenate([np.flatnonzero(~tail), np.flatnonzero(tail)])
+    layers = [(w1s[:, order].astype(np.float32), b1s[order].astype(np.float32))]
+    for w, b in net.layers[1:]:
+        w = np.asarray(w, np.float64)
+        block = np.zeros((2 * w.shape[0], 2 * w.shape[1]))
+        block[: w.shape[0], : w.shape[1]] = w
+        block[w.shape[0] :, w.shape[1] :] = w
+        if len(layers) == 1:
+            block = block[order]
+        layers.append((block.astype(np.float32), np.concatenate([b, b]).astype(np.float32)))
+    head, start, bias = [], 0, float(net.head_b)
+    for i in net.head_inputs:
+        size = len(mu) if i == 0 else net.layers[i - 1][0].shape[1]
+        part = np.asarray(net.head_w[start : start + size], np.float64)
+        start += size
+        if i == 0:
+            head.append(0.5 * (part + a_z @ part))
+            bias += 0.5 * float(c_z @ part)
+        else:
+            both = 0.5 * np.concatenate([part, part])
+            head.append(both[order] if i == 1 else both)
+    return replace(net, layers=layers, head_w=np.concatenate(head).astype(np.float32), head_b=bias,
+                   extras={**net.extras, "symmetric": True})
+
+
+def symmetric_basis(basis: np.ndarray | None, subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:
+    """An orthonormal basis of as many directions as ``basis`` (D, k), closest to it among the
+    subspaces the mirror map leaves in place: the leading eigenvectors of the average of the
+    projector on ``basis`` and its mirror image. A symmetric network projects these off, so
+    that its mirror twins cannot read a direction (the speech subspace's) the originals do not;
+    the talking directions were mirrored about ``x = 0``, not the face's plane, so they are
+    only nearly symmetric."""
+    if basis is None:
+        return None
+    a, _ = pooled_mirror(subset, pooling, n_blendshapes)
+    b = np.asarray(basis, np.float64)
+    proj = b @ b.T
+    avg = 0.5 * (proj + a.T @ proj @ a)
+    vals, vecs = np.linalg.eigh(avg)
+    return vecs[:, np.argsort(vals)[::-1][: b.shape[1]]]
