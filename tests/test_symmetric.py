@@ -16,7 +16,7 @@ from realtime_fer.models.network import pool
 from realtime_fer.models.onnx_export import tail_only_units
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.speech_subspace import SpeechSubspace, SpeechSubspaceOptions
-from realtime_fer.models.symmetric import mirror_closed, mirror_plane, pooled_mirror, symmetric_basis, symmetrise
+from realtime_fer.models.symmetric import mirror_closed, mirror_paired, mirror_plane, pooled_mirror, symmetric_basis, symmetrise
 from realtime_fer.training.config import ModelOptions
 from realtime_fer.training.features import PooledSet
 from realtime_fer.training.fitting import fit_models
@@ -78,6 +78,7 @@ def test_pooled_mirror_is_an_affine_involution_of_closed_subsets_only() -> None:
     sub = mirror_closed(SUBSET)
     assert set(SUBSET) < set(sub) and 291 in sub and 334 in sub
     assert mirror_closed(sub) == sub
+    assert mirror_paired(SUBSET) == [4, 13] and mirror_paired(sub) == sub
     a, c = pooled_mirror(sub, ("mean", "std"), 52)
     np.testing.assert_allclose(a @ a, np.eye(len(a)), atol=1e-12)
     np.testing.assert_allclose(c @ a + c, 0.0, atol=1e-12)
@@ -156,3 +157,5 @@ def test_the_training_option_refuses_what_it_cannot_mirror() -> None:
         ModelOptions(symmetric=True, shape_components=8)
     with pytest.raises(ValueError, match="symmetric"):
         ModelOptions(symmetric=True, pooling=["mean", "max"])
+    with pytest.raises(ValueError, match="symmetric_subsets"):
+        ModelOptions(symmetric=True, symmetric_subsets="union")

@@ -68,6 +68,16 @@ def mirror_closed(subset: Sequence[int]) -> list[int]:
     return sorted(s | {int(m[i]) for i in s})
 
 
+def mirror_paired(subset: Sequence[int]) -> list[int]:
+    """The landmarks of ``subset`` whose mirror partner is in it too (midline landmarks are
+    their own partners), sorted: a mirror-closed subset no larger than ``subset``."""
+    from realtime_fer.landmarks.normalize import mirror_index
+
+    m = mirror_index()
+    s = {int(i) for i in subset}
+    return sorted(i for i in s if int(m[i]) in s)
+
+
 def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(A, c)``: the mirror map ``x -> x A + c`` of a network's pooled input (row vectors;
     :func:`realtime_fer.models.network.pool`'s layout) for a mirror-closed ``subset``.

@@ -100,6 +100,10 @@ class ModelOptions:
     gains its landmarks' mirror partners, and each fitted network is averaged with itself on the
     mirror image (a first layer twice as wide), so a face and its mirror image score alike;
     not combined with the identity subspace, shape components or rest normalisation."""
+    symmetric_subsets: Literal["closure", "pairs"] = "closure"
+    """How ``symmetric`` makes a landmark subset mirror-closed: ``closure`` adds every
+    landmark's partner (about 1.5 times the landmarks), ``pairs`` keeps only the landmarks
+    whose partner is in the subset too (about half)."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -121,6 +125,8 @@ class ModelOptions:
             raise ValueError("model.shape_components must be >= 0")
         if self.symmetric and (self.shape_components or self.identity_subspace.enabled or self.rest_normalisation.enabled):
             raise ValueError("model.symmetric is not combined with shape_components, identity_subspace or rest_normalisation")
+        if self.symmetric_subsets not in ("closure", "pairs"):
+            raise ValueError("model.symmetric_subsets must be 'closure' or 'pairs'")
         if self.symmetric and set(self.pooling) - {"mean", "delta", "std"}:
             raise ValueError("model.symmetric needs poolings among mean, delta and std (min/max swap under the mirror)")
         if set(self.withheld) - set(self.emotions):

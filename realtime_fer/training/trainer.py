@@ -22,7 +22,7 @@ from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
 from realtime_fer.models.metrics import binary_metrics, roc_auc
 from realtime_fer.models.network import Network
 from realtime_fer.models.speech_subspace import SpeechSubspace
-from realtime_fer.models.symmetric import mirror_closed
+from realtime_fer.models.symmetric import mirror_closed, mirror_paired
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
 from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
@@ -260,7 +260,8 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     positives = {e: EMOTIONS.index(e) for e in emotions}
     symmetric = config.model.symmetric
     if symmetric:
-        subsets = {e: mirror_closed(s) for e, s in subsets.items()}
+        close = mirror_closed if config.model.symmetric_subsets == "closure" else mirror_paired
+        subsets = {e: close(s) for e, s in subsets.items()}
     nets, fit_s = fit_models(
         family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
         randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
