@@ -289,3 +289,28 @@ def test_reports_of_one_recipe_join_and_levers_pair_by_seed() -> None:
     assert "| none |" in paired_table(base, [_fake_report("other", [7], [1], [0.1])])
     with pytest.raises(ValueError, match="share seeds"):
         merge_reports([base, _fake_report("base", [5], [1], [0.1])])
+
+
+def _clip_run(seed: int, right: dict[str, bool]) -> dict:
+    clips = {c: {"label": "happy", "vote": "happy" if ok else "sad", "windows": 10} for c, ok in right.items()}
+    return {"seed": seed, "sets": {"mead": {"n_clips": len(clips), "clips_right": sum(right.values()), "clips": clips}}}
+
+
+def test_clip_table_says_which_clips_changed_and_bootstraps_over_clips() -> None:
+    """The clips-right difference is the sum of each clip's change in share of seeds right;
+    its interval resamples the clips."""
+    from realtime_fer.training.report import clip_table
+
+    names = [f"c{i}.mp4" for i in range(10)]
+    base = {"recipe": {"name": "base"}, "runs": [_clip_run(s, {n: i < 5 for i, n in enumerate(names)}) for s in range(4)]}
+    # the lever gets c5 right in every seed and c0 in none: no net change
+    same = {"recipe": {"name": "same"}, "runs": [_clip_run(s, {n: (0 < i < 6) for i, n in enumerate(names)}) for s in range(4)]}
+    # the lever gets c5..c9 right in every seed: +5 whatever clips are drawn... unless none of them is
+    better = {"recipe": {"name": "better"}, "runs": [_clip_run(s, {n: True for n in names}) for s in range(4)]}
+    unpaired = {"recipe": {"name": "other"}, "runs": [_clip_run(9, {n: True for n in names})]}
+    rows = clip_table(base, [same, better, unpaired]).splitlines()[2:]
+    assert "| +0.00 of 10 |" in rows[0] and "mead/c0.mp4: 4 -> 0, mead/c5.mp4: 0 -> 4" in rows[0], rows[0]
+    assert "| +5.00 of 10 |" in rows[1], rows[1]
+    lo, hi = (float(v) for v in rows[1].split("|")[4].split(" to "))
+    assert 0 < lo < 5 < hi <= 10
+    assert "| none |" in rows[2]

@@ -401,3 +401,23 @@ def test_mirrored_training_windows_follow_their_own_and_swap_sides(ck: dict) -> 
     np.testing.assert_allclose(mirrored[:, left, 0], -orig[:, right, 0], atol=0.1)
     assert np.abs(mirrored - orig).max() > 0.01  # a real face is not its own mirror image
     assert TrainConfig().data.mirror is False
+
+
+@pytest.mark.parametrize("hidden", [[16], [16, 8]])
+def test_an_ensemble_is_one_network_averaging_its_members(hidden: list[int], tmp_path: Path) -> None:
+    """``ensemble: 3`` fits seeds 3*seed .. 3*seed+2 and folds them into one network (side by
+    side, block-diagonal after the first layer) that scores their mean, in numpy and ONNX."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] ** 2 > 1).astype(int)
+    kw = dict(window_length=2, n_landmarks=4, pooling=("mean",))
+    ens = fit_randomized(x, y, {"e": np.array([1])}, RandomizedOptions(hidden=hidden, ensemble=3, seed=2), **kw)["e"]
+    members = [fit_randomized(x, y, {"e": np.array([1])}, RandomizedOptions(hidden=hidden, seed=s), **kw)["e"] for s in (6, 7, 8)]
+    assert ens.layers[0][0].shape[1] == 3 * hidden[0] and ens.extras["ensemble"] == 3
+    np.testing.assert_allclose(ens.score_pooled(x), np.mean([m.score_pooled(x) for m in members], axis=0), atol=1e-5)
+    windows = rng.normal(size=(5, 2, 4, 3)).astype(np.float32)
+    save_onnx(ens, tmp_path / "e.onnx")
+    (score,) = make_session(tmp_path / "e.onnx").run([OUTPUT_SCORE], {INPUT_NAME: windows})
+    np.testing.assert_allclose(np.ravel(score), ens.score(windows), atol=1e-4)
+    with pytest.raises(ValueError, match="ensemble"):
+        RandomizedOptions(ensemble=0)

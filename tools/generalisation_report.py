@@ -42,7 +42,7 @@ from realtime_fer.data.layouts import discover  # noqa: E402
 from realtime_fer.models.bundle import load_bundle  # noqa: E402
 from realtime_fer.models.smoothing import SmoothingOptions  # noqa: E402
 from realtime_fer.training.config import load_train_config  # noqa: E402
-from realtime_fer.training.report import bundle_report, comparison_table, merge_reports, paired_table, recipe_label, report_tables, run_report, with_overrides  # noqa: E402
+from realtime_fer.training.report import bundle_report, clip_table, comparison_table, merge_reports, paired_table, recipe_label, report_tables, run_report, with_overrides  # noqa: E402
 from realtime_fer.io_atomic import write_text_atomic  # noqa: E402
 
 log = logging.getLogger("generalisation_report")
@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Paired by seed, each against the first ({recipe_label(reports[0])}), all video:")
                 print()
                 print(paired_table(reports[0], reports[1:]))
+                print()
+                print("Clip by clip, and over another draw of as many clips:")
+                print()
+                print(clip_table(reports[0], reports[1:]))
             return 0
         video = [Path(v) for v in args.video] if args.video else labelled_video_dirs()
         missing = [str(v) for v in video if not v.is_dir()]

@@ -14,6 +14,7 @@ the data plus one small ``d x d`` solve each.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -48,6 +49,12 @@ class RandomizedOptions:
     them exactly in half the space."""
     balance: bool = True
     """Weight both classes equally (one-vs-rest is heavily imbalanced)."""
+    ensemble: int = 1
+    """Fit this many networks with seeds ``seed * ensemble + k`` (k = 0 .. ensemble - 1: the
+    members of seeds 0, 1, 2 ... never overlap; with 1, ``seed`` itself) on the same
+    data and average their scores: one network whose random layers are the members' side by
+    side (block-diagonal after the first) and whose head is the members' heads divided by
+    ``ensemble``, so it exports, runs and is explained like any other."""
     balance_negatives: bool = False
     """With ``balance``, also weight every negative label equally within the negatives (each
     label's samples share ``0.5 / n_labels``): a rare label (fear among the negatives of
@@ -58,6 +65,8 @@ class RandomizedOptions:
             raise ValueError("hidden must list at least one positive layer width")
         if self.ridge < 0:
             raise ValueError("ridge must be >= 0")
+        if self.ensemble < 1:
+            raise ValueError("ensemble must be >= 1")
 
 
 def random_layers(input_dim: int, options: RandomizedOptions) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -103,6 +112,11 @@ def fit_randomized(
     Returns:
         emotion -> uncalibrated :class:`Network` (Platt parameters are set by the caller).
     """
+    if options.ensemble > 1:
+        single = dataclasses.replace(options, ensemble=1)
+        members = [fit_randomized(features, labels, positives, dataclasses.replace(single, seed=options.seed * options.ensemble + k), window_length=window_length,
+                                  n_landmarks=n_landmarks, pooling=pooling, n_blendshapes=n_blendshapes) for k in range(options.ensemble)]
+        return {e: average_networks([m[e] for m in members]) for e in positives}
     x = np.asarray(features, dtype=np.float32)
     codes = np.asarray(labels)
     mean, std = standardization(x)
@@ -166,3 +180,38 @@ def fit_randomized(
             family="randomized",
         )
     return nets
+
+
+def average_networks(nets: list[Network]) -> Network:
+    """One network whose score is the mean of ``nets``' scores; they must read the same input
+    with the same standardisation and head structure (members of one ensemble)."""
+    first = nets[0]
+    if len(nets) == 1:
+        return first
+    for n in nets[1:]:
+        if n.head_inputs != first.head_inputs or len(n.layers) != len(first.layers) or not np.array_equal(n.mean, first.mean) or not np.array_equal(n.std, first.std):
+            raise ValueError("ensemble members must share their input, standardisation and head structure")
+    k = len(nets)
+    layers = []
+    for i in range(len(first.layers)):
+        ws = [np.asarray(n.layers[i][0], np.float32) for n in nets]
+        bs = np.concatenate([np.asarray(n.layers[i][1], np.float32) for n in nets])
+        if i == 0:
+            w = np.concatenate(ws, axis=1)
+        else:
+            w = np.zeros((sum(a.shape[0] for a in ws), sum(a.shape[1] for a in ws)), np.float32)
+            r = c = 0
+            for a in ws:
+                w[r : r + a.shape[0], c : c + a.shape[1]] = a
+                r, c = r + a.shape[0], c + a.shape[1]
+        layers.append((w, bs))
+    head = []
+    for j, i in enumerate(first.head_inputs):
+        parts = []
+        for n in nets:
+            start = sum(len(n.mean) if h == 0 else n.layers[h - 1][0].shape[1] for h in n.head_inputs[:j])
+            size = len(n.mean) if i == 0 else n.layers[i - 1][0].shape[1]
+            parts.append(np.asarray(n.head_w[start : start + size], np.float64) / k)
+        head.append(np.sum(parts, axis=0) if i == 0 else np.concatenate(parts))
+    return dataclasses.replace(first, layers=layers, head_w=np.concatenate(head).astype(np.float32),
+                               head_b=float(np.mean([n.head_b for n in nets])), extras={**first.extras, "ensemble": k})

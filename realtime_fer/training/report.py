@@ -389,3 +389,44 @@ def paired_table(reference: dict[str, Any], others: Sequence[dict[str, Any]]) ->
             + (f"{r.mean():+.3f} ± {sd(r):.3f} | {(r > 0).sum()} / {(r < 0).sum()} |" if len(r) else "– | – |")
         )
     return "\n".join(lines)
+
+
+def _clip_right(run: dict[str, Any]) -> dict[str, bool]:
+    """``folder/clip`` -> whether the clip's vote was its label, for every clip of every video
+    folder of one seed's run (the ``video`` union is skipped: it repeats the folders' clips)."""
+    out: dict[str, bool] = {}
+    for name, figs in run["sets"].items():
+        if name == VIDEO_ALL or name.startswith("photos.") or not isinstance(figs, dict):
+            continue
+        for clip, c in (figs.get("clips") or {}).items():
+            out[f"{name}/{clip}"] = c.get("vote") is not None and c.get("vote") == c.get("label")
+    return out
+
+
+def clip_table(reference: dict[str, Any], others: Sequence[dict[str, Any]], *, resamples: int = 5000, seed: int = 0) -> str:
+    """Markdown rows of how each report's clips-right difference from ``reference`` (on the
+    seeds both ran) is made up, clip by clip, and how far it would carry to another draw of as
+    many clips: per clip, the share of paired seeds it was right in minus the reference's; the
+    difference in clips right is their sum, and its 90 % interval is a bootstrap over the clips
+    (resampled with replacement). The seeds' spread says how much a recipe's result moves with
+    its random draws; this interval says how much it would move with the clips. Clips that
+    changed are listed as ``name: reference -> report`` in seeds right."""
+    ref_runs = {int(r["seed"]): _clip_right(r) for r in reference["runs"] if "seed" in r}
+    head = ["recipe", "paired seeds", "clips right: difference", "90 % interval over clips (bootstrap)", "clips that changed (seeds right: reference -> recipe)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rng = np.random.default_rng(seed)
+    for rep in others:
+        pairs = [(ref_runs[int(r["seed"])], _clip_right(r)) for r in rep["runs"] if int(r.get("seed", -1)) in ref_runs]
+        clips = sorted(set.intersection(*(set(a) & set(b) for a, b in pairs))) if pairs else []
+        name = recipe_label(rep)
+        if not clips:
+            lines.append(f"| {name} | none | – | – | – |")
+            continue
+        a = np.array([[p[0][c] for c in clips] for p in pairs], float)
+        b = np.array([[p[1][c] for c in clips] for p in pairs], float)
+        d = b.mean(axis=0) - a.mean(axis=0)
+        boot = d[rng.integers(0, len(d), size=(resamples, len(d)))].sum(axis=1)
+        lo, hi = np.percentile(boot, [5, 95])
+        changed = ", ".join(f"{c}: {int(a[:, i].sum())} -> {int(b[:, i].sum())}" for i, c in enumerate(clips) if d[i] != 0) or "none"
+        lines.append(f"| {name} | {len(pairs)} | {d.sum():+.2f} of {len(clips)} | {lo:+.2f} to {hi:+.2f} | {changed} |")
+    return "\n".join(lines)
