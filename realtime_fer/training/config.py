@@ -14,6 +14,7 @@ from realtime_fer.labels import EMOTIONS, canonical_label
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
 from realtime_fer.models.network import POOLINGS
+from realtime_fer.training.pseudo_labels import PseudoLabelOptions
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions
@@ -55,6 +56,10 @@ class DataOptions:
     motion: MotionOptions = field(default_factory=MotionOptions)
     """Speech and head-motion augmentation of still faces (``motion.sources``: clips of people
     talking); empty sources: none."""
+    pseudo_labels: PseudoLabelOptions = field(default_factory=PseudoLabelOptions)
+    """Self-training on unlabelled clips of real faces (``pseudo_labels.sources``): a second
+    fit with the first fit's confident windows of those clips added to training (see
+    :mod:`realtime_fer.training.pseudo_labels`); empty sources: none."""
 
     def __post_init__(self) -> None:
         if not 0 < self.validation_fraction < 0.9 or not 0 < self.calibration_fraction < 0.9:

@@ -12,7 +12,7 @@ import numpy as np
 
 from realtime_fer.config_io import to_dict
 from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset, with_blendshapes
-from realtime_fer.data.motion import MotionBank, MotionOptions
+from realtime_fer.data.motion import MotionBank, MotionOptions, motion_discovery
 from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS, LandmarkerOptions
@@ -25,6 +25,7 @@ from realtime_fer.models.speech_subspace import SpeechSubspace
 from realtime_fer.models.symmetric import mirror_closed, mirror_paired
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
+from realtime_fer.training.pseudo_labels import UnlabelledWindows, pseudo_label, unlabelled_windows
 from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
 from realtime_fer.training.splits import group_split
 
@@ -117,6 +118,8 @@ class PreparedData:
     blendshape_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """Training windows (rows of ``jittered``) of the sources with role ``blendshape_model``:
     the blendshape model trains on them beside ``train_rows``, the landmark models do not."""
+    unlabelled: UnlabelledWindows | None = None
+    """The windows of ``data.pseudo_labels.sources`` (None without self-training)."""
 
     @property
     def positives(self) -> dict[str, int]:
@@ -140,6 +143,9 @@ class FitResult:
     fusion: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per emotion, the log-odds weights of the fused landmark and blendshape models
     (``model.blendshape_model``); empty without."""
+    pseudo_labels: dict[str, Any] = field(default_factory=dict)
+    """Self-training (``data.pseudo_labels``): clips, their windows and the windows kept per
+    emotion; empty without."""
 
 
 def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence[ExtractedSample] = (), extra_name: str = "extra") -> PreparedData:
@@ -202,7 +208,39 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
             emotions.append(e)
     if not emotions:
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows)
+    unlabelled = None
+    if config.data.pseudo_labels.enabled:
+        unlabelled = unlabelled_clips(config, pooling, progress)
+    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows, unlabelled)
+
+
+def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], progress: bool = False) -> UnlabelledWindows:
+    """The pooled windows of every clip below ``data.pseudo_labels.sources``, read through the
+    config's landmark cache.
+
+    Raises:
+        DataError: a folder is missing, is also a talking-motion source, or holds no clip (or none with a face).
+    """
+    sources = [Path(p) for p in config.data.pseudo_labels.sources]
+    missing = [str(p) for p in sources if not p.is_dir()]
+    if missing:
+        raise DataError(f"data.pseudo_labels: no such folder: {', '.join(missing)}")
+    motion = {Path(p).resolve() for p in config.data.motion.sources}
+    shared = [str(p) for p in sources if p.resolve() in motion]
+    if shared:
+        raise DataError(f"data.pseudo_labels: {', '.join(shared)} is also a talking-motion source (its clips move the calibration windows)")
+    try:
+        discovery = motion_discovery(sources)
+    except DataError:
+        raise DataError(f"data.pseudo_labels: no video below {', '.join(map(str, sources))}") from None
+    res = extract_dataset(discovery, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    for path, reason in res.failed:
+        log.warning("unlabelled clip %s skipped: %s", path, reason)
+    windows = unlabelled_windows(res.samples, config.window, pooling, config.model.blendshapes)
+    if not windows.names:
+        raise DataError(f"data.pseudo_labels: no clip with a face below {', '.join(map(str, sources))}")
+    log.info("unlabelled clips: %d with a face, %d windows", len(windows.names), len(windows.features))
+    return windows
 
 
 def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
@@ -252,19 +290,17 @@ def default_subsets(config: TrainConfig, emotions: list[str]) -> dict[str, list[
     return {e: [int(i) for i in config.model.landmark_subsets.get(e, all_lms)] for e in emotions}
 
 
-def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str, list[int]], family: str | None = None) -> FitResult:
-    """Fit every emotion of ``subsets`` on the training split, calibrate on the calibration
-    split and measure on the validation split (overall and per source)."""
-    family = family or config.model.family
-    emotions = list(subsets)
-    positives = {e: EMOTIONS.index(e) for e in emotions}
+def _fit_calibrated(
+    config: TrainConfig, prep: PreparedData, subsets: dict[str, list[int]], family: str, positives: dict[str, int],
+    jittered: PooledSet, codes_train: np.ndarray, train_rows: np.ndarray,
+) -> tuple[dict[str, Network], dict[str, float], dict[str, dict[str, float]], dict[str, float], float]:
+    """Fit the networks on ``train_rows`` of ``jittered`` (labels ``codes_train``), fuse the
+    blendshape model when configured and calibrate on the calibration windows: networks,
+    thresholds, fusion weights, calibration AUCs and the fitting seconds."""
     symmetric = config.model.symmetric
-    if symmetric:
-        close = mirror_closed if config.model.symmetric_subsets == "closure" else mirror_paired
-        subsets = {e: close(s) for e, s in subsets.items()}
     nets, fit_s = fit_models(
-        family, prep.jittered, prep.codes_train, positives, subsets, window_length=config.window.length,
-        randomized=config.model.randomized, torch=config.model.torch, rows=prep.train_rows, subspace=prep.subspace,
+        family, jittered, codes_train, positives, subsets, window_length=config.window.length,
+        randomized=config.model.randomized, torch=config.model.torch, rows=train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
         identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
         symmetric=symmetric,
@@ -275,15 +311,46 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     if bm.enabled:
         t0 = time.perf_counter()
         nets, fusion = fit_blendshape_fusion(
-            nets, prep.jittered, prep.codes_train, positives, subsets, rows=np.concatenate([prep.train_rows, prep.blendshape_rows]), cal_data=plain,
+            nets, jittered, codes_train, positives, subsets, rows=np.concatenate([train_rows, prep.blendshape_rows]), cal_data=plain,
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm, symmetric=symmetric,
         )
         fit_s += time.perf_counter() - t0
+    emotions = list(subsets)
     cal_scores = scores(nets, plain, subsets, prep.cal_rows)
     cal_truth = {e: codes_plain[prep.cal_rows] == positives[e] for e in emotions}
     thresholds = calibrate(nets, cal_scores, cal_truth, config.model.threshold_criterion)
     cal_auc = {e: roc_auc(cal_scores[e], cal_truth[e]) for e in emotions}
+    return nets, thresholds, fusion, cal_auc, fit_s
+
+
+def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str, list[int]], family: str | None = None) -> FitResult:
+    """Fit every emotion of ``subsets`` on the training split, calibrate on the calibration
+    split and measure on the validation split (overall and per source)."""
+    family = family or config.model.family
+    emotions = list(subsets)
+    positives = {e: EMOTIONS.index(e) for e in emotions}
+    if config.model.symmetric:
+        close = mirror_closed if config.model.symmetric_subsets == "closure" else mirror_paired
+        subsets = {e: close(s) for e, s in subsets.items()}
+    plain, codes_plain = prep.plain, prep.codes_plain
+    jittered, codes_train, train_rows = prep.jittered, prep.codes_train, prep.train_rows
+    nets, thresholds, fusion, cal_auc, fit_s = _fit_calibrated(config, prep, subsets, family, positives, jittered, codes_train, train_rows)
+    pseudo: dict[str, Any] = {}
+    if prep.unlabelled is not None and len(prep.unlabelled.features):
+        t0 = time.perf_counter()
+        rows, labels, counts = pseudo_label(nets, subsets, thresholds, prep.unlabelled, jittered.columns, config.data.pseudo_labels,
+                                            withheld=list(config.model.withheld))
+        fit_s += time.perf_counter() - t0
+        pseudo = {"clips": len(prep.unlabelled.names), "windows": int(len(prep.unlabelled.features)), "kept": counts}
+        if len(rows):
+            n = len(jittered.features)
+            jittered = PooledSet(np.concatenate([jittered.features, prep.unlabelled.features[rows]]), np.concatenate([jittered.owner, np.full(len(rows), -1)]),
+                                 jittered.pooling, jittered.n_blendshapes)
+            codes_train = np.concatenate([codes_train, [EMOTIONS.index(str(e)) for e in labels]])
+            train_rows = np.concatenate([train_rows, n + np.arange(len(rows))])
+            nets, thresholds, fusion, cal_auc, second_s = _fit_calibrated(config, prep, subsets, family, positives, jittered, codes_train, train_rows)
+            fit_s += second_s
 
     val_rows = prep.val_rows
     val_scores = scores(nets, plain, subsets, val_rows)
@@ -300,7 +367,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
             "emotions": {e: binary_metrics(val_probs[e][m], val_truth[m] == e, thresholds[e]) for e in emotions},
             "overall": overall_accuracy({e: val_probs[e][m] for e in emotions}, thresholds, val_truth[m]),
         }
-    return FitResult(nets, subsets, thresholds, metrics, overall, by_source, fit_s, cal_auc, fusion)
+    return FitResult(nets, subsets, thresholds, metrics, overall, by_source, fit_s, cal_auc, fusion, pseudo)
 
 
 def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit: FitResult, family: str, extra_training: dict[str, Any] | None = None) -> Path:
@@ -321,6 +388,7 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
             "skipped_emotions": prep.skipped,
             "fit_seconds": round(fit.fit_seconds, 3),
             **({"blendshape_fusion": fit.fusion} if fit.fusion else {}),
+            **({"pseudo_labels": fit.pseudo_labels} if fit.pseudo_labels else {}),
             "validation_overall": fit.overall,
             "config": to_dict(config),
             **(extra_training or {}),
