@@ -428,5 +428,6 @@ def clip_table(reference: dict[str, Any], others: Sequence[dict[str, Any]], *, r
         boot = d[rng.integers(0, len(d), size=(resamples, len(d)))].sum(axis=1)
         lo, hi = np.percentile(boot, [5, 95])
         changed = ", ".join(f"{c}: {int(a[:, i].sum())} -> {int(b[:, i].sum())}" for i, c in enumerate(clips) if d[i] != 0) or "none"
-        lines.append(f"| {name} | {len(pairs)} | {d.sum():+.2f} of {len(clips)} | {lo:+.2f} to {hi:+.2f} | {changed} |")
+        total = round(float(d.sum()), 9) + 0.0  # no "-0.00"
+        lines.append(f"| {name} | {len(pairs)} | {total:+.2f} of {len(clips)} | {lo + 0.0:+.2f} to {hi + 0.0:+.2f} | {changed} |")
     return "\n".join(lines)
