@@ -14,6 +14,7 @@ from realtime_fer.labels import EMOTIONS, canonical_label
 from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions
 from realtime_fer.models.network import POOLINGS
+from realtime_fer.training.domain_offset import DomainOffsetOptions
 from realtime_fer.training.pseudo_labels import PseudoLabelOptions
 from realtime_fer.models.randomized import RandomizedOptions
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions
@@ -56,6 +57,10 @@ class DataOptions:
     motion: MotionOptions = field(default_factory=MotionOptions)
     """Speech and head-motion augmentation of still faces (``motion.sources``: clips of people
     talking); empty sources: none."""
+    domain_offset: DomainOffsetOptions = field(default_factory=DomainOffsetOptions)
+    """Move each photo source's face geometry to the video's: a constant offset per landmark
+    added to the pooled mean shape of the source's windows (see
+    :mod:`realtime_fer.training.domain_offset`); off by default."""
     pseudo_labels: PseudoLabelOptions = field(default_factory=PseudoLabelOptions)
     """Self-training on unlabelled clips of real faces (``pseudo_labels.sources``): a second
     fit with the first fit's confident windows of those clips added to training (see

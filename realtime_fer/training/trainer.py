@@ -25,6 +25,7 @@ from realtime_fer.models.speech_subspace import SpeechSubspace
 from realtime_fer.models.symmetric import mirror_closed, mirror_paired
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.features import PooledSet, pooled_set
+from realtime_fer.training.domain_offset import apply_offsets, resting_blendshapes, resting_face, source_blendshape_offsets, source_offsets
 from realtime_fer.training.pseudo_labels import UnlabelledWindows, pseudo_label, unlabelled_windows
 from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
 from realtime_fer.training.splits import group_split
@@ -196,6 +197,12 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
 
+    offsets, blend_offsets = domain_offsets(config, data, split, progress)
+    source_of = np.array([g.split(":", 1)[0] for g in data.groups])
+    for pooled_windows in (jittered, plain):
+        apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], offsets)
+        apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], blend_offsets, n_blendshapes=pooled_windows.n_blendshapes, blendshapes=True)
+
     emotions, skipped = [], {}
     for e in config.model.emotions:
         code = EMOTIONS.index(e)
@@ -212,6 +219,41 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     if config.data.pseudo_labels.enabled:
         unlabelled = unlabelled_clips(config, pooling, progress)
     return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows, unlabelled)
+
+
+def domain_offsets(config: TrainConfig, data: LabelledData, split: np.ndarray, progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``data.domain_offset``: per photo source, the offsets that move its neutral training
+    photos' median face (and, with ``blendshapes``, their median blendshape scores) to the
+    talking clips' resting ones (empty when off).
+
+    Raises:
+        DataError: no clips to measure the resting face on.
+    """
+    opts = config.data.domain_offset
+    if not opts.enabled:
+        return {}, {}
+    target_dirs = opts.target if opts.target is not None else config.data.motion.sources
+    if not target_dirs:
+        raise DataError("data.domain_offset needs clips of people talking: set its target or data.motion.sources")
+    res = extract_dataset(motion_discovery(target_dirs), config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
+    try:
+        target = resting_face(res.samples, opts.rest_quantile)
+    except ValueError as exc:
+        raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
+    sources = np.array([g.split(":", 1)[0] for g in data.groups])
+    offsets = source_offsets(data.samples, sources, data.labels, split == TRAIN, target, opts.label)
+    for name, off in offsets.items():
+        log.info("domain offset: source %s moved by %.4f RMS (normalised units) to the talking clips' resting face", name, float(np.sqrt(np.mean(off ** 2))))
+    blend: dict[str, np.ndarray] = {}
+    if opts.blendshapes and config.model.blendshapes:
+        try:
+            scores = resting_blendshapes(res.samples, opts.rest_quantile)
+        except ValueError as exc:
+            raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
+        blend = source_blendshape_offsets(data.samples, sources, data.labels, split == TRAIN, scores, opts.label)
+        for name, off in blend.items():
+            log.info("domain offset: source %s blendshapes moved by up to %.3f (%s)", name, float(np.abs(off).max()), BLENDSHAPE_NAMES[int(np.abs(off).argmax())])
+    return offsets, blend
 
 
 def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], progress: bool = False) -> UnlabelledWindows:
