@@ -226,3 +226,18 @@ def test_gpu_delegate_falls_back_to_cpu_with_one_log_line(pyfeat: Path, caplog: 
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "CPU" in warnings[0].getMessage(), [r.getMessage() for r in warnings]
     assert "\n" not in warnings[0].getMessage()
+
+
+def test_a_detector_collected_without_close_is_closed_at_the_next_safe_point() -> None:
+    """MediaPipe's close waits for its dispatcher, which can deadlock inside a garbage
+    collection (seen inside an import run by an event loop): a detector collected without
+    ``close()`` leaves its graph to be closed when the next detector is made (or at exit)."""
+    from realtime_fer.landmarks import detector as det
+
+    d = det.FaceLandmarkDetector()
+    graph = d._landmarker
+    d.__del__()  # what the garbage collector calls
+    assert d._landmarker is None and any(g is graph for g in det._PENDING_CLOSE)
+    with det.FaceLandmarkDetector():
+        assert not det._PENDING_CLOSE
+    d.close()  # nothing left to close

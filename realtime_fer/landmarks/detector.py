@@ -10,9 +10,12 @@ true geometry.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
 
@@ -107,6 +110,31 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+_PENDING_CLOSE: list[object] = []
+"""MediaPipe graphs of detectors collected without :meth:`FaceLandmarkDetector.close`."""
+_PENDING_LOCK = threading.Lock()
+
+
+def _close_quietly(landmarker: object) -> None:
+    try:
+        landmarker.close()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - best effort after garbage collection
+        pass
+
+
+def close_pending() -> None:
+    """Close the MediaPipe graphs of detectors that were garbage-collected without being
+    closed (called when a detector is created and at exit)."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING_CLOSE)
+        _PENDING_CLOSE.clear()
+    for landmarker in pending:
+        _close_quietly(landmarker)
+
+
+atexit.register(close_pending)
+
+
 class FaceLandmarkDetector:
     """MediaPipe Face Landmarker in IMAGE or VIDEO running mode.
 
@@ -116,6 +144,7 @@ class FaceLandmarkDetector:
     """
 
     def __init__(self, options: LandmarkerOptions | None = None, running_mode: Literal["image", "video"] = "image") -> None:
+        close_pending()
         # Imported here so that importing realtime_fer stays cheap (and without matplotlib).
         from realtime_fer.landmarks.mediapipe_import import import_vision
 
@@ -172,11 +201,19 @@ class FaceLandmarkDetector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:  # close before interpreter shutdown tears MediaPipe down
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - best effort at garbage collection
-            pass
+    def __del__(self) -> None:
+        landmarker = getattr(self, "_landmarker", None)
+        if landmarker is None:
+            return
+        self._landmarker = None
+        if sys.is_finalizing():
+            _close_quietly(landmarker)
+        else:
+            # MediaPipe's close waits for its own dispatcher; a garbage collection can run this
+            # anywhere (inside an import, inside an event loop), where that wait can deadlock:
+            # the graph is closed at the next safe point instead (a new detector, or exit)
+            with _PENDING_LOCK:
+                _PENDING_CLOSE.append(landmarker)
 
     # -- detection ----------------------------------------------------------------------
     def detect(self, image_bgr: np.ndarray) -> list[FaceLandmarks]:
