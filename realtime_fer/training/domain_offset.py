@@ -23,11 +23,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.motion import motion_discovery
 from realtime_fer.data.windows import normalized_frames
+from realtime_fer.errors import DataError
+from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
+
+if TYPE_CHECKING:
+    from realtime_fer.landmarks.detector import LandmarkerOptions
+    from realtime_fer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +154,43 @@ def apply_offsets(features: np.ndarray, pooling: Sequence[str], row_source: np.n
         rows = np.flatnonzero(row_source == name)
         if len(rows):
             features[rows, cols] += off.reshape(-1).astype(features.dtype)
+
+
+def domain_offsets(
+    config: TrainConfig, samples: Sequence, groups: Sequence[str], labels: Sequence[str], train: np.ndarray,
+    options: LandmarkerOptions, progress: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``data.domain_offset`` of ``config``: per photo source (the part of each sample's group
+    before ``:``), the offsets that move its neutral training photos' median face (and, with
+    ``blendshapes``, their median blendshape scores) to the clips' resting ones (empty when
+    off). ``train``: per sample, whether it is a training sample; ``options``: the landmarker
+    options the clips are extracted with (read through ``data.cache_dir``).
+
+    Raises:
+        DataError: no clips to measure the resting face on.
+    """
+    opts = config.data.domain_offset
+    if not opts.enabled:
+        return {}, {}
+    target_dirs = opts.target if opts.target is not None else config.data.motion.sources
+    if not target_dirs:
+        raise DataError("data.domain_offset needs clips of people talking: set its target or data.motion.sources")
+    res = extract_dataset(motion_discovery(target_dirs), config.data.cache_dir, options, workers=config.data.workers or None, progress=progress)
+    try:
+        target = resting_face(res.samples, opts.rest_quantile)
+    except ValueError as exc:
+        raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
+    sources = np.array([g.split(":", 1)[0] for g in groups])
+    offsets = source_offsets(samples, sources, labels, train, target, opts.label)
+    for name, off in offsets.items():
+        log.info("domain offset: source %s moved by %.4f RMS (normalised units) to the talking clips' resting face", name, float(np.sqrt(np.mean(off ** 2))))
+    blend: dict[str, np.ndarray] = {}
+    if opts.blendshapes and config.model.blendshapes:
+        try:
+            scores = resting_blendshapes(res.samples, opts.rest_quantile)
+        except ValueError as exc:
+            raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
+        blend = source_blendshape_offsets(samples, sources, labels, train, scores, opts.label)
+        for name, off in blend.items():
+            log.info("domain offset: source %s blendshapes moved by up to %.3f (%s)", name, float(np.abs(off).max()), BLENDSHAPE_NAMES[int(np.abs(off).argmax())])
+    return offsets, blend

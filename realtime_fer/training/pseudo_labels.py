@@ -22,13 +22,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.motion import motion_discovery
+from realtime_fer.errors import DataError
 from realtime_fer.models.bundle import decide
 from realtime_fer.models.network import Network, pool
 from realtime_fer.models.smoothing import SmoothingOptions
+
+if TYPE_CHECKING:
+    from realtime_fer.landmarks.detector import LandmarkerOptions
+    from realtime_fer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +150,32 @@ def pseudo_label(
     log.info("pseudo-labels: %d of %d windows of %d clips (%s)", len(r), len(data.features), len(data.names),
              ", ".join(f"{e} {n}" for e, n in sorted(counts.items())) or "none")
     return r, lab, counts
+
+
+def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], options: LandmarkerOptions, progress: bool = False) -> UnlabelledWindows:
+    """The pooled windows of every clip below ``data.pseudo_labels.sources`` of ``config``,
+    extracted with ``options`` through the config's landmark cache.
+
+    Raises:
+        DataError: a folder is missing, is also a talking-motion source, or holds no clip (or none with a face).
+    """
+    sources = [Path(p) for p in config.data.pseudo_labels.sources]
+    missing = [str(p) for p in sources if not p.is_dir()]
+    if missing:
+        raise DataError(f"data.pseudo_labels: no such folder: {', '.join(missing)}")
+    motion = {Path(p).resolve() for p in config.data.motion.sources}
+    shared = [str(p) for p in sources if p.resolve() in motion]
+    if shared:
+        raise DataError(f"data.pseudo_labels: {', '.join(shared)} is also a talking-motion source (its clips move the calibration windows)")
+    try:
+        discovery = motion_discovery(sources)
+    except DataError:
+        raise DataError(f"data.pseudo_labels: no video below {', '.join(map(str, sources))}") from None
+    res = extract_dataset(discovery, config.data.cache_dir, options, workers=config.data.workers or None, progress=progress)
+    for path, reason in res.failed:
+        log.warning("unlabelled clip %s skipped: %s", path, reason)
+    windows = unlabelled_windows(res.samples, config.window, pooling, config.model.blendshapes)
+    if not windows.names:
+        raise DataError(f"data.pseudo_labels: no clip with a face below {', '.join(map(str, sources))}")
+    log.info("unlabelled clips: %d with a face, %d windows", len(windows.names), len(windows.features))
+    return windows

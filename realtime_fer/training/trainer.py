@@ -12,7 +12,7 @@ import numpy as np
 
 from realtime_fer.config_io import to_dict
 from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset, with_blendshapes
-from realtime_fer.data.motion import MotionBank, MotionOptions, motion_discovery
+from realtime_fer.data.motion import MotionBank, MotionOptions
 from realtime_fer.errors import DataError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS, LandmarkerOptions
@@ -24,9 +24,9 @@ from realtime_fer.models.network import Network
 from realtime_fer.models.speech_subspace import SpeechSubspace
 from realtime_fer.models.symmetric import mirror_closed, mirror_paired
 from realtime_fer.training.config import TrainConfig
+from realtime_fer.training.domain_offset import apply_offsets, domain_offsets
 from realtime_fer.training.features import PooledSet, pooled_set
-from realtime_fer.training.domain_offset import apply_offsets, resting_blendshapes, resting_face, source_blendshape_offsets, source_offsets
-from realtime_fer.training.pseudo_labels import UnlabelledWindows, pseudo_label, unlabelled_windows
+from realtime_fer.training.pseudo_labels import UnlabelledWindows, pseudo_label, unlabelled_clips
 from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
 from realtime_fer.training.splits import group_split
 
@@ -197,7 +197,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
 
-    offsets, blend_offsets = domain_offsets(config, data, split, progress)
+    offsets, blend_offsets = domain_offsets(config, data.samples, data.groups, data.labels, split == TRAIN, extraction_options(config), progress)
     source_of = np.array([g.split(":", 1)[0] for g in data.groups])
     for pooled_windows in (jittered, plain):
         apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], offsets)
@@ -217,72 +217,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     unlabelled = None
     if config.data.pseudo_labels.enabled:
-        unlabelled = unlabelled_clips(config, pooling, progress)
+        unlabelled = unlabelled_clips(config, pooling, extraction_options(config), progress)
     return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows, unlabelled)
-
-
-def domain_offsets(config: TrainConfig, data: LabelledData, split: np.ndarray, progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``data.domain_offset``: per photo source, the offsets that move its neutral training
-    photos' median face (and, with ``blendshapes``, their median blendshape scores) to the
-    talking clips' resting ones (empty when off).
-
-    Raises:
-        DataError: no clips to measure the resting face on.
-    """
-    opts = config.data.domain_offset
-    if not opts.enabled:
-        return {}, {}
-    target_dirs = opts.target if opts.target is not None else config.data.motion.sources
-    if not target_dirs:
-        raise DataError("data.domain_offset needs clips of people talking: set its target or data.motion.sources")
-    res = extract_dataset(motion_discovery(target_dirs), config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
-    try:
-        target = resting_face(res.samples, opts.rest_quantile)
-    except ValueError as exc:
-        raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
-    sources = np.array([g.split(":", 1)[0] for g in data.groups])
-    offsets = source_offsets(data.samples, sources, data.labels, split == TRAIN, target, opts.label)
-    for name, off in offsets.items():
-        log.info("domain offset: source %s moved by %.4f RMS (normalised units) to the talking clips' resting face", name, float(np.sqrt(np.mean(off ** 2))))
-    blend: dict[str, np.ndarray] = {}
-    if opts.blendshapes and config.model.blendshapes:
-        try:
-            scores = resting_blendshapes(res.samples, opts.rest_quantile)
-        except ValueError as exc:
-            raise DataError(f"data.domain_offset: {exc} below {', '.join(map(str, target_dirs))}") from None
-        blend = source_blendshape_offsets(data.samples, sources, data.labels, split == TRAIN, scores, opts.label)
-        for name, off in blend.items():
-            log.info("domain offset: source %s blendshapes moved by up to %.3f (%s)", name, float(np.abs(off).max()), BLENDSHAPE_NAMES[int(np.abs(off).argmax())])
-    return offsets, blend
-
-
-def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], progress: bool = False) -> UnlabelledWindows:
-    """The pooled windows of every clip below ``data.pseudo_labels.sources``, read through the
-    config's landmark cache.
-
-    Raises:
-        DataError: a folder is missing, is also a talking-motion source, or holds no clip (or none with a face).
-    """
-    sources = [Path(p) for p in config.data.pseudo_labels.sources]
-    missing = [str(p) for p in sources if not p.is_dir()]
-    if missing:
-        raise DataError(f"data.pseudo_labels: no such folder: {', '.join(missing)}")
-    motion = {Path(p).resolve() for p in config.data.motion.sources}
-    shared = [str(p) for p in sources if p.resolve() in motion]
-    if shared:
-        raise DataError(f"data.pseudo_labels: {', '.join(shared)} is also a talking-motion source (its clips move the calibration windows)")
-    try:
-        discovery = motion_discovery(sources)
-    except DataError:
-        raise DataError(f"data.pseudo_labels: no video below {', '.join(map(str, sources))}") from None
-    res = extract_dataset(discovery, config.data.cache_dir, extraction_options(config), workers=config.data.workers or None, progress=progress)
-    for path, reason in res.failed:
-        log.warning("unlabelled clip %s skipped: %s", path, reason)
-    windows = unlabelled_windows(res.samples, config.window, pooling, config.model.blendshapes)
-    if not windows.names:
-        raise DataError(f"data.pseudo_labels: no clip with a face below {', '.join(map(str, sources))}")
-    log.info("unlabelled clips: %d with a face, %d windows", len(windows.names), len(windows.features))
-    return windows
 
 
 def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
