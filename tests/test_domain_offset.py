@@ -92,3 +92,50 @@ def test_offsets_go_to_the_mean_part_of_the_rows_of_their_source() -> None:
     blend_mean = slice(6 * 468, 6 * 468 + 52)
     np.testing.assert_array_equal(feats[2, blend_mean], 0.5)
     assert not feats[:, 6 * 468 + 52 :].any()
+
+
+def _bundle_with_offset(tmp_path: Path, entry: object) -> Path:
+    """The shipped bundle copied, its manifest's ``normalisation.domain_offset`` set to ``entry``
+    (removed when None)."""
+    import json
+    import shutil
+
+    from realtime_fer.models.bundle import default_bundle_path
+
+    out = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.setdefault("normalisation", {}).pop("domain_offset", None)
+    if entry is not None:
+        manifest["normalisation"]["domain_offset"] = entry
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_the_explanations_baselines_move_with_the_bundles_offset(tmp_path: Path) -> None:
+    """A bundle trained on faces moved by a domain offset is explained against neutral faces
+    moved by it too: the dataset's face and blendshapes and the person's predicted resting face."""
+    from realtime_fer.errors import BundleError
+    from realtime_fer.explain.baselines import bundle_neutral_face, shipped_neutral_blendshapes, shipped_neutral_face
+    from realtime_fer.explain.stream import StreamExplainer
+    from realtime_fer.models.bundle import load_bundle
+
+    off = np.zeros((468, 3))
+    off[CHIN, 1] = 0.2
+    plain = load_bundle(_bundle_with_offset(tmp_path / "a", None))
+    moved = load_bundle(_bundle_with_offset(tmp_path / "b", {"source": "rafdb", "landmarks": off.tolist(), "blendshapes": [0.01] * 52}))
+    assert plain.domain_offset == (None, None)
+    np.testing.assert_allclose(moved.domain_offset[0], off, atol=1e-7)
+    np.testing.assert_allclose(bundle_neutral_face(moved) - shipped_neutral_face(), off, atol=1e-6)
+    a, b = StreamExplainer(plain), StreamExplainer(moved)
+    np.testing.assert_allclose(b._dataset_neutral - a._dataset_neutral, off, atol=1e-6)
+    if a._dataset_neutral_blend is not None:
+        np.testing.assert_allclose(b._dataset_neutral_blend - shipped_neutral_blendshapes(), 0.01, atol=1e-6)
+    if a.person is not None and b.person is not None:
+        np.testing.assert_allclose(b.person.mean_targets - a.person.mean_targets, off[a.person.targets], atol=1e-6)
+        # a face on the moved predictors is predicted as the moved resting face
+        stable = a.person.mean_stable.reshape(-1, 3)
+        np.testing.assert_allclose(b.person.predict(stable + off[a.person.stable]), a.person.predict(stable) + off[a.person.targets], atol=1e-5)
+    broken = load_bundle(_bundle_with_offset(tmp_path / "c", {"landmarks": [1.0, 2.0]}))
+    with pytest.raises(BundleError, match="domain_offset"):
+        broken.domain_offset

@@ -53,6 +53,14 @@ def shipped_neutral_face() -> np.ndarray:
     return load_array("neutral_face.npy", (NUM_MESH_LANDMARKS, 3), np.float32)
 
 
+def bundle_neutral_face(bundle) -> np.ndarray:  # noqa: ANN001 - a ModelBundle (no import cycle)
+    """The shipped mean neutral face in ``bundle``'s geometry: moved by its domain offset, when
+    its training moved RAF-DB's faces (``ModelBundle.domain_offset``)."""
+    offset = bundle.domain_offset[0]
+    face = shipped_neutral_face()
+    return face if offset is None else (face + offset).astype(np.float32)
+
+
 def shipped_neutral_blendshapes() -> np.ndarray:
     """(52,) float32 mean blendshape scores of RAF-DB train's neutral faces (the neutral baseline
     of models that read blendshapes; ``tools/build_neutral_face.py --blendshapes``)."""

@@ -96,12 +96,15 @@ class RestingFacePredictor:
             among ``targets``.
         ridge: ``lambda`` of the regression, relative to the mean variance of the predictors.
         stats: the statistics (default: the shipped ones).
+        offset: (468, 3) added to the statistics' mean face (a bundle's domain offset: its
+            neutral faces are RAF-DB's moved by it).
 
     Raises:
         ValueError: no stable landmark among ``targets``, or bad arguments.
     """
 
-    def __init__(self, targets: Sequence[int], n_stable: int = 200, ridge: float = 0.01, stats: RestingFaceStatistics | None = None) -> None:
+    def __init__(self, targets: Sequence[int], n_stable: int = 200, ridge: float = 0.01, stats: RestingFaceStatistics | None = None,
+                 offset: np.ndarray | None = None) -> None:
         if n_stable < 1 or ridge <= 0:
             raise ValueError("n_stable must be >= 1 and ridge > 0")
         s = stats or resting_face_statistics()
@@ -120,6 +123,10 @@ class RestingFacePredictor:
         self.mean_stable = s.mean[self.stable].reshape(-1).astype(np.float32)
         self.mean_targets = s.mean[self.targets].astype(np.float32)
         """(L, 3) the mean neutral face on the targets."""
+        if offset is not None:  # a bundle trained with RAF-DB moved by a domain offset
+            off = np.asarray(offset, np.float32).reshape(-1, 3)
+            self.mean_stable = self.mean_stable + off[self.stable].reshape(-1)
+            self.mean_targets = self.mean_targets + off[self.targets]
 
     def predict(self, stable_face: np.ndarray) -> np.ndarray:
         """The resting face (L, 3) on the targets given the face (S, 3) on :attr:`stable`."""

@@ -129,10 +129,13 @@ class StreamExplainer:
             e: [{"region": n} for n in g.names] + [{"blendshape": n} for n in (bundle.blendshapes or ())] for e, g in self.groups.items()
         }
         self.thresholds = bundle.thresholds
-        self._dataset_neutral = shipped_neutral_face()
+        offset, blend_offset = bundle.domain_offset  # a bundle trained on faces moved to the video's geometry
+        self._dataset_neutral = shipped_neutral_face() if offset is None else shipped_neutral_face() + offset
         self._track_neutral: dict[int, np.ndarray] = {}
         self.blendshape_names = bundle.blendshapes
         self._dataset_neutral_blend = shipped_neutral_blendshapes() if self.blendshape_names else None
+        if self._dataset_neutral_blend is not None and blend_offset is not None:
+            self._dataset_neutral_blend = (self._dataset_neutral_blend + blend_offset).astype(np.float32)
         self._track_neutral_blend: dict[int, np.ndarray] = {}
         """track id -> its (468, 3) neutral face: the modelled landmarks from the track's last
         window called neutral, the others from the dataset's neutral face."""
@@ -142,7 +145,7 @@ class StreamExplainer:
         if self.options.person_baseline:
             union = self.union
             try:
-                self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge)
+                self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge, offset=self.bundle.domain_offset[0])
             except ValueError as exc:
                 log.warning("no person baseline for this bundle (%s); using the dataset's neutral face", exc)
         if self.person is not None:

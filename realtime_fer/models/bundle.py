@@ -143,6 +143,21 @@ class ModelBundle:
         return np.unique(np.concatenate([np.asarray(e.landmarks, np.int64) for e in self.emotions.values()]))
 
     @property
+    def domain_offset(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The offsets its training moved RAF-DB's faces by (manifest
+        ``normalisation.domain_offset``; ``data.domain_offset``): ``(landmarks (468, 3),
+        blendshapes (52,))``, either None. The neutral faces the explanations compare with are
+        RAF-DB's, so they are moved by the same offsets."""
+        entry = (self.manifest.get("normalisation") or {}).get("domain_offset") or {}
+        lm, bs = entry.get("landmarks"), entry.get("blendshapes")
+        try:
+            lm_arr = None if lm is None else np.asarray(lm, np.float32).reshape(468, 3)
+            bs_arr = None if bs is None else np.asarray(bs, np.float32).reshape(-1)
+        except ValueError:
+            raise BundleError(f"{self.path}: manifest normalisation.domain_offset is malformed") from None
+        return lm_arr, bs_arr
+
+    @property
     def withheld(self) -> dict[str, str]:
         """Emotions whose models are scored (and published with their probabilities) but never
         decided as the ``top``, with the reason (manifest ``decision.withheld``)."""

@@ -33,7 +33,7 @@ import numpy as np
 from realtime_fer.affinity import CpuPlan, pinned, release_plan, reserve_plan
 from realtime_fer.capture.frame import Frame
 from realtime_fer.describe import action_units, valence_arousal
-from realtime_fer.explain.baselines import shipped_neutral_face
+from realtime_fer.explain.baselines import bundle_neutral_face
 from realtime_fer.explain.stream import StreamExplainer
 from realtime_fer.features.adaptation import PersonAdaptation
 from realtime_fer.features.selector import FeatureSelector
@@ -145,7 +145,7 @@ class FrameProcessor:
         self._union_to_explainer = self.explainer is not None and np.array_equal(self.explainer.union, self.selector.union)
         self.smoother = TrackSmoother(config.smoothing)
         self.adaptation = (
-            PersonAdaptation(self.selector.union, {e: self.selector.landmarks_of(e) for e in self.emotions}, shipped_neutral_face(), config.adaptation)
+            PersonAdaptation(self.selector.union, {e: self.selector.landmarks_of(e) for e in self.emotions}, bundle_neutral_face(bundle), config.adaptation)
             if config.adaptation.enabled
             else None
         )

@@ -34,7 +34,7 @@ from realtime_fer.landmarks.detector import LandmarkerOptions
 from realtime_fer.models.bundle import FALLBACK, decide, load_bundle
 from realtime_fer.models.metrics import binary_metrics
 from realtime_fer.models.runtime import Device
-from realtime_fer.explain.baselines import shipped_neutral_face
+from realtime_fer.explain.baselines import bundle_neutral_face
 from realtime_fer.features.adaptation import AdaptationOptions, PersonAdaptation
 from realtime_fer.models.scorer import BundleScorer
 from realtime_fer.models.smoothing import SmoothingOptions, TrackSmoother, smooth_sequence
@@ -211,7 +211,7 @@ def adapted_clip(
     the tops."""
     union = model.landmark_union
     subsets = {e: np.asarray(entry.landmarks, np.int64) for e, entry in model.emotions.items()}
-    adapt = PersonAdaptation(union, subsets, shipped_neutral_face(), adaptation)
+    adapt = PersonAdaptation(union, subsets, bundle_neutral_face(model), adaptation)
     smoother = TrackSmoother(smoothing)
     probs = {e: np.empty(len(wins), np.float32) for e in model.emotions}
     tops = np.empty(len(wins), dtype=object)

@@ -121,6 +121,9 @@ class PreparedData:
     the blendshape model trains on them beside ``train_rows``, the landmark models do not."""
     unlabelled: UnlabelledWindows | None = None
     """The windows of ``data.pseudo_labels.sources`` (None without self-training)."""
+    domain_offset: dict[str, Any] = field(default_factory=dict)
+    """``data.domain_offset``: the offsets of the source the shipped neutral faces come from
+    (RAF-DB), for the bundle's manifest (empty when off)."""
 
     @property
     def positives(self) -> dict[str, int]:
@@ -218,7 +221,15 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     unlabelled = None
     if config.data.pseudo_labels.enabled:
         unlabelled = unlabelled_clips(config, pooling, extraction_options(config), progress)
-    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows, unlabelled)
+    # the explanations' neutral faces (assets/neutral_face.npy and the resting-face statistics)
+    # are RAF-DB train's: the bundle records that source's offsets so that they can be moved too
+    recorded = next((n for n in ("rafdb", *offsets) if n in offsets), None)
+    domain = {} if recorded is None else {
+        "source": recorded,
+        "landmarks": np.round(offsets[recorded], 6).tolist(),
+        "blendshapes": np.round(blend_offsets[recorded], 6).tolist() if recorded in blend_offsets else None,
+    }
+    return PreparedData(data, split, jittered, plain, train_rows, cal_rows, val_rows, codes_train, codes_plain, emotions, skipped, time.perf_counter() - t0, subspace, blend_rows, unlabelled, domain)
 
 
 def talking_bank(config: TrainConfig, sources: Sequence[str], progress: bool = False) -> MotionBank:
@@ -371,7 +382,8 @@ def write_trained_bundle(out: Path, config: TrainConfig, prep: PreparedData, fit
             "config": to_dict(config),
             **(extra_training or {}),
         },
-        normalisation={"method": "similarity (Procrustes) fit of rigid anchors to the reference face", "anchors": list(ANCHORS), "reference": "realtime_fer/assets/reference_face.npy"},
+        normalisation={"method": "similarity (Procrustes) fit of rigid anchors to the reference face", "anchors": list(ANCHORS), "reference": "realtime_fer/assets/reference_face.npy",
+                       **({"domain_offset": prep.domain_offset} if prep.domain_offset else {})},
         landmarker={"model_sha256": PINNED_SHA256, "pad_fraction_stills": extraction_options(config).pad_fraction, "blendshapes": bool(config.model.blendshapes)},
         blendshapes=list(BLENDSHAPE_NAMES) if config.model.blendshapes else None,
         withheld={e: r for e, r in config.model.withheld.items() if e in fit.nets} or None,
