@@ -70,10 +70,17 @@ def test_confident_decisions_join_training_with_their_label() -> None:
     assert list(labels).count("sad") == 5
 
 
-def test_options_and_folders_are_checked(tmp_path: Path) -> None:
-    from realtime_fer.config_io import from_dict
+def _read_clips(config: TrainConfig, pooling: tuple[str, ...]) -> UnlabelledWindows:
+    """``unlabelled_clips`` as the trainer calls it."""
     from realtime_fer.training.pseudo_labels import unlabelled_clips
     from realtime_fer.training.trainer import extraction_options
+
+    return unlabelled_clips(config.data.pseudo_labels, config.window, pooling, motion_sources=config.data.motion.sources, cache_dir=config.data.cache_dir,
+                            workers=config.data.workers or None, options=extraction_options(config), blendshapes=config.model.blendshapes)
+
+
+def test_options_and_folders_are_checked(tmp_path: Path) -> None:
+    from realtime_fer.config_io import from_dict
 
     assert not PseudoLabelOptions().enabled and PseudoLabelOptions(sources=["x"]).enabled
     with pytest.raises(ValueError, match="min_probability"):
@@ -82,22 +89,20 @@ def test_options_and_folders_are_checked(tmp_path: Path) -> None:
         PseudoLabelOptions(max_windows_per_clip=0)
     config = from_dict(TrainConfig, {"data": {"pseudo_labels": {"sources": [str(tmp_path / "nowhere")]}}})
     with pytest.raises(DataError, match="no such folder"):
-        unlabelled_clips(config, ("mean",), extraction_options(config))
+        _read_clips(config, ("mean",))
     config = from_dict(TrainConfig, {"data": {"pseudo_labels": {"sources": [str(tmp_path)]}, "motion": {"sources": [str(tmp_path)]}}})
     with pytest.raises(DataError, match="talking-motion source"):
-        unlabelled_clips(config, ("mean",), extraction_options(config))
+        _read_clips(config, ("mean",))
     (tmp_path / "empty").mkdir()
     config = from_dict(TrainConfig, {"data": {"cache_dir": str(tmp_path / "cache"), "pseudo_labels": {"sources": [str(tmp_path / "empty")]}}})
     with pytest.raises(DataError, match="no video below"):
-        unlabelled_clips(config, ("mean",), extraction_options(config))
+        _read_clips(config, ("mean",))
 
 
 def test_the_windows_of_a_real_unlabelled_clip(shared_data: Path, tmp_path: Path) -> None:
     """d0.mp4 (78 frames at 25 fps): the live stream's windows, pooled over the full mesh with
     blendshapes, one clip."""
     from realtime_fer.config_io import from_dict
-    from realtime_fer.training.pseudo_labels import unlabelled_clips
-    from realtime_fer.training.trainer import extraction_options
 
     clip = shared_data / "video" / "unlabelled" / "d0.mp4"
     if not clip.exists():
@@ -106,7 +111,7 @@ def test_the_windows_of_a_real_unlabelled_clip(shared_data: Path, tmp_path: Path
     (tmp_path / "clips" / "d0.mp4").symlink_to(clip)
     config = from_dict(TrainConfig, {"data": {"cache_dir": str(tmp_path / "cache"), "workers": 1, "pseudo_labels": {"sources": [str(tmp_path / "clips")]}},
                                      "model": {"blendshapes": True, "pooling": ["mean", "std"]}, "window": {"length": 24, "hop": 2}})
-    w = unlabelled_clips(config, ("mean", "std"), extraction_options(config))
+    w = _read_clips(config, ("mean", "std"))
     assert w.names == ["d0.mp4"]
     assert w.features.shape[1] == 2 * (3 * 468 + 52)
     # 78 frames, 24-frame windows every 2 frames: (78 - 24) / 2 + 1 = 28 full windows

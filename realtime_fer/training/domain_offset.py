@@ -35,7 +35,6 @@ from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
 
 if TYPE_CHECKING:
     from realtime_fer.landmarks.detector import LandmarkerOptions
-    from realtime_fer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -157,25 +156,25 @@ def apply_offsets(features: np.ndarray, pooling: Sequence[str], row_source: np.n
 
 
 def domain_offsets(
-    config: TrainConfig, samples: Sequence, groups: Sequence[str], labels: Sequence[str], train: np.ndarray,
-    options: LandmarkerOptions, progress: bool = False,
+    opts: DomainOffsetOptions, samples: Sequence, groups: Sequence[str], labels: Sequence[str], train: np.ndarray, *,
+    motion_sources: Sequence[str], cache_dir: str, workers: int | None, options: LandmarkerOptions, blendshapes: bool, progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``data.domain_offset`` of ``config``: per photo source (the part of each sample's group
+    """``data.domain_offset`` (``opts``): per photo source (the part of each sample's group
     before ``:``), the offsets that move its neutral training photos' median face (and, with
-    ``blendshapes``, their median blendshape scores) to the clips' resting ones (empty when
-    off). ``train``: per sample, whether it is a training sample; ``options``: the landmarker
-    options the clips are extracted with (read through ``data.cache_dir``).
+    ``opts.blendshapes`` and models that read ``blendshapes``, their median blendshape scores) to
+    the clips' resting ones (empty when off). ``train``: per sample, whether it is a training
+    sample; the clips (``opts.target``, else ``motion_sources``) are extracted with the landmarker
+    ``options`` through ``cache_dir``.
 
     Raises:
         DataError: no clips to measure the resting face on.
     """
-    opts = config.data.domain_offset
     if not opts.enabled:
         return {}, {}
-    target_dirs = opts.target if opts.target is not None else config.data.motion.sources
+    target_dirs = opts.target if opts.target is not None else list(motion_sources)
     if not target_dirs:
         raise DataError("data.domain_offset needs clips of people talking: set its target or data.motion.sources")
-    res = extract_dataset(motion_discovery(target_dirs), config.data.cache_dir, options, workers=config.data.workers or None, progress=progress)
+    res = extract_dataset(motion_discovery(target_dirs), cache_dir, options, workers=workers, progress=progress)
     try:
         target = resting_face(res.samples, opts.rest_quantile)
     except ValueError as exc:
@@ -185,7 +184,7 @@ def domain_offsets(
     for name, off in offsets.items():
         log.info("domain offset: source %s moved by %.4f RMS (normalised units) to the talking clips' resting face", name, float(np.sqrt(np.mean(off ** 2))))
     blend: dict[str, np.ndarray] = {}
-    if opts.blendshapes and config.model.blendshapes:
+    if opts.blendshapes and blendshapes:
         try:
             scores = resting_blendshapes(res.samples, opts.rest_quantile)
         except ValueError as exc:

@@ -36,7 +36,6 @@ from realtime_fer.models.smoothing import SmoothingOptions
 
 if TYPE_CHECKING:
     from realtime_fer.landmarks.detector import LandmarkerOptions
-    from realtime_fer.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,18 +151,23 @@ def pseudo_label(
     return r, lab, counts
 
 
-def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], options: LandmarkerOptions, progress: bool = False) -> UnlabelledWindows:
-    """The pooled windows of every clip below ``data.pseudo_labels.sources`` of ``config``,
-    extracted with ``options`` through the config's landmark cache.
+def unlabelled_clips(
+    opts: PseudoLabelOptions, window, pooling: Sequence[str], *, motion_sources: Sequence[str], cache_dir: str, workers: int | None,  # noqa: ANN001
+    options: LandmarkerOptions, blendshapes: bool, progress: bool = False,
+) -> UnlabelledWindows:
+    """The pooled windows (``window``: the recipe's :class:`~realtime_fer.features.windows.WindowOptions`)
+    of every clip below ``opts.sources`` (``data.pseudo_labels``), extracted with the landmarker
+    ``options`` through ``cache_dir``; ``motion_sources``: the talking-motion folders, which the
+    clips must not be among.
 
     Raises:
         DataError: a folder is missing, is also a talking-motion source, or holds no clip (or none with a face).
     """
-    sources = [Path(p) for p in config.data.pseudo_labels.sources]
+    sources = [Path(p) for p in opts.sources]
     missing = [str(p) for p in sources if not p.is_dir()]
     if missing:
         raise DataError(f"data.pseudo_labels: no such folder: {', '.join(missing)}")
-    motion = {Path(p).resolve() for p in config.data.motion.sources}
+    motion = {Path(p).resolve() for p in motion_sources}
     shared = [str(p) for p in sources if p.resolve() in motion]
     if shared:
         raise DataError(f"data.pseudo_labels: {', '.join(shared)} is also a talking-motion source (its clips move the calibration windows)")
@@ -171,10 +175,10 @@ def unlabelled_clips(config: TrainConfig, pooling: Sequence[str], options: Landm
         discovery = motion_discovery(sources)
     except DataError:
         raise DataError(f"data.pseudo_labels: no video below {', '.join(map(str, sources))}") from None
-    res = extract_dataset(discovery, config.data.cache_dir, options, workers=config.data.workers or None, progress=progress)
+    res = extract_dataset(discovery, cache_dir, options, workers=workers, progress=progress)
     for path, reason in res.failed:
         log.warning("unlabelled clip %s skipped: %s", path, reason)
-    windows = unlabelled_windows(res.samples, config.window, pooling, config.model.blendshapes)
+    windows = unlabelled_windows(res.samples, window, pooling, blendshapes)
     if not windows.names:
         raise DataError(f"data.pseudo_labels: no clip with a face below {', '.join(map(str, sources))}")
     log.info("unlabelled clips: %d with a face, %d windows", len(windows.names), len(windows.features))

@@ -200,7 +200,10 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
 
-    offsets, blend_offsets = domain_offsets(config, data.samples, data.groups, data.labels, split == TRAIN, extraction_options(config), progress)
+    offsets, blend_offsets = domain_offsets(
+        config.data.domain_offset, data.samples, data.groups, data.labels, split == TRAIN, motion_sources=config.data.motion.sources,
+        cache_dir=config.data.cache_dir, workers=config.data.workers or None, options=extraction_options(config), blendshapes=config.model.blendshapes, progress=progress,
+    )
     source_of = np.array([g.split(":", 1)[0] for g in data.groups])
     for pooled_windows in (jittered, plain):
         apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], offsets)
@@ -220,7 +223,10 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         raise DataError("no emotion has enough training examples: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     unlabelled = None
     if config.data.pseudo_labels.enabled:
-        unlabelled = unlabelled_clips(config, pooling, extraction_options(config), progress)
+        unlabelled = unlabelled_clips(
+            config.data.pseudo_labels, config.window, pooling, motion_sources=config.data.motion.sources, cache_dir=config.data.cache_dir,
+            workers=config.data.workers or None, options=extraction_options(config), blendshapes=config.model.blendshapes, progress=progress,
+        )
     # the explanations' neutral faces (assets/neutral_face.npy and the resting-face statistics)
     # are RAF-DB train's: the bundle records that source's offsets so that they can be moved too
     recorded = next((n for n in ("rafdb", *offsets) if n in offsets), None)
