@@ -100,16 +100,6 @@ def fixed_fusion_weights(s_lm: np.ndarray, s_bs: np.ndarray, truth: np.ndarray, 
     return (1.0 - weight) * a1, weight * a2, (1.0 - weight) * b1 + weight * b2
 
 
-def _head_parts(net: Network) -> dict[int, np.ndarray]:
-    """The network's head weights split by representation (0: z, k: hidden layer k)."""
-    out, start = {}, 0
-    for i in net.head_inputs:
-        d = len(net.mean) if i == 0 else net.layers[i - 1][0].shape[1]
-        out[i] = np.asarray(net.head_w[start : start + d], np.float64)
-        start += d
-    return out
-
-
 def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias: float) -> Network:
     """One :class:`Network` whose score is ``w_lm * landmark.score + w_bs * blendshape.score +
     bias`` on the landmark network's pooled input (its Platt parameters are reset: calibrate the
@@ -144,7 +134,7 @@ def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias:
             block[w1.shape[0] :] = w2
             w1 = np.concatenate([np.asarray(w1, np.float64), np.zeros((w2.shape[0], w1.shape[1]))], axis=0)
         layers.append((np.concatenate([np.asarray(w1, np.float64), block], axis=1).astype(np.float32), np.concatenate([np.asarray(b1, np.float64), b2]).astype(np.float32)))
-    hl, hb = _head_parts(landmark), _head_parts(blendshape)
+    hl, hb = landmark.head_parts(), blendshape.head_parts()
     head, b = [], w_lm * landmark.head_b + w_bs * blendshape.head_b + bias
     for i in landmark.head_inputs:
         if i == 0:

@@ -117,6 +117,16 @@ class Network:
     def input_dim(self) -> int:
         return len(self.pooling) * (3 * self.n_landmarks + self.n_blendshapes)
 
+    def head_parts(self) -> dict[int, np.ndarray]:
+        """The head weights split by the representation they read (0: ``z``, k: hidden layer
+        k), float64, in ``head_inputs`` order."""
+        out, start = {}, 0
+        for i in self.head_inputs:
+            d = len(self.mean) if i == 0 else self.layers[i - 1][0].shape[1]
+            out[i] = np.asarray(self.head_w[start : start + d], np.float64)
+            start += d
+        return out
+
     def direct_link(self) -> slice | None:
         """The rows of ``head_w`` that read the standardised input ``z`` (the direct link), or
         None when the head reads only hidden layers."""
@@ -168,3 +178,14 @@ class Network:
     def probability(self, windows: np.ndarray, blendshapes: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probability (N,) of windows (N, T, L, 3) (and their blendshapes)."""
         return self.calibrate(self.score(windows, blendshapes))
+
+
+def block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
+    """The block-diagonal matrix of ``blocks`` (float64): the layers after the first of
+    networks placed side by side, each reading only its own units."""
+    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)))
+    r = c = 0
+    for b in blocks:
+        out[r : r + b.shape[0], c : c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out

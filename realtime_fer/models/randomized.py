@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, activate, standardization
+from realtime_fer.models.network import Network, activate, block_diagonal, standardization
 
 log = logging.getLogger(__name__)
 
@@ -194,24 +194,10 @@ def average_networks(nets: list[Network]) -> Network:
     k = len(nets)
     layers = []
     for i in range(len(first.layers)):
-        ws = [np.asarray(n.layers[i][0], np.float32) for n in nets]
-        bs = np.concatenate([np.asarray(n.layers[i][1], np.float32) for n in nets])
-        if i == 0:
-            w = np.concatenate(ws, axis=1)
-        else:
-            w = np.zeros((sum(a.shape[0] for a in ws), sum(a.shape[1] for a in ws)), np.float32)
-            r = c = 0
-            for a in ws:
-                w[r : r + a.shape[0], c : c + a.shape[1]] = a
-                r, c = r + a.shape[0], c + a.shape[1]
-        layers.append((w, bs))
-    head = []
-    for j, i in enumerate(first.head_inputs):
-        parts = []
-        for n in nets:
-            start = sum(len(n.mean) if h == 0 else n.layers[h - 1][0].shape[1] for h in n.head_inputs[:j])
-            size = len(n.mean) if i == 0 else n.layers[i - 1][0].shape[1]
-            parts.append(np.asarray(n.head_w[start : start + size], np.float64) / k)
-        head.append(np.sum(parts, axis=0) if i == 0 else np.concatenate(parts))
+        ws = [np.asarray(n.layers[i][0], np.float64) for n in nets]
+        w = np.concatenate(ws, axis=1) if i == 0 else block_diagonal(ws)
+        layers.append((w.astype(np.float32), np.concatenate([np.asarray(n.layers[i][1], np.float32) for n in nets])))
+    parts = [n.head_parts() for n in nets]
+    head = [np.sum([p[i] for p in parts], axis=0) / k if i == 0 else np.concatenate([p[i] for p in parts]) / k for i in first.head_inputs]
     return dataclasses.replace(first, layers=layers, head_w=np.concatenate(head).astype(np.float32),
                                head_b=float(np.mean([n.head_b for n in nets])), extras={**first.extras, "ensemble": k})

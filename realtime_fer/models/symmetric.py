@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, block_diagonal
 
 #: Poolings whose mirror image is an affine map of the pooled part (min/max would swap under
 #: the reflection's sign and are not supported).
@@ -165,17 +165,12 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False) -> Netwo
     layers = [(w1s[:, order].astype(np.float32), b1s[order].astype(np.float32))]
     for w, b in net.layers[1:]:
         w = np.asarray(w, np.float64)
-        block = np.zeros((2 * w.shape[0], 2 * w.shape[1]))
-        block[: w.shape[0], : w.shape[1]] = w
-        block[w.shape[0] :, w.shape[1] :] = w
+        block = block_diagonal([w, w])
         if len(layers) == 1:
             block = block[order]
         layers.append((block.astype(np.float32), np.concatenate([b, b]).astype(np.float32)))
-    head, start, bias = [], 0, float(net.head_b)
-    for i in net.head_inputs:
-        size = len(mu) if i == 0 else net.layers[i - 1][0].shape[1]
-        part = np.asarray(net.head_w[start : start + size], np.float64)
-        start += size
+    head, bias = [], float(net.head_b)
+    for i, part in net.head_parts().items():
         if i == 0:
             head.append(0.5 * (part + a_z @ part))
             bias += 0.5 * float(c_z @ part)
