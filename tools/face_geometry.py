@@ -7,7 +7,7 @@ pixels over the distance between the outer eye corners (eyes to mouth, mouth to 
 width), and of each face's RMS z-score against RAF-DB train's neutral faces
 (``assets/resting_face.npz``: their mean and per-coordinate spread), before and after the
 domain offset: the median resting face of the ``--target`` clips (their frames with the inner
-lips in the clip's lowest quarter) minus RAF-DB's neutral mean. MediaPipe runs in IMAGE mode;
+lips in the clip's lowest quarter, ``resting_rows``) minus RAF-DB's neutral mean. MediaPipe runs in IMAGE mode;
 photos are padded by 25 % as the recipe extracts them.
 
     python tools/face_geometry.py --video ../shared/data/video/mead/neutral.mp4 ../shared/data/video/wild/neutral.mp4 \\
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from realtime_fer.errors import FerError  # noqa: E402
 
 log = logging.getLogger("face_geometry")
-EYES, MOUTH, CHIN, TEMPLES, LIPS = (33, 263), (61, 291), 152, (234, 454), (13, 14)
+EYES, MOUTH, CHIN, TEMPLES = (33, 263), (61, 291), 152, (234, 454)
 
 
 def spans(points: np.ndarray) -> list[float]:
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         from realtime_fer.explain.resting import resting_face_statistics
         from realtime_fer.landmarks.detector import FaceLandmarkDetector, LandmarkerOptions
         from realtime_fer.landmarks.normalize import normalize_landmarks
+        from realtime_fer.training.domain_offset import resting_rows
 
         if args.step < 1 or args.max_photos < 1:
             raise FerError("--step and --max-photos must be >= 1")
@@ -102,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 if len(faces) < 2:
                     continue
                 f = normalize_landmarks(np.array(faces))
-                gap = np.linalg.norm(f[:, LIPS[0]] - f[:, LIPS[1]], axis=1)
-                rest.append(f[gap <= np.quantile(gap, 0.25)])
+                rest.append(f[resting_rows(f)])
             if not rest:
                 raise FerError("no face in the --target clips")
             offset = np.median(np.concatenate(rest), axis=0) - stats.mean

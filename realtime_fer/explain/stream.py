@@ -52,7 +52,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from realtime_fer.explain.baselines import shipped_neutral_blendshapes, shipped_neutral_face
+from realtime_fer.explain.baselines import bundle_neutral_face, shipped_neutral_blendshapes
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.regions import region_groups, region_names
 from realtime_fer.explain.resting import RestingFacePredictor
@@ -130,7 +130,7 @@ class StreamExplainer:
         }
         self.thresholds = bundle.thresholds
         offset, blend_offset = bundle.domain_offset  # a bundle trained on faces moved to the video's geometry
-        self._dataset_neutral = shipped_neutral_face() if offset is None else shipped_neutral_face() + offset
+        self._dataset_neutral = bundle_neutral_face(bundle)
         self._track_neutral: dict[int, np.ndarray] = {}
         self.blendshape_names = bundle.blendshapes
         self._dataset_neutral_blend = shipped_neutral_blendshapes() if self.blendshape_names else None
@@ -145,7 +145,7 @@ class StreamExplainer:
         if self.options.person_baseline:
             union = self.union
             try:
-                self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge, offset=self.bundle.domain_offset[0])
+                self.person = RestingFacePredictor(union, self.options.person_stable, self.options.person_ridge, offset=offset)
             except ValueError as exc:
                 log.warning("no person baseline for this bundle (%s); using the dataset's neutral face", exc)
         if self.person is not None:

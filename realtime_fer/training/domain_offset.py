@@ -62,21 +62,33 @@ class DomainOffsetOptions:
             raise ValueError("domain_offset.rest_quantile must be in (0, 1]")
 
 
+def resting_rows(faces: np.ndarray, rest_quantile: float = 0.25) -> np.ndarray:
+    """(F,) bool: the frames of one clip's normalised faces (F, 468, 3) whose inner-lip gap is
+    at or below the clip's ``rest_quantile`` (its mouth at rest)."""
+    gap = np.linalg.norm(faces[:, INNER_LIPS[0]] - faces[:, INNER_LIPS[1]], axis=1)
+    return gap <= np.quantile(gap, rest_quantile)
+
+
+def _clip_rest(clips: Sequence, rest_quantile: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, object]]:
+    """Per extracted clip with at least two detected faces: ``(detected (F,), resting rows of
+    the detected frames, their normalised faces, the clip)``."""
+    out = []
+    for s in clips:
+        frames, det = normalized_frames(s)
+        f = frames[det]
+        if len(f) >= 2:
+            out.append((det, resting_rows(f, rest_quantile), f, s))
+    return out
+
+
 def resting_face(clips: Sequence, rest_quantile: float = 0.25) -> np.ndarray:
-    """(468, 3) median normalised face over the resting frames of extracted ``clips`` (those
-    whose inner-lip gap is at or below the clip's ``rest_quantile``).
+    """(468, 3) median normalised face over the resting frames of extracted ``clips``
+    (:func:`resting_rows`).
 
     Raises:
         ValueError: no clip has a detected face.
     """
-    rest = []
-    for s in clips:
-        frames, det = normalized_frames(s)
-        f = frames[det]
-        if len(f) < 2:
-            continue
-        gap = np.linalg.norm(f[:, INNER_LIPS[0]] - f[:, INNER_LIPS[1]], axis=1)
-        rest.append(f[gap <= np.quantile(gap, rest_quantile)])
+    rest = [f[rows] for _, rows, f, _ in _clip_rest(clips, rest_quantile)]
     if not rest:
         raise ValueError("no clip with a detected face for the resting face")
     return np.median(np.concatenate(rest), axis=0).astype(np.float64)
@@ -89,32 +101,29 @@ def resting_blendshapes(clips: Sequence, rest_quantile: float = 0.25) -> np.ndar
     Raises:
         ValueError: no clip has a detected face with blendshapes.
     """
-    per_clip = []
-    for s in clips:
-        if s.blendshapes is None:
-            continue
-        frames, det = normalized_frames(s)
-        f, b = frames[det], np.asarray(s.blendshapes, np.float64)[det]
-        if len(f) < 2:
-            continue
-        gap = np.linalg.norm(f[:, INNER_LIPS[0]] - f[:, INNER_LIPS[1]], axis=1)
-        per_clip.append(np.median(b[gap <= np.quantile(gap, rest_quantile)], axis=0))
+    per_clip = [np.median(np.asarray(s.blendshapes, np.float64)[det][rows], axis=0)
+                for det, rows, _, s in _clip_rest([c for c in clips if c.blendshapes is not None], rest_quantile)]
     if not per_clip:
         raise ValueError("no clip with a detected face and blendshapes for the resting scores")
     return np.median(np.array(per_clip), axis=0)
+
+
+def _neutral_training(sources: Sequence[str], labels: Sequence[str], train: np.ndarray, label: str):  # noqa: ANN202
+    """(source name, indices of its ``label`` training samples), per source."""
+    src, lab = np.asarray(sources), np.asarray(labels)
+    for name in np.unique(src):
+        yield str(name), np.flatnonzero((src == name) & (lab == label) & np.asarray(train, bool))
 
 
 def source_blendshape_offsets(samples: Sequence, sources: Sequence[str], labels: Sequence[str], train: np.ndarray, target: np.ndarray, label: str = "neutral") -> dict[str, np.ndarray]:
     """Per source with ``label`` training photos, ``target`` minus their median blendshape
     scores (52,)."""
     out: dict[str, np.ndarray] = {}
-    src, lab = np.asarray(sources), np.asarray(labels)
-    for name in np.unique(src):
-        idx = np.flatnonzero((src == name) & (lab == label) & np.asarray(train, bool))
+    for name, idx in _neutral_training(sources, labels, train, label):
         rows = [np.asarray(samples[i].blendshapes, np.float64)[samples[i].detected] for i in idx if samples[i].blendshapes is not None]
         rows = [r for r in rows if len(r)]
         if rows:
-            out[str(name)] = target - np.median(np.concatenate(rows), axis=0)
+            out[name] = target - np.median(np.concatenate(rows), axis=0)
     return out
 
 
@@ -123,16 +132,13 @@ def source_offsets(samples: Sequence, sources: Sequence[str], labels: Sequence[s
     those photos (468, 3). ``sources``, ``labels``: per sample; ``train``: per sample, whether it
     is a training sample."""
     out: dict[str, np.ndarray] = {}
-    src = np.asarray(sources)
-    lab = np.asarray(labels)
-    for name in np.unique(src):
-        idx = np.flatnonzero((src == name) & (lab == label) & np.asarray(train, bool))
+    for name, idx in _neutral_training(sources, labels, train, label):
         faces = [normalized_frames(samples[i])[0][samples[i].detected] for i in idx]
         faces = [f for f in faces if len(f)]
         if not faces:
             log.info("domain offset: source %s has no %s training photos; not moved", name, label)
             continue
-        out[str(name)] = target - np.median(np.concatenate(faces), axis=0)
+        out[name] = target - np.median(np.concatenate(faces), axis=0)
     return out
 
 
