@@ -89,7 +89,10 @@ def test_person_baseline_from_the_first_window(clips):
     gap = entry["output"] - entry["baseline_output"]
     assert gap > 0 and abs(entry["sum"] - gap) <= 0.01 * abs(gap)
     explainer.observe(5, FALLBACK, inputs, 0, b1)
-    assert explainer.explain(inputs, [5], [["happy"]], b1)[0]["happy"]["baseline"] == "track"
+    assert explainer.baseline(5)[2] == "track"
+    first = StreamExplainer(bundle, StreamExplainOptions(baseline_choice="first"))
+    first.observe(5, FALLBACK, inputs, 0, b1)
+    assert first.explain(inputs, [5], [["happy"]], b1)[0]["happy"]["baseline"] == "track"
     explainer.forget(5)
     off = StreamExplainer(bundle, StreamExplainOptions(person_baseline=False))
     off.observe(5, "happy", inputs, 0, b1)
@@ -137,3 +140,52 @@ def test_union_windows_give_the_same_person_baseline(clips):
     fa, fb = a.baseline(1)[0], b.baseline(1)[0]
     assert a.baseline(1)[2] == b.baseline(1)[2] == "person"
     np.testing.assert_allclose(fa, fb, atol=1e-6)
+
+
+def _still_probability(bundle, emotion, face, blend):
+    lms = bundle.emotions[emotion].landmarks
+    x = np.repeat(face[None, None, lms], 2, axis=1)
+    b = None if blend is None else np.repeat(blend[None, None], 2, axis=1)
+    return float(bundle.network(emotion).probability(x, b)[0])
+
+
+def test_baseline_choice_lowest_never_explains_against_the_expression_itself(clips):
+    """A smiling window the recognizer called neutral must not become the baseline of the
+    smile: with ``baseline_choice: lowest`` (the default) happy is explained against the
+    person's resting face, which the happy network scores lower, and the sum is the smile's
+    evidence (+2.5 logits on 2026-12-06); ``first`` explains it against the smile itself, held
+    still (sum -0.7). With the man's own
+    neutral window as the track's, each emotion gets whichever of the two its network scores
+    lower as a still face; completeness holds throughout."""
+    bundle, data = clips
+    smile, smile_bs = data["happy"]
+    rest, rest_bs = data["neutral"]
+    sb = None if smile_bs is None else smile_bs[:1]
+    inputs = _inputs(bundle, smile[:1])
+    entries = {}
+    for choice in ("lowest", "first"):
+        ex = StreamExplainer(bundle, StreamExplainOptions(baseline_choice=choice))
+        ex.observe(1, "happy", inputs, 0, sb)
+        ex.observe(1, FALLBACK, inputs, 0, sb)  # the smile, wrongly called neutral
+        entries[choice] = ex.explain(inputs, [1], [["happy"]], sb)[0]["happy"]
+    low, first = entries["lowest"], entries["first"]
+    assert (low["baseline"], first["baseline"]) == ("person", "track")
+    assert low["baseline_output"] < first["baseline_output"] and low["sum"] > 2 * abs(first["sum"]), (low, first)
+    for entry in (low, first):
+        gap = entry["output"] - entry["baseline_output"]
+        assert abs(entry["sum"] - gap) <= 0.01 * abs(gap) + 1e-3
+    ex = StreamExplainer(bundle)
+    ex.observe(1, "happy", inputs, 0, sb)
+    ex.observe(1, FALLBACK, _inputs(bundle, rest[:1]), 0, None if rest_bs is None else rest_bs[:1])
+    track_face, track_bs, _ = ex.baseline(1)
+    person_face = ex._person_face[1]
+    person_bs = ex._dataset_neutral_blend
+    kinds = set()
+    for emotion in bundle.emotions:
+        face, bs, kind = ex.baseline(1, emotion)
+        kinds.add(kind)
+        p_track = _still_probability(bundle, emotion, track_face, track_bs)
+        p_person = _still_probability(bundle, emotion, person_face, person_bs)
+        assert kind == ("person" if p_person < p_track else "track"), (emotion, p_track, p_person)
+        assert _still_probability(bundle, emotion, face, bs) == pytest.approx(min(p_track, p_person), abs=1e-6)
+    assert kinds <= {"track", "person"}

@@ -82,15 +82,17 @@ def _pick(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
-def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owner: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owner: np.ndarray, kind: str,
+                     labels: np.ndarray | None = None, choice: str = "lowest") -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Each window's baseline face (N, 468, 3), blendshapes (N, B) and kind (N,), each owner's
-    windows played in order as one track of a :class:`StreamExplainer`."""
+    windows played in order as one track of a :class:`StreamExplainer`; with ``labels``, the
+    baseline its label is explained against (``baseline_choice``)."""
     from realtime_fer.explain.stream import StreamExplainer, StreamExplainOptions
 
     if kind == "dataset":
         opts = StreamExplainOptions(track_neutral=False, person_baseline=False)
     else:
-        opts = StreamExplainOptions(track_neutral=kind == "stream", person_baseline=True)
+        opts = StreamExplainOptions(track_neutral=kind == "stream", person_baseline=True, baseline_choice=choice)
     explainer = StreamExplainer(model, opts)
     nets = {e: model.network(e) for e in model.emotions}
     faces = np.empty((len(windows), *windows.shape[2:]), np.float32)
@@ -102,20 +104,21 @@ def stream_baselines(model, windows: np.ndarray, blends: np.ndarray | None, owne
             xb = None if blends is None else blends[i : i + 1]
             top = str(model.decide({e: net.probability(inputs[e], xb) for e, net in nets.items()})[0])
             explainer.observe(track, top, inputs, 0, xb)
-            face, bs, kinds[i] = explainer.baseline(track)
+            face, bs, kinds[i] = explainer.baseline(track, None if labels is None else str(labels[i]))
             faces[i] = face
             if bases_bs is not None:
                 bases_bs[i] = bs
     return faces, bases_bs, kinds
 
 
-def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: str = "none", visible: bool = False) -> dict:
+def measure_folder(folder: Path, model, cache: Path, max_windows: int, seed: int, baseline: str = "stream", motion: str = "none", visible: bool = False,
+                   choice: str = "lowest") -> dict:
     from realtime_fer.explain.faithfulness import ItemModel, faithfulness
     from realtime_fer.explain.invisible import InvisibleSubspace
     from realtime_fer.explain.plausibility import plausibility, stability
 
     windows, blends, labels, owner, is_video = _windows(folder, model, cache)
-    base_faces, base_bs, base_kinds = stream_baselines(model, windows, blends, owner, baseline)
+    base_faces, base_bs, base_kinds = stream_baselines(model, windows, blends, owner, baseline, labels, choice)
     out: dict = {"path": str(folder), "n_windows": int(len(windows)), "emotions": {}}
     for emotion, entry in model.emotions.items():
         rows = np.nonzero(labels == emotion)[0]
@@ -224,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-windows", type=int, default=60, help="windows per emotion and folder in the deletion/insertion/infidelity measures (evenly spaced)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=("stream", "person", "dataset"), default="stream", help="the windows' baselines (see above)")
+    ap.add_argument("--baseline-choice", choices=("lowest", "first"), default="lowest",
+                    help="with --baseline stream: per explained emotion, the lower-scored of the track's neutral window and the person baseline (the stream's default), or the neutral window always")
     ap.add_argument("--baseline-motion", choices=("none", "all", "speech"), default="speech",
                     help="the baseline window moves as the explained window does (its frames minus their mean, around the baseline face): all of its motion, or its motion along the directions the network cannot see")
     ap.add_argument("--visible", action=argparse.BooleanOptionalAction, default=True,
@@ -243,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             raise FerError(f"not a folder: {', '.join(missing)}")
         t0 = time.perf_counter()
         model = load_bundle(args.model)
-        report = {"model": str(model.path), "baseline": args.baseline, "baseline_motion": args.baseline_motion, "visible": args.visible, "n_steps": 16, "folders": {}}
+        report = {"model": str(model.path), "baseline": args.baseline, "baseline_choice": args.baseline_choice, "baseline_motion": args.baseline_motion, "visible": args.visible, "n_steps": 16, "folders": {}}
         for folder in args.data:
-            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion, args.visible)
+            report["folders"][folder.name] = measure_folder(folder, model, args.cache, args.max_windows, args.seed, args.baseline, args.baseline_motion, args.visible, args.baseline_choice)
         report["seconds"] = round(time.perf_counter() - t0, 1)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)

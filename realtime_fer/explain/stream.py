@@ -21,6 +21,12 @@ baseline**, the first of:
     (``person_baseline: false``, a bundle without stable landmarks, or a predicted face that
     is called neutral nowhere on the way).
 
+Once a track has both a neutral window and a ``person`` baseline, each explained emotion is
+compared with the one of the two its network scores lower as a still face
+(``baseline_choice: lowest``): a window the recognizer called neutral can still hold much of
+a held expression (the MEAD actors hold theirs throughout), and against it the attributions
+would only explain "a little more than a moment ago" (docs/faithfulness.md).
+
 Each explained emotion becomes an entry of ``Prediction.attributions`` (schema 2)::
 
     {"top": [{"region": str, "weight": float}           # top-k regions and blendshapes,
@@ -77,6 +83,12 @@ class StreamExplainOptions:
     including the top one)."""
     track_neutral: bool = True
     """Use a track's own neutral window as its baseline once the recognizer has seen one."""
+    baseline_choice: Literal["lowest", "first"] = "lowest"
+    """Once a track has both a neutral window and a ``person`` baseline: ``lowest`` compares,
+    for each explained emotion, the two as still faces and takes the one that emotion's network
+    scores lower (a window the recognizer called neutral can still carry much of the explained
+    emotion, and against it the attributions explain only "a little more than a moment ago");
+    ``first``: the neutral window, always (before 0.11)."""
     detail: Literal["regions", "landmarks"] = "regions"
     """``landmarks``: also list the ``top_k`` largest single landmarks (under ``landmarks``)."""
     person_baseline: bool = True
@@ -103,6 +115,8 @@ class StreamExplainOptions:
             raise ValueError("top_k and n_steps must be >= 1")
         if self.person_stable < 1 or not self.person_ridge > 0:
             raise ValueError("explain.person_stable must be >= 1 and explain.person_ridge > 0")
+        if self.baseline_choice not in ("lowest", "first"):
+            raise ValueError(f"explain.baseline_choice must be 'lowest' or 'first', got {self.baseline_choice!r}")
         if self.detail not in ("regions", "landmarks"):
             raise ValueError(f"explain.detail must be 'regions' or 'landmarks', got {self.detail!r}")
 
@@ -241,15 +255,45 @@ class StreamExplainer:
         self._person_count.pop(track_id, None)
         self._person_face.pop(track_id, None)
 
-    def baseline(self, track_id: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    def baseline(self, track_id: int, emotion: str | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
         """A track's current baseline: its (468, 3) face, its blendshapes (B,) (None for a
-        bundle without blendshapes) and which it is (``track``, ``person`` or ``dataset``)."""
-        blend = self._track_neutral_blend.get(track_id, self._dataset_neutral_blend) if self.blendshape_names else None
-        face = self._track_neutral.get(track_id)
-        if face is not None:
-            return face, blend, "track"
-        face = self._person_face.get(track_id)
-        return (face, blend, "person") if face is not None else (self._dataset_neutral, blend, "dataset")
+        bundle without blendshapes) and which it is (``track``, ``person`` or ``dataset``).
+        With ``emotion``, the baseline that emotion is explained against (``baseline_choice``)."""
+        return self.baselines([track_id], emotion)[0]
+
+    def baselines(self, track_ids: Sequence[int], emotion: str | None = None) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
+        """:meth:`baseline` of several tracks, the ``lowest`` choice scored in one batch."""
+        out = []
+        both = []  # rows whose track has a neutral window and a person baseline
+        for i, t in enumerate(track_ids):
+            blend = self._track_neutral_blend.get(t, self._dataset_neutral_blend) if self.blendshape_names else None
+            face = self._track_neutral.get(t)
+            person = self._person_face.get(t)
+            if face is not None:
+                out.append((face, blend, "track"))
+                if person is not None:
+                    both.append(i)
+            elif person is not None:
+                out.append((person, blend, "person"))
+            else:
+                out.append((self._dataset_neutral, blend, "dataset"))
+        if emotion is None or self.options.baseline_choice != "lowest" or not both or emotion not in self.engines:
+            return out
+        net = self.engines[emotion].net
+        lms = self.landmarks[emotion]
+        persons = [self._person_face[track_ids[i]] for i in both]
+        faces = np.stack([out[i][0] for i in both] + persons)[:, lms]
+        x = np.repeat(faces[:, None], 2, axis=1)  # still faces: every pooling of a held frame is the same for 2 frames as for T
+        blend = None
+        if net.n_blendshapes:
+            b = np.stack([out[i][1] for i in both] + [self._dataset_neutral_blend] * len(both))
+            blend = np.repeat(b[:, None], 2, axis=1)
+        p = net.probability(x, blend)
+        n = len(both)
+        for j, i in enumerate(both):
+            if p[n + j] < p[j]:
+                out[i] = (persons[j], self._dataset_neutral_blend if self.blendshape_names else None, "person")
+        return out
 
     # -- explanations ---------------------------------------------------------------------------
     def to_explain(self, probabilities: Mapping[str, float], top: str) -> list[str]:
@@ -278,12 +322,13 @@ class StreamExplainer:
             For each face, emotion -> attribution entry (see the module docstring).
         """
         out: list[dict[str, dict]] = [{} for _ in track_ids]
-        bases = [self.baseline(t) for t in track_ids]
-        blend_bases = [b[1] for b in bases] if self.blendshape_names else None
         for emotion in self.engines:
             rows = [i for i, req in enumerate(requests) if emotion in req]
             if not rows:
                 continue
+            chosen = self.baselines([track_ids[i] for i in rows], emotion)
+            bases = dict(zip(rows, chosen))
+            blend_bases = {i: b[1] for i, b in bases.items()} if self.blendshape_names else None
             x = np.asarray(inputs[emotion])[rows]
             lms = self.landmarks[emotion]
             base = np.stack([np.broadcast_to(bases[i][0][lms], x.shape[1:]) for i in rows])
