@@ -159,3 +159,29 @@ def test_the_training_option_refuses_what_it_cannot_mirror() -> None:
         ModelOptions(symmetric=True, pooling=["mean", "max"])
     with pytest.raises(ValueError, match="symmetric_subsets"):
         ModelOptions(symmetric=True, symmetric_subsets="union")
+
+
+def test_blendshape_only_symmetry_swaps_the_blendshapes_and_leaves_the_landmarks() -> None:
+    """``symmetric_parts: blendshapes``: the network scores a window and the same window with
+    its Left/Right blendshapes swapped alike, on any (not mirror-closed) subset and any
+    pooling, while it still reads the landmarks' own asymmetric cue."""
+    from realtime_fer.data.motion import blendshape_mirror
+
+    wins, blend, codes = _windows(SUBSET)
+    pooling = ("mean", "std", "max")
+    x = pool(wins, pooling, np.float32, blend)
+    net = fit_randomized(x, codes, {"e": np.array([1])}, RandomizedOptions(hidden=[32], seed=3), window_length=T, n_landmarks=len(SUBSET), pooling=pooling, n_blendshapes=52)["e"]
+    a, c = pooled_mirror(SUBSET, pooling, 52, landmarks=False)
+    np.testing.assert_allclose(a @ a, np.eye(len(a)), atol=0)
+    np.testing.assert_array_equal(c, 0.0)
+    lm_cols = 3 * len(SUBSET) * len(pooling)
+    np.testing.assert_array_equal(a[:lm_cols, :lm_cols], np.eye(lm_cols))
+    sym = symmetrise(net, SUBSET, landmarks=False)
+    assert sym.extras["symmetric"] == "blendshapes" and sym.layers[0][0].shape[1] == 64
+    swapped = blend[:, :, blendshape_mirror()]
+    assert np.abs(net.score(wins, blend) - net.score(wins, swapped)).mean() > 0.1
+    np.testing.assert_allclose(sym.score(wins, blend), sym.score(wins, swapped), atol=1e-4)
+    np.testing.assert_allclose(sym.score(wins, blend), 0.5 * (net.score(wins, blend) + net.score(wins, swapped)), atol=1e-4)
+    assert ModelOptions(symmetric=True, symmetric_parts="blendshapes", pooling=["mean", "max"]).symmetric_parts == "blendshapes"
+    with pytest.raises(ValueError, match="symmetric_parts"):
+        ModelOptions(symmetric_parts="landmarks")

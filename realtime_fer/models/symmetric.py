@@ -78,9 +78,11 @@ def mirror_paired(subset: Sequence[int]) -> list[int]:
     return sorted(i for i in s if int(m[i]) in s)
 
 
-def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> tuple[np.ndarray, np.ndarray]:
+def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int, landmarks: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(A, c)``: the mirror map ``x -> x A + c`` of a network's pooled input (row vectors;
     :func:`realtime_fer.models.network.pool`'s layout) for a mirror-closed ``subset``.
+    ``landmarks=False``: the blendshapes' Left/Right swap alone, the landmark columns left as
+    they are (any subset, any pooling).
 
     ``mean`` parts: each landmark takes its partner's point reflected in :func:`mirror_plane`;
     ``delta`` parts: its partner's displacement reflected; ``std`` parts: its partner's spread
@@ -94,6 +96,18 @@ def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: 
     from realtime_fer.data.motion import blendshape_mirror
     from realtime_fer.landmarks.normalize import mirror_index
 
+    if not landmarks:
+        width = 3 * len(subset) * len(pooling)
+        d = width + len(pooling) * int(n_blendshapes)
+        a = np.eye(d)
+        if n_blendshapes:
+            bm = blendshape_mirror()
+            nb = int(n_blendshapes)
+            for k in range(len(pooling)):
+                off = width + k * nb
+                a[off : off + nb, off : off + nb] = 0.0
+                a[off + bm, off + np.arange(nb)] = 1.0
+        return a, np.zeros(d)
     bad = [p for p in pooling if p not in MIRRORABLE_POOLINGS]
     if bad:
         raise ValueError(f"a symmetric network needs poolings among {MIRRORABLE_POOLINGS}, not {bad}")
@@ -129,9 +143,11 @@ def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: 
     return a, c
 
 
-def symmetrise(net: Network, subset: Sequence[int], half: bool = False) -> Network:
+def symmetrise(net: Network, subset: Sequence[int], half: bool = False, landmarks: bool = True) -> Network:
     """The network computing ``(net(x) + net(Q x)) / 2`` (``Q``: :func:`pooled_mirror` of
     ``subset``, ``net``'s landmarks), with ``net``'s Platt parameters (calibrate it afterwards).
+    ``landmarks=False``: ``Q`` swaps the Left/Right blendshapes only (the network is then
+    symmetric in its blendshapes, not in its landmarks).
 
     The first layer holds ``net``'s units and their mirror twins (the twins read
     ``z A_z + c_z``, the standardised mirror image); later layers are block-diagonal; the head
@@ -145,7 +161,7 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False) -> Netwo
     """
     if len(subset) != net.n_landmarks:
         raise ValueError(f"subset has {len(subset)} landmarks, the network reads {net.n_landmarks}")
-    a, c = pooled_mirror(subset, net.pooling, net.n_blendshapes)
+    a, c = pooled_mirror(subset, net.pooling, net.n_blendshapes, landmarks=landmarks)
     mu, sigma = np.asarray(net.mean, np.float64), np.asarray(net.std, np.float64)
     # z' = (x A + c - mu) / sigma with x = z sigma + mu:  z' = z A_z + c_z
     a_z = sigma[:, None] * a / sigma[None, :]
@@ -178,7 +194,7 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False) -> Netwo
             both = 0.5 * np.concatenate([part, part])
             head.append(both[order] if i == 1 else both)
     return replace(net, layers=layers, head_w=np.concatenate(head).astype(np.float32), head_b=bias,
-                   extras={**net.extras, "symmetric": True})
+                   extras={**net.extras, "symmetric": "all" if landmarks else "blendshapes"})
 
 
 def symmetric_basis(basis: np.ndarray | None, subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:

@@ -114,6 +114,11 @@ class ModelOptions:
     """How ``symmetric`` makes a landmark subset mirror-closed: ``closure`` adds every
     landmark's partner (about 1.5 times the landmarks), ``pairs`` keeps only the landmarks
     whose partner is in the subset too (about half)."""
+    symmetric_parts: Literal["all", "blendshapes"] = "all"
+    """What ``symmetric`` mirrors: ``all`` (landmarks and blendshapes; subsets made
+    mirror-closed) or ``blendshapes`` (only the Left/Right blendshape categories are swapped:
+    the landmark subsets and speech bases stay as they are, and the first layer is still twice
+    as wide)."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -137,7 +142,9 @@ class ModelOptions:
             raise ValueError("model.symmetric is not combined with shape_components, identity_subspace or rest_normalisation")
         if self.symmetric_subsets not in ("closure", "pairs"):
             raise ValueError("model.symmetric_subsets must be 'closure' or 'pairs'")
-        if self.symmetric and set(self.pooling) - {"mean", "delta", "std"}:
+        if self.symmetric_parts not in ("all", "blendshapes"):
+            raise ValueError("model.symmetric_parts must be 'all' or 'blendshapes'")
+        if self.symmetric and self.symmetric_parts == "all" and set(self.pooling) - {"mean", "delta", "std"}:
             raise ValueError("model.symmetric needs poolings among mean, delta and std (min/max swap under the mirror)")
         if set(self.withheld) - set(self.emotions):
             raise ValueError(f"withheld emotions must be among model.emotions: {', '.join(sorted(set(self.withheld) - set(self.emotions)))}")

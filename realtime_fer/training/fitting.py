@@ -44,6 +44,7 @@ def fit_models(
     identity_code: int | None = None,
     rest: RestNormalisationOptions | None = None,
     symmetric: bool = False,
+    mirror_landmarks: bool = True,
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -67,6 +68,8 @@ def fit_models(
         symmetric: make each speech basis mirror-symmetric (:func:`symmetric_basis`; the
             subsets must be mirror-closed) and return each network symmetrised
             (:func:`realtime_fer.models.symmetric.symmetrise`).
+        mirror_landmarks: with ``symmetric``; False: symmetric in the blendshapes' Left/Right
+            categories only (any subset; the speech bases are left as they are).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -82,7 +85,7 @@ def fit_models(
         rmap = rest_map(subset, data.pooling, data.n_blendshapes, rest) if rest is not None and rest.enabled else None
         raw_stats = standardization(x) if rmap is not None else None
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
-        if symmetric:
+        if symmetric and mirror_landmarks:
             basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
         x = project(x, basis)
         if identity is not None and identity.enabled:
@@ -114,7 +117,7 @@ def fit_models(
         else:
             nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
         if symmetric:
-            nets.update({e: symmetrise(nets[e], subset, half=half) for e in fitted})
+            nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=mirror_landmarks) for e in fitted})
     return nets, time.perf_counter() - t0
 
 

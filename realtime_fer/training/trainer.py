@@ -298,7 +298,7 @@ def _fit_calibrated(
         randomized=config.model.randomized, torch=config.model.torch, rows=train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
         identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
-        symmetric=symmetric,
+        symmetric=symmetric, mirror_landmarks=config.model.symmetric_parts == "all",
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
@@ -325,7 +325,7 @@ def fit_and_validate(config: TrainConfig, prep: PreparedData, subsets: dict[str,
     family = family or config.model.family
     emotions = list(subsets)
     positives = {e: EMOTIONS.index(e) for e in emotions}
-    if config.model.symmetric:
+    if config.model.symmetric and config.model.symmetric_parts == "all":
         close = mirror_closed if config.model.symmetric_subsets == "closure" else mirror_paired
         subsets = {e: close(s) for e, s in subsets.items()}
     plain, codes_plain = prep.plain, prep.codes_plain
