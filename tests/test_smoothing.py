@@ -57,3 +57,29 @@ def test_bad_options() -> None:
         SmoothingOptions(time_constant_s=0)
     with pytest.raises(ValueError, match="method"):
         SmoothingOptions(method="median")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_the_first_full_window_restarts_the_average_of_partial_ones(restart: bool) -> None:
+    """Partial windows (the face seen for less than a window) are provisional: with
+    ``restart_at_full`` the first full window starts the average afresh, live and offline alike;
+    without it their average carries on. Later full windows, and a track that starts full, are
+    smoothed as before."""
+    opts = SmoothingOptions(restart_at_full=restart)
+    t = np.arange(12) * 0.08
+    partial = np.arange(12) < 5
+    p = {"sad": np.where(partial, 0.9, 0.1).astype(np.float32), "disgust": np.where(partial, 0.1, 0.8).astype(np.float32)}
+    offline = smooth_sequence(p, t, opts, partial)
+    live = TrackSmoother(opts)
+    got = [live.update(3, {e: float(v[k]) for e, v in p.items()}, float(t[k]), bool(partial[k])) for k in range(12)]
+    for e in p:
+        np.testing.assert_allclose([g[e] for g in got], offline[e], atol=1e-6)
+    if restart:
+        assert offline["disgust"][5] == pytest.approx(0.8) and offline["sad"][5] == pytest.approx(0.1)
+    else:
+        assert offline["sad"][5] > offline["disgust"][5]  # the partial windows' sad still leads
+    # a track whose windows are all full is unaffected by the option
+    full = smooth_sequence(p, t, opts, np.zeros(12, bool))
+    np.testing.assert_allclose(full["sad"], smooth_sequence(p, t, opts)["sad"])
+    live.forget(3)
+    assert live.update(3, {"sad": 0.2, "disgust": 0.2}, 2.0, False) == {"sad": 0.2, "disgust": 0.2}

@@ -234,4 +234,9 @@ def test_short_clip_at_10_fps_gets_a_flagged_partial_decision_through_analyze(sh
     assert preds, r.stdout
     assert [p.frame for p in preds] == list(range(4, 15))  # from 0.4 s on, every frame (0.1 s >= the 0.08 s hop)
     assert [p.partial for p in preds] == [True] * 6 + [False] * 5  # full once 24 samples of 0.04 s are seen (frame 10, 1.0 s)
+    # the partial decisions are provisional: the first full window restarts the face's average
+    # (smoothing.restart_at_full), while the partial and later windows are averaged as usual
+    assert preds[6].smoothed == pytest.approx(preds[6].probabilities, abs=1e-6)
+    for k in (1, 7):
+        assert max(abs(preds[k].smoothed[e] - preds[k].probabilities[e]) for e in preds[k].probabilities) > 1e-4
     assert json.loads(out.read_text().splitlines()[[i for i, line in enumerate(out.read_text().splitlines()) if '"prediction"' in line][0]])["partial"] is True

@@ -8,7 +8,8 @@ same setting behaves the same at 25 and 30 fps, and across dropped frames):
     s_k = s_{k-1} + (1 - exp(-dt_k / tau)) * (p_k - s_{k-1})
 
 where ``dt_k`` is the time since the face's previous scored window. A new face starts from its
-first window's probabilities (no warm-up bias towards any emotion). The cost is latency: after a
+first window's probabilities (no warm-up bias towards any emotion), and, with
+``restart_at_full``, again from its first full window after partial ones. The cost is latency: after a
 step change of expression the smoothed probability covers 63 % of the step after ``tau`` seconds
 (``tools/bench_smoothing.py`` measures the decision's delay on real clips).
 
@@ -33,6 +34,10 @@ class SmoothingOptions:
     window alone."""
     time_constant_s: float = 0.5
     """``tau`` of the moving average, in seconds."""
+    restart_at_full: bool = True
+    """A face's first *full* window restarts its average: the decisions on its partial windows
+    (flagged ``partial``, less than a window of the face seen) are provisional and do not carry
+    into the full windows' (docs/video.md, "Partial windows are provisional")."""
 
     def __post_init__(self) -> None:
         if self.method not in ("ema", "none"):
@@ -47,26 +52,35 @@ class SmoothingOptions:
         return 1.0 - np.exp(-np.maximum(dt_s, 0.0) / self.time_constant_s)
 
 
-def smooth_sequence(probabilities: Mapping[str, np.ndarray], times_s: np.ndarray, options: SmoothingOptions) -> dict[str, np.ndarray]:
+def smooth_sequence(probabilities: Mapping[str, np.ndarray], times_s: np.ndarray, options: SmoothingOptions,
+                    partial: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Smoothed probabilities of one face's consecutive windows.
 
     Args:
         probabilities: emotion -> (K,) probabilities of the face's windows in time order.
         times_s: (K,) time of each window (its last frame), seconds.
         options: the smoothing.
+        partial: (K,) which windows are partial (a run's first ones), as :class:`TrackSmoother`
+            is told: with ``restart_at_full`` the first full window after them restarts the
+            average.
 
     Returns:
         emotion -> (K,) smoothed probabilities (float32).
     """
     t = np.asarray(times_s, np.float64)
     gains = options.gain(np.diff(t, prepend=t[:1])) if len(t) else np.zeros(0)
+    starts = {0}
+    if partial is not None and options.restart_at_full and len(t) and bool(partial[0]):
+        full = np.flatnonzero(~np.asarray(partial, bool))
+        if len(full):
+            starts.add(int(full[0]))
     out = {}
     for e, p in probabilities.items():
         p = np.asarray(p, np.float64)
         s = np.empty_like(p)
         acc = 0.0
         for k in range(len(p)):
-            acc = p[k] if k == 0 else acc + gains[k] * (p[k] - acc)
+            acc = p[k] if k in starts else acc + gains[k] * (p[k] - acc)
             s[k] = acc
         out[e] = s.astype(np.float32)
     return out
@@ -79,11 +93,20 @@ class TrackSmoother:
     def __init__(self, options: SmoothingOptions | None = None) -> None:
         self.options = options or SmoothingOptions()
         self._state: dict[int, tuple[float, dict[str, float]]] = {}
+        self._provisional: set[int] = set()
+        """Tracks whose average holds partial windows only."""
 
-    def update(self, track_id: int, probabilities: Mapping[str, float], t_s: float) -> dict[str, float]:
-        """Fold one window of ``track_id`` (scored at ``t_s`` seconds) into its average; returns
-        the smoothed probabilities."""
+    def update(self, track_id: int, probabilities: Mapping[str, float], t_s: float, partial: bool = False) -> dict[str, float]:
+        """Fold one window of ``track_id`` (scored at ``t_s`` seconds; ``partial``: a partial
+        window) into its average; returns the smoothed probabilities."""
         prev = self._state.get(track_id)
+        if partial:
+            if prev is None:
+                self._provisional.add(track_id)
+        elif track_id in self._provisional:
+            self._provisional.discard(track_id)
+            if self.options.restart_at_full:
+                prev = None
         if prev is None or self.options.method == "none":
             smoothed = {e: float(p) for e, p in probabilities.items()}
         else:
@@ -95,9 +118,11 @@ class TrackSmoother:
     def forget(self, track_id: int) -> None:
         """Drop a track's state (its face left, or its window restarted)."""
         self._state.pop(track_id, None)
+        self._provisional.discard(track_id)
 
     def clear(self) -> None:
         self._state.clear()
+        self._provisional.clear()
 
     def __len__(self) -> int:
         return len(self._state)

@@ -312,7 +312,8 @@ class FrameProcessor:
             self.adaptation.correct_union(windows, ids)
         if windows is not None:
             probs = self.models.predict_union(windows, blend_windows)
-            smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s) for row, i in enumerate(ready)]
+            smoothed = [self.smoother.update(result.faces[i].track_id, {name: float(probs[name][row]) for name in self.emotions}, t_s, partial[row])
+                        for row, i in enumerate(ready)]
             tops = self.bundle.decide({name: np.array([s[name] for s in smoothed]) for name in self.emotions})
             t3 = time.perf_counter()
             times.inference = t3 - t2

@@ -109,7 +109,7 @@ def evaluate(
         else:
             parts = [scorer.predict(wins[k : k + 2048], None if bwins is None else bwins[k : k + 2048]) for k in range(0, len(wins), 2048)]
             p = {e: np.concatenate([q[e] for q in parts]) for e in model.emotions}
-            tops = decide(smooth_clip(p, clip.times, clip.run, smoothing), model.thresholds)
+            tops = decide(smooth_clip(p, clip.times, clip.run, smoothing, clip.partial), model.thresholds)
         for e in model.emotions:
             probs[e].append(p[e])
         decided.append(tops)
@@ -178,16 +178,18 @@ def evaluate(
     }
 
 
-def smooth_clip(probabilities: dict[str, np.ndarray], times: np.ndarray, runs: np.ndarray, options: SmoothingOptions) -> dict[str, np.ndarray]:
+def smooth_clip(probabilities: dict[str, np.ndarray], times: np.ndarray, runs: np.ndarray, options: SmoothingOptions,
+                partial: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The live stream's smoothing over one clip's windows (``times``: each window's source time,
-    seconds; ``runs``: its run of consecutive detections): a new run (the face was lost)
-    restarts it, as a lost track does in the stream."""
+    seconds; ``runs``: its run of consecutive detections; ``partial``: which windows are
+    partial): a new run (the face was lost) restarts it, as a lost track does in the stream,
+    and so does a run's first full window after partial ones (``restart_at_full``)."""
     out = {e: np.empty(len(p), np.float32) for e, p in probabilities.items()}
     breaks = np.flatnonzero(np.diff(runs) != 0) + 1
     for seg in np.split(np.arange(len(times)), breaks):
         if len(seg) == 0:
             continue
-        sm = smooth_sequence({e: p[seg] for e, p in probabilities.items()}, times[seg], options)
+        sm = smooth_sequence({e: p[seg] for e, p in probabilities.items()}, times[seg], options, None if partial is None else partial[seg])
         for e in out:
             out[e][seg] = sm[e]
     return out
@@ -223,7 +225,7 @@ def adapted_clip(
         p = scorer.predict_union(corrected, None if blendshapes is None else blendshapes[k : k + 1])
         for e in probs:
             probs[e][k] = p[e][0]
-        sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, float(times[k]))
+        sm = smoother.update(track, {e: float(p[e][0]) for e in probs}, float(times[k]), partial is not None and bool(partial[k]))
         tops[k] = str(decide({e: np.array([v]) for e, v in sm.items()}, model.thresholds)[0])
         if partial is None or not partial[k]:
             adapt.observe(track, window, float(times[k]), tops[k] == FALLBACK)
