@@ -185,3 +185,39 @@ def test_blendshape_only_symmetry_swaps_the_blendshapes_and_leaves_the_landmarks
     assert ModelOptions(symmetric=True, symmetric_parts="blendshapes", pooling=["mean", "max"]).symmetric_parts == "blendshapes"
     with pytest.raises(ValueError, match="symmetric_parts"):
         ModelOptions(symmetric_parts="landmarks")
+
+
+def test_blendshape_sums_read_each_pair_through_its_sum_at_no_cost() -> None:
+    """``symmetric_parts: blendshape_sums``: the Left/Right blendshape pairs' differences are
+    projected off and folded into the first layer, so the network is exactly invariant to the
+    blendshapes' mirror swap with a first layer no wider than without it, and it still reads
+    the landmarks' own asymmetric cue."""
+    from realtime_fer.data.motion import blendshape_mirror
+    from realtime_fer.models.symmetric import odd_blendshape_basis
+
+    pooling = ("mean", "std")
+    b = odd_blendshape_basis(len(SUBSET), pooling, 52)
+    np.testing.assert_allclose(b.T @ b, np.eye(b.shape[1]), atol=1e-12)
+    a, _ = pooled_mirror(SUBSET, pooling, 52, landmarks=False)
+    np.testing.assert_allclose(a.T @ b, -b, atol=1e-12)  # each column is odd under the swap
+    assert b.shape[1] == 2 * int((blendshape_mirror() != np.arange(52)).sum() // 2)
+    assert odd_blendshape_basis(len(SUBSET), pooling, 0) is None
+    wins, blend, codes = _windows(list(range(468)))
+    data = PooledSet(pool(wins, pooling, np.float32, blend), np.arange(N), pooling, 52)
+    opts = RandomizedOptions(hidden=[32], seed=1)
+    plain, _ = fit_models("randomized", data, codes, {"e": 1}, {"e": SUBSET}, window_length=T, randomized=opts)
+    sums, _ = fit_models("randomized", data, codes, {"e": 1}, {"e": SUBSET}, window_length=T, randomized=opts, symmetric=True, symmetric_parts="blendshape_sums")
+    net = sums["e"]
+    assert net.layers[0][0].shape == plain["e"].layers[0][0].shape
+    x = np.ascontiguousarray(wins[:, :, SUBSET])
+    swapped = blend[:, :, blendshape_mirror()]
+    assert np.abs(plain["e"].score(x, blend) - plain["e"].score(x, swapped)).mean() > 0.05
+    np.testing.assert_allclose(net.score(x, blend), net.score(x, swapped), atol=1e-3)
+    # the landmarks' asymmetric cue is still read
+    assert roc_auc_of(net.score(x, blend), codes) > 0.9
+
+
+def roc_auc_of(scores: np.ndarray, labels: np.ndarray) -> float:
+    from realtime_fer.models.metrics import roc_auc
+
+    return float(roc_auc(np.asarray(scores), np.asarray(labels) == 1))

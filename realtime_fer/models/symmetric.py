@@ -197,6 +197,33 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False, landmark
                    extras={**net.extras, "symmetric": "all" if landmarks else "blendshapes"})
 
 
+def odd_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:
+    """Orthonormal basis (D, k) of the pooled input's **odd blendshape directions**: for every
+    pooling part and every Left/Right pair of categories, ``(left - right) / sqrt(2)``. A network
+    fitted on features projected off it (the projection folded into its first layer, as the
+    speech subspace's) reads each pair only through its sum: it is exactly invariant to the
+    blendshapes' mirror swap, at no cost, and the two sides of one frown get one gradient.
+    None without blendshapes."""
+    from realtime_fer.data.motion import blendshape_mirror
+
+    nb = int(n_blendshapes)
+    if not nb:
+        return None
+    bm = blendshape_mirror()[:nb]
+    pairs = [(i, int(bm[i])) for i in range(nb) if int(bm[i]) > i]
+    width = 3 * int(n_landmarks) * len(pooling)
+    d = width + len(pooling) * nb
+    basis = np.zeros((d, len(pooling) * len(pairs)))
+    col = 0
+    for k in range(len(pooling)):
+        off = width + k * nb
+        for i, j in pairs:
+            basis[off + i, col] = basis[off + j, col] = 1.0 / np.sqrt(2.0)
+            basis[off + j, col] *= -1.0
+            col += 1
+    return basis
+
+
 def symmetric_basis(basis: np.ndarray | None, subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:
     """An orthonormal basis of as many directions as ``basis`` (D, k), closest to it among the
     subspaces the mirror map leaves in place: the leading eigenvectors of the average of the

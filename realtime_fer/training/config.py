@@ -114,11 +114,14 @@ class ModelOptions:
     """How ``symmetric`` makes a landmark subset mirror-closed: ``closure`` adds every
     landmark's partner (about 1.5 times the landmarks), ``pairs`` keeps only the landmarks
     whose partner is in the subset too (about half)."""
-    symmetric_parts: Literal["all", "blendshapes"] = "all"
+    symmetric_parts: Literal["all", "blendshapes", "blendshape_sums"] = "all"
     """What ``symmetric`` mirrors: ``all`` (landmarks and blendshapes; subsets made
-    mirror-closed) or ``blendshapes`` (only the Left/Right blendshape categories are swapped:
-    the landmark subsets and speech bases stay as they are, and the first layer is still twice
-    as wide)."""
+    mirror-closed), ``blendshapes`` (only the Left/Right blendshape categories are swapped:
+    the landmark subsets and speech bases stay as they are; the first layer is still twice as
+    wide, so inference and attributions cost twice as much) or ``blendshape_sums`` (each
+    Left/Right blendshape pair is read only through its sum: the pairs' differences are
+    projected off with the speech subspace and the projection folded into the first layer, at
+    no cost)."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -142,8 +145,8 @@ class ModelOptions:
             raise ValueError("model.symmetric is not combined with shape_components, identity_subspace or rest_normalisation")
         if self.symmetric_subsets not in ("closure", "pairs"):
             raise ValueError("model.symmetric_subsets must be 'closure' or 'pairs'")
-        if self.symmetric_parts not in ("all", "blendshapes"):
-            raise ValueError("model.symmetric_parts must be 'all' or 'blendshapes'")
+        if self.symmetric_parts not in ("all", "blendshapes", "blendshape_sums"):
+            raise ValueError("model.symmetric_parts must be 'all', 'blendshapes' or 'blendshape_sums'")
         if self.symmetric and self.symmetric_parts == "all" and set(self.pooling) - {"mean", "delta", "std"}:
             raise ValueError("model.symmetric needs poolings among mean, delta and std (min/max swap under the mirror)")
         if set(self.withheld) - set(self.emotions):

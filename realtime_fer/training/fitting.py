@@ -19,7 +19,7 @@ from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, ident
 from realtime_fer.models.network import Network, standardization
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
-from realtime_fer.models.symmetric import symmetric_basis, symmetrise
+from realtime_fer.models.symmetric import odd_blendshape_basis, symmetric_basis, symmetrise
 from realtime_fer.models.speech_subspace import SpeechSubspace, fold_projection, project
 from realtime_fer.models.torch_mlp import TorchOptions, fit_torch
 from realtime_fer.training.features import PooledSet
@@ -44,7 +44,7 @@ def fit_models(
     identity_code: int | None = None,
     rest: RestNormalisationOptions | None = None,
     symmetric: bool = False,
-    mirror_landmarks: bool = True,
+    symmetric_parts: str = "all",
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -68,8 +68,11 @@ def fit_models(
         symmetric: make each speech basis mirror-symmetric (:func:`symmetric_basis`; the
             subsets must be mirror-closed) and return each network symmetrised
             (:func:`realtime_fer.models.symmetric.symmetrise`).
-        mirror_landmarks: with ``symmetric``; False: symmetric in the blendshapes' Left/Right
-            categories only (any subset; the speech bases are left as they are).
+        symmetric_parts: with ``symmetric``: ``all`` (above), ``blendshapes`` (symmetric in
+            the blendshapes' Left/Right categories only: any subset, the speech bases as they
+            are) or ``blendshape_sums`` (the blendshapes' odd directions projected off and folded
+            in with the speech subspace, :func:`~realtime_fer.models.symmetric.odd_blendshape_basis`:
+            no symmetrised twin layer).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -85,8 +88,10 @@ def fit_models(
         rmap = rest_map(subset, data.pooling, data.n_blendshapes, rest) if rest is not None and rest.enabled else None
         raw_stats = standardization(x) if rmap is not None else None
         basis = subspace.basis(subset, data.pooling, data.n_blendshapes, emotions[0]) if subspace is not None else None
-        if symmetric and mirror_landmarks:
+        if symmetric and symmetric_parts == "all":
             basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
+        if symmetric and symmetric_parts == "blendshape_sums":
+            basis = join_bases(basis, odd_blendshape_basis(len(subset), data.pooling, data.n_blendshapes))
         x = project(x, basis)
         if identity is not None and identity.enabled:
             if identity_code is None:
@@ -116,8 +121,8 @@ def fit_models(
             nets.update({e: fold_affine(n, a, c, *raw_stats, half=half) for e, n in fitted.items()})
         else:
             nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
-        if symmetric:
-            nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=mirror_landmarks) for e in fitted})
+        if symmetric and symmetric_parts != "blendshape_sums":
+            nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=symmetric_parts == "all") for e in fitted})
     return nets, time.perf_counter() - t0
 
 
@@ -153,6 +158,7 @@ def fit_blendshape_fusion(
     randomized: RandomizedOptions,
     options: BlendshapeModelOptions,
     symmetric: bool = False,
+    symmetric_parts: str = "all",
 ) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
     """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
     fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
@@ -164,7 +170,8 @@ def fit_blendshape_fusion(
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
-    bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric)
+    bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
+                            symmetric_parts="all" if symmetric_parts == "blendshapes" else symmetric_parts)
     s_lm = scores(nets, cal_data, subsets, cal_rows)
     s_bs = scores(bs_nets, cal_data, empty, cal_rows)
     fused: dict[str, Network] = {}

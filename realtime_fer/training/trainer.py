@@ -298,7 +298,7 @@ def _fit_calibrated(
         randomized=config.model.randomized, torch=config.model.torch, rows=train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
         identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
-        symmetric=symmetric, mirror_landmarks=config.model.symmetric_parts == "all",
+        symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
@@ -308,7 +308,7 @@ def _fit_calibrated(
         nets, fusion = fit_blendshape_fusion(
             nets, jittered, codes_train, positives, subsets, rows=np.concatenate([train_rows, prep.blendshape_rows]), cal_data=plain,
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
-            randomized=config.model.randomized, options=bm, symmetric=symmetric,
+            randomized=config.model.randomized, options=bm, symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
         )
         fit_s += time.perf_counter() - t0
     emotions = list(subsets)
