@@ -221,3 +221,20 @@ def roc_auc_of(scores: np.ndarray, labels: np.ndarray) -> float:
     from realtime_fer.models.metrics import roc_auc
 
     return float(roc_auc(np.asarray(scores), np.asarray(labels) == 1))
+
+
+def test_blendshape_sums_leave_out_constant_pairs() -> None:
+    """A Left/Right pair of which a side never moves is not projected (its standardised weights
+    would be huge and float16 rounding would keep its difference readable)."""
+    from realtime_fer.data.motion import blendshape_mirror
+    from realtime_fer.models.symmetric import odd_blendshape_basis
+
+    pooling = ("mean",)
+    bm = blendshape_mirror()
+    i = int(np.flatnonzero(bm != np.arange(52))[0])
+    spread = np.full(3 * len(SUBSET) + 52, 0.1)
+    full = odd_blendshape_basis(len(SUBSET), pooling, 52, spread)
+    spread[3 * len(SUBSET) + int(bm[i])] = 2e-6
+    fewer = odd_blendshape_basis(len(SUBSET), pooling, 52, spread)
+    assert fewer.shape[1] == full.shape[1] - 1
+    assert not np.abs(fewer[3 * len(SUBSET) + i]).any()

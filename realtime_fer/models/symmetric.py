@@ -197,13 +197,23 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False, landmark
                    extras={**net.extras, "symmetric": "all" if landmarks else "blendshapes"})
 
 
-def odd_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:
+#: Raw spread (blendshape score units) under which a pooled blendshape column counts as constant.
+CONSTANT_BLENDSHAPE_STD = 1e-3
+
+
+def odd_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int, spread: np.ndarray | None = None) -> np.ndarray | None:
     """Orthonormal basis (D, k) of the pooled input's **odd blendshape directions**: for every
     pooling part and every Left/Right pair of categories, ``(left - right) / sqrt(2)``. A network
     fitted on features projected off it (the projection folded into its first layer, as the
-    speech subspace's) reads each pair only through its sum: it is exactly invariant to the
+    speech subspace's) reads each pair only through its sum: it is invariant to the
     blendshapes' mirror swap, at no cost, and the two sides of one frown get one gradient.
-    None without blendshapes."""
+
+    ``spread``: the training features' standard deviation per column (D,). A pair of which a
+    side is (nearly) constant, spread under :data:`CONSTANT_BLENDSHAPE_STD` (e.g. MediaPipe's
+    ``cheekSquint*``, about 2e-6), is left out: standardised by so small a spread, its folded
+    weights are huge, float16 rounding leaves the network reading the pair's difference after
+    all, and explanations moved along that direction would move the output. None without
+    blendshapes (or pairs)."""
     from realtime_fer.data.motion import blendshape_mirror
 
     nb = int(n_blendshapes)
@@ -213,15 +223,16 @@ def odd_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes
     pairs = [(i, int(bm[i])) for i in range(nb) if int(bm[i]) > i]
     width = 3 * int(n_landmarks) * len(pooling)
     d = width + len(pooling) * nb
-    basis = np.zeros((d, len(pooling) * len(pairs)))
-    col = 0
+    cols = []
     for k in range(len(pooling)):
         off = width + k * nb
         for i, j in pairs:
-            basis[off + i, col] = basis[off + j, col] = 1.0 / np.sqrt(2.0)
-            basis[off + j, col] *= -1.0
-            col += 1
-    return basis
+            if spread is not None and min(float(spread[off + i]), float(spread[off + j])) < CONSTANT_BLENDSHAPE_STD:
+                continue
+            v = np.zeros(d)
+            v[off + i], v[off + j] = 1.0 / np.sqrt(2.0), -1.0 / np.sqrt(2.0)
+            cols.append(v)
+    return np.stack(cols, axis=1) if cols else None
 
 
 def symmetric_basis(basis: np.ndarray | None, subset: Sequence[int], pooling: Sequence[str], n_blendshapes: int) -> np.ndarray | None:

@@ -91,7 +91,7 @@ def fit_models(
         if symmetric and symmetric_parts == "all":
             basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
         if symmetric and symmetric_parts == "blendshape_sums":
-            basis = join_bases(basis, odd_blendshape_basis(len(subset), data.pooling, data.n_blendshapes))
+            basis = join_bases(basis, odd_blendshape_basis(len(subset), data.pooling, data.n_blendshapes, spread=x.std(axis=0)))
         x = project(x, basis)
         if identity is not None and identity.enabled:
             if identity_code is None:
