@@ -10,7 +10,9 @@ show: named regions and blendshapes, against the baseline ``--baseline`` names:
 * ``person``: each window's baseline as the stream's ``person`` baseline gives it, each clip
   (or still image) played as one track, window after window (``track_neutral`` off);
 * ``stream`` (default): the stream's own choice, ``track`` once the bundle has called one of
-  the clip's windows neutral (unsmoothed probabilities), else ``person``.
+  the clip's windows neutral (unsmoothed probabilities), else ``person``; with
+  ``--baseline-choice lowest`` (default, as the stream) each window's label is explained against
+  whichever of the two its network scores lower, with ``first`` against ``track`` always.
 
 As the stream does by default (``explain.visible_only``, ``explain.talking_baseline``), each
 baseline is then moved along the directions its network cannot see to the window's own
@@ -31,7 +33,8 @@ Reported per emotion:
 
     python tools/explain_faithfulness.py [--data DIR ...] [--output runs/faithfulness.json]
         [--figures docs/images/faithfulness] [--max-windows 60] [--model BUNDLE]
-        [--baseline stream|person|dataset] [--no-visible] [--baseline-motion speech|none|all]
+        [--baseline stream|person|dataset] [--baseline-choice lowest|first] [--no-visible]
+        [--baseline-motion speech|none|all]
 
 Writes the JSON report and, with ``--figures``, one PNG of the deletion and insertion curves
 per folder (``<prefix>_<folder>.png``); prints a table.
