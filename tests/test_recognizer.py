@@ -175,7 +175,7 @@ def test_subscriber_receives_decodable_predictions(published_run: PublishedRun) 
         assert p.top == "neutral" or p.top in explained
         assert explained >= {e for e, v in p.probabilities.items() if v >= bundle.emotions[e].threshold}
         for emotion, a in p.attributions.items():
-            assert 1 <= len(a["top"]) <= 5 and a["baseline"] in ("track", "dataset")
+            assert 1 <= len(a["top"]) <= 5 and a["baseline"] in ("track", "person", "dataset")
             weights = [t["weight"] for t in a["top"]]
             assert weights == sorted(weights, key=abs, reverse=True)
             model_regions = {face_regions().names[i] for i in bundle.emotions[emotion].landmarks}

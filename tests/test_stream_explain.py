@@ -128,7 +128,9 @@ def test_track_neutral_baseline_replaces_dataset_neutral(smile_window):
     # a still window (the first frame held): its own mean face is all of it, spread included
     window = np.repeat(window[:, :1], bundle.window_length, axis=1)
     blend = None if blend is None else np.repeat(blend[:, :1], bundle.window_length, axis=1)
-    explainer = StreamExplainer(bundle)
+    # baseline_choice "first": the track's neutral window whatever it scores (the default,
+    # "lowest", would take the person baseline here: tests/test_person_baseline.py)
+    explainer = StreamExplainer(bundle, StreamExplainOptions(baseline_choice="first"))
     inputs = _inputs(bundle, window)
     explainer.observe(7, "neutral", inputs, 0, blend)  # the recognizer called this track's window neutral
     entry = explainer.explain(inputs, [7], [["happy"]], blend)[0]["happy"]

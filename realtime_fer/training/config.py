@@ -106,10 +106,12 @@ class ModelOptions:
     the projection folded into the network like the speech subspace's. 0: none (issue 22:
     attributions that cancel less; docs/faithfulness.md)."""
     symmetric: bool = False
-    """Left/right symmetric models (:mod:`realtime_fer.models.symmetric`): each landmark subset
-    gains its landmarks' mirror partners, and each fitted network is averaged with itself on the
-    mirror image (a first layer twice as wide), so a face and its mirror image score alike;
-    not combined with the identity subspace, shape components or rest normalisation."""
+    """Left/right symmetric models (:mod:`realtime_fer.models.symmetric`): with
+    ``symmetric_parts: all``, each landmark subset gains its landmarks' mirror partners, and
+    each fitted network is averaged with itself on the mirror image (a first layer twice as
+    wide), so a face and its mirror image score alike; ``symmetric_parts`` below for the
+    blendshapes alone; not combined with the identity subspace, shape components or rest
+    normalisation."""
     symmetric_subsets: Literal["closure", "pairs"] = "closure"
     """How ``symmetric`` makes a landmark subset mirror-closed: ``closure`` adds every
     landmark's partner (about 1.5 times the landmarks), ``pairs`` keeps only the landmarks
