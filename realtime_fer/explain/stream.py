@@ -233,19 +233,21 @@ class StreamExplainer:
         faces = np.repeat(self._dataset_neutral[None], len(fractions), axis=0)
         for k, a in enumerate(fractions):
             faces[k, union] += a * (predicted - self._dataset_neutral[union])
-        blend = None
-        probs = {}
-        for emotion, engine in self.engines.items():
-            net = engine.net
-            # a static face: every pooling of a held frame is the same for 2 frames as for T
-            x = np.repeat(faces[:, None][:, :, self.landmarks[emotion]], 2, axis=1)
-            if net.n_blendshapes:
-                blend = np.broadcast_to(self._dataset_neutral_blend, (len(fractions), 2, net.n_blendshapes))
-            probs[emotion] = net.probability(x, blend)
+        blends = None if self._dataset_neutral_blend is None else np.repeat(self._dataset_neutral_blend[None], len(fractions), axis=0)
+        probs = {emotion: self._still_probability(emotion, faces, blends) for emotion in self.engines}
         called = self.bundle.decide(probs) == FALLBACK
         if not called.any():
             return None
         return faces[int(np.argmax(called))]
+
+    def _still_probability(self, emotion: str, faces: np.ndarray, blends: np.ndarray | None) -> np.ndarray:
+        """``emotion``'s calibrated probability (N,) of still faces (N, 468, 3) held with
+        blendshapes (N, B) (None for a bundle without them)."""
+        net = self.engines[emotion].net
+        # a held face: every pooling of a held frame is the same for 2 frames as for T
+        x = np.repeat(faces[:, None][:, :, self.landmarks[emotion]], 2, axis=1)
+        b = np.repeat(np.asarray(blends)[:, None], 2, axis=1) if net.n_blendshapes else None
+        return net.probability(x, b)
 
     def forget(self, track_id: int) -> None:
         """Drop a lost track's baselines."""
@@ -279,16 +281,10 @@ class StreamExplainer:
                 out.append((self._dataset_neutral, blend, "dataset"))
         if emotion is None or self.options.baseline_choice != "lowest" or not both or emotion not in self.engines:
             return out
-        net = self.engines[emotion].net
-        lms = self.landmarks[emotion]
         persons = [self._person_face[track_ids[i]] for i in both]
-        faces = np.stack([out[i][0] for i in both] + persons)[:, lms]
-        x = np.repeat(faces[:, None], 2, axis=1)  # still faces: every pooling of a held frame is the same for 2 frames as for T
-        blend = None
-        if net.n_blendshapes:
-            b = np.stack([out[i][1] for i in both] + [self._dataset_neutral_blend] * len(both))
-            blend = np.repeat(b[:, None], 2, axis=1)
-        p = net.probability(x, blend)
+        faces = np.stack([out[i][0] for i in both] + persons)
+        blends = None if self._dataset_neutral_blend is None else np.stack([out[i][1] for i in both] + [self._dataset_neutral_blend] * len(both))
+        p = self._still_probability(emotion, faces, blends)
         n = len(both)
         for j, i in enumerate(both):
             if p[n + j] < p[j]:

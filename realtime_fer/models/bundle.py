@@ -151,7 +151,7 @@ class ModelBundle:
         entry = (self.manifest.get("normalisation") or {}).get("domain_offset") or {}
         lm, bs = entry.get("landmarks"), entry.get("blendshapes")
         try:
-            lm_arr = None if lm is None else np.asarray(lm, np.float32).reshape(468, 3)
+            lm_arr = None if lm is None else np.asarray(lm, np.float32).reshape(NUM_MESH_LANDMARKS, 3)
             bs_arr = None if bs is None else np.asarray(bs, np.float32).reshape(-1)
         except ValueError:
             raise BundleError(f"{self.path}: manifest normalisation.domain_offset is malformed") from None

@@ -96,45 +96,37 @@ def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: 
     from realtime_fer.data.motion import blendshape_mirror
     from realtime_fer.landmarks.normalize import mirror_index
 
-    if not landmarks:
-        width = 3 * len(subset) * len(pooling)
-        d = width + len(pooling) * int(n_blendshapes)
-        a = np.eye(d)
-        if n_blendshapes:
-            bm = blendshape_mirror()
-            nb = int(n_blendshapes)
-            for k in range(len(pooling)):
-                off = width + k * nb
-                a[off : off + nb, off : off + nb] = 0.0
-                a[off + bm, off + np.arange(nb)] = 1.0
-        return a, np.zeros(d)
-    bad = [p for p in pooling if p not in MIRRORABLE_POOLINGS]
-    if bad:
-        raise ValueError(f"a symmetric network needs poolings among {MIRRORABLE_POOLINGS}, not {bad}")
     sub = [int(i) for i in subset]
-    pos = {lm: j for j, lm in enumerate(sub)}
-    m = mirror_index()
-    try:
-        partner = np.array([pos[int(m[lm])] for lm in sub], np.int64)
-    except KeyError as err:
-        raise ValueError(f"landmark subset is not closed under the mirror (missing partner {err.args[0]}); use mirror_closed()") from None
-    h, p = mirror_plane()
     width, nb = 3 * len(sub), int(n_blendshapes)
     d = len(pooling) * (width + nb)
     a = np.zeros((d, d), np.float64)
     c = np.zeros(d, np.float64)
-    shift = p - p @ h  # v H + (p - p H) = (v - p) H + p
-    for k, part in enumerate(pooling):
-        off = k * width
-        for j, q in enumerate(partner):
-            rows = off + 3 * q + np.arange(3)
-            cols = off + 3 * j + np.arange(3)
-            if part == "std":
-                a[rows, cols] = 1.0
-            else:
-                a[np.ix_(rows, cols)] = h
-                if part == "mean":
-                    c[cols] = shift
+    if landmarks:
+        bad = [p for p in pooling if p not in MIRRORABLE_POOLINGS]
+        if bad:
+            raise ValueError(f"a symmetric network needs poolings among {MIRRORABLE_POOLINGS}, not {bad}")
+        pos = {lm: j for j, lm in enumerate(sub)}
+        m = mirror_index()
+        try:
+            partner = np.array([pos[int(m[lm])] for lm in sub], np.int64)
+        except KeyError as err:
+            raise ValueError(f"landmark subset is not closed under the mirror (missing partner {err.args[0]}); use mirror_closed()") from None
+        h, p = mirror_plane()
+        shift = p - p @ h  # v H + (p - p H) = (v - p) H + p
+        for k, part in enumerate(pooling):
+            off = k * width
+            for j, q in enumerate(partner):
+                rows = off + 3 * q + np.arange(3)
+                cols = off + 3 * j + np.arange(3)
+                if part == "std":
+                    a[rows, cols] = 1.0
+                else:
+                    a[np.ix_(rows, cols)] = h
+                    if part == "mean":
+                        c[cols] = shift
+    else:  # the landmark columns stay as they are
+        lm_cols = np.arange(len(pooling) * width)
+        a[lm_cols, lm_cols] = 1.0
     if nb:
         bm = blendshape_mirror()
         for k in range(len(pooling)):

@@ -171,7 +171,7 @@ def fit_blendshape_fusion(
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
-                            symmetric_parts="all" if symmetric_parts == "blendshapes" else symmetric_parts)
+                            symmetric_parts=symmetric_parts)
     s_lm = scores(nets, cal_data, subsets, cal_rows)
     s_bs = scores(bs_nets, cal_data, empty, cal_rows)
     fused: dict[str, Network] = {}
