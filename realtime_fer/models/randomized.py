@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from realtime_fer.models.attribution_penalty import AttributionTerm, attribution_gram
 from realtime_fer.models.network import Network, activate, block_diagonal, standardization
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ class RandomizedOptions:
     """With ``balance``, also weight every negative label equally within the negatives (each
     label's samples share ``0.5 / n_labels``): a rare label (fear among the negatives of
     surprise) counts as much as a common one (happy), instead of by its number of samples."""
+    attribution_penalty: float = 0.0
+    """> 0: the head's normal equations also penalise the mean squared Integrated Gradients
+    attribution of each named item (face region, blendshape) of training windows against
+    neutral training windows, times this (:mod:`realtime_fer.models.attribution_penalty`): a
+    generalised ridge that prices the large opposite weights of cancelling explanations. Same
+    network, same run-time cost; relative to a total sample weight of 1, like ``ridge``."""
+    attribution_pairs: int = 512
+    """(window, neutral window) pairs the penalty is averaged over."""
+    attribution_points: int = 3
+    """Gauss-Legendre nodes on each pair's path."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -67,6 +78,10 @@ class RandomizedOptions:
             raise ValueError("ridge must be >= 0")
         if self.ensemble < 1:
             raise ValueError("ensemble must be >= 1")
+        if self.attribution_penalty < 0:
+            raise ValueError("attribution_penalty must be >= 0")
+        if self.attribution_pairs < 1 or self.attribution_points < 1:
+            raise ValueError("attribution_pairs and attribution_points must be >= 1")
 
 
 def random_layers(input_dim: int, options: RandomizedOptions) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -99,6 +114,7 @@ def fit_randomized(
     n_landmarks: int,
     pooling: tuple[str, ...] = ("mean",),
     n_blendshapes: int = 0,
+    attribution: AttributionTerm | None = None,
 ) -> dict[str, Network]:
     """Fit one binary randomized network per entry of ``positives``, sharing hidden features.
 
@@ -108,6 +124,8 @@ def fit_randomized(
         positives: emotion name -> the set of label codes that count as positive for it.
         options: hyperparameters.
         window_length, n_landmarks, pooling, n_blendshapes: recorded in the returned networks.
+        attribution: items, baselines and projection for ``options.attribution_penalty``
+            (required when it is > 0).
 
     Returns:
         emotion -> uncalibrated :class:`Network` (Platt parameters are set by the caller).
@@ -115,7 +133,7 @@ def fit_randomized(
     if options.ensemble > 1:
         single = dataclasses.replace(options, ensemble=1)
         members = [fit_randomized(features, labels, positives, dataclasses.replace(single, seed=options.seed * options.ensemble + k), window_length=window_length,
-                                  n_landmarks=n_landmarks, pooling=pooling, n_blendshapes=n_blendshapes) for k in range(options.ensemble)]
+                                  n_landmarks=n_landmarks, pooling=pooling, n_blendshapes=n_blendshapes, attribution=attribution) for k in range(options.ensemble)]
         return {e: average_networks([m[e] for m in members]) for e in positives}
     x = np.asarray(features, dtype=np.float32)
     codes = np.asarray(labels)
@@ -143,8 +161,14 @@ def fit_randomized(
             sums[int(c)] += hc.sum(axis=0, dtype=np.float64)
     g_all = sum(grams.values())
     n = len(x)
-    penalty = np.full(d, options.ridge)
-    penalty[-1] = 0.0  # intercept is not penalised
+    penalty = np.diag(np.full(d, options.ridge))
+    penalty[-1, -1] = 0.0  # intercept is not penalised
+    if options.attribution_penalty > 0:
+        if attribution is None:
+            raise ValueError("model.randomized.attribution_penalty needs the items and baselines of the attributions (AttributionTerm)")
+        gram = attribution_gram(x, mean, std, layers, options.activation, head_inputs, attribution, pairs=options.attribution_pairs,
+                                points=options.attribution_points, seed=options.seed)
+        penalty[:-1, :-1] += options.attribution_penalty * gram
 
     nets: dict[str, Network] = {}
     for emotion, pos_codes in positives.items():
@@ -161,9 +185,9 @@ def fit_randomized(
         r_pos = sum(sums[c] for c in pos_codes)
         if options.balance and options.balance_negatives:
             negatives = [c for c in grams if c not in pos_codes]
-            a = w_pos * g_pos + sum((0.5 / (len(negatives) * counts[c])) * grams[c] for c in negatives) + np.diag(penalty)
+            a = w_pos * g_pos + sum((0.5 / (len(negatives) * counts[c])) * grams[c] for c in negatives) + penalty
         else:
-            a = w_neg * g_all + (w_pos - w_neg) * g_pos + np.diag(penalty)
+            a = w_neg * g_all + (w_pos - w_neg) * g_pos + penalty
         beta = np.linalg.solve(a, w_pos * r_pos)  # targets: 1 for positives, 0 for negatives
         nets[emotion] = Network(
             window_length=window_length,

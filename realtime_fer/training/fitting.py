@@ -13,6 +13,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from realtime_fer.explain.regions import region_groups
+from realtime_fer.models.attribution_penalty import AttributionTerm, column_items
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
@@ -62,6 +64,8 @@ def fit_models(
         identity: directions in which resting faces differ (the training windows labelled
             ``identity_code``), projected off after the speech subspace and folded likewise
             (:mod:`realtime_fer.models.identity_subspace`).
+        identity_code: the label code of resting (neutral) faces: the identity subspace's
+            windows and the baselines of ``randomized.attribution_penalty``.
         rest: resting-face normalisation of the pooled ``mean`` shape, applied after the
             projections and folded with them (:mod:`realtime_fer.models.rest_normalisation`);
             a subset with too few stable landmarks is fitted without it.
@@ -109,7 +113,12 @@ def fit_models(
         kwargs = dict(window_length=window_length, n_landmarks=len(subset), pooling=data.pooling, n_blendshapes=data.n_blendshapes)
         if family == "randomized":
             ropts = randomized or RandomizedOptions()
-            fitted = fit_randomized(x, codes[rows], pos, ropts, **kwargs)
+            term = None
+            if ropts.attribution_penalty > 0:
+                if rmap is not None or identity_code is None:
+                    raise ValueError("model.randomized.attribution_penalty needs the neutral label's code and does not combine with rest normalisation")
+                term = attribution_term(subset, data, np.flatnonzero(codes[rows] == identity_code), basis)
+            fitted = fit_randomized(x, codes[rows], pos, ropts, attribution=term, **kwargs)
             half = ropts.weight_dtype == "float16"
         elif family == "torch":
             fitted = fit_torch(x, codes[rows], pos, torch or TorchOptions(), **kwargs)
@@ -124,6 +133,14 @@ def fit_models(
         if symmetric and symmetric_parts != "blendshape_sums":
             nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=symmetric_parts == "all") for e in fitted})
     return nets, time.perf_counter() - t0
+
+
+def attribution_term(subset: Sequence[int], data: PooledSet, baseline_rows: np.ndarray, basis: np.ndarray | None) -> AttributionTerm:
+    """The items (the subset's named regions, then each blendshape), baselines and folded
+    projection of :mod:`realtime_fer.models.attribution_penalty` for one landmark subset."""
+    groups = region_groups(subset)
+    items = column_items(groups.index, len(groups.names), data.pooling, data.n_blendshapes)
+    return AttributionTerm(items=items, n_items=len(groups.names) + data.n_blendshapes, baseline_rows=baseline_rows, basis=basis)
 
 
 def shape_basis(x: np.ndarray, part: int, n_landmarks: int, keep: int) -> np.ndarray | None:
@@ -159,19 +176,21 @@ def fit_blendshape_fusion(
     options: BlendshapeModelOptions,
     symmetric: bool = False,
     symmetric_parts: str = "all",
+    identity_code: int | None = None,
 ) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
     """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
     fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
     the fusion weights taken from the calibration windows ``cal_rows`` of ``cal_data`` (label
     codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights.
     ``symmetric``: the blendshape networks are symmetrised too (the landmark networks already
-    are, by :func:`fit_models`)."""
+    are, by :func:`fit_models`). ``identity_code``: the neutral label's code (the baselines of
+    ``randomized.attribution_penalty``)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
-                            symmetric_parts=symmetric_parts)
+                            symmetric_parts=symmetric_parts, identity_code=identity_code)
     s_lm = scores(nets, cal_data, subsets, cal_rows)
     s_bs = scores(bs_nets, cal_data, empty, cal_rows)
     fused: dict[str, Network] = {}

@@ -309,6 +309,7 @@ def _fit_calibrated(
             nets, jittered, codes_train, positives, subsets, rows=np.concatenate([train_rows, prep.blendshape_rows]), cal_data=plain,
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm, symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
+            identity_code=EMOTIONS.index(config.model.identity_subspace.label),
         )
         fit_s += time.perf_counter() - t0
     emotions = list(subsets)
