@@ -45,6 +45,8 @@ class AttributionTerm:
     """Rows of the training features that serve as baselines (the neutral windows)."""
     basis: np.ndarray | None = None
     """(D, k) orthonormal directions projected off the features before fitting, or None."""
+    window_rows: np.ndarray | None = None
+    """Rows whose attributions are penalised; None: every row."""
 
 
 def column_items(region_index: Sequence[int], n_regions: int, pooling: Sequence[str], n_blendshapes: int) -> np.ndarray:
@@ -91,8 +93,8 @@ def attribution_gram(
         mean, std: the network's standardisation.
         layers, activation, head_inputs: the network's random layers and what its head reads.
         term: items, baseline rows and projection basis.
-        pairs: number of pairs drawn (windows uniformly from all rows, baselines from
-            ``term.baseline_rows``).
+        pairs: number of pairs drawn (windows uniformly from ``term.window_rows``, all rows
+            when None; baselines from ``term.baseline_rows``).
         points: Gauss-Legendre nodes on the path from baseline to window.
         seed: seeds the draw of pairs.
     """
@@ -101,7 +103,10 @@ def attribution_gram(
     if len(term.items) != x.shape[1]:
         raise ValueError(f"items cover {len(term.items)} columns, the features have {x.shape[1]}")
     rng = np.random.default_rng([seed, 0xA77])
-    rows = rng.integers(0, len(x), size=pairs)
+    pool = np.arange(len(x)) if term.window_rows is None else np.asarray(term.window_rows)
+    if len(pool) == 0:
+        raise ValueError("the attribution penalty has no training windows to draw from")
+    rows = pool[rng.integers(0, len(pool), size=pairs)]
     base = np.asarray(term.baseline_rows)[rng.integers(0, len(term.baseline_rows), size=pairs)]
     nodes, weights = np.polynomial.legendre.leggauss(points)
     nodes, weights = (nodes + 1.0) / 2.0, weights / 2.0

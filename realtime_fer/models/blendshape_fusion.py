@@ -51,6 +51,9 @@ class BlendshapeModelOptions:
     """Share of the blendshape model with ``fusion: fixed``."""
     l2: float = 1e-3
     """Ridge penalty of the fitted fusion weights (per calibration window)."""
+    attribution_penalty: float | None = None
+    """The blendshape model's ``model.randomized.attribution_penalty``; None: the same as the
+    landmark models'."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
@@ -61,6 +64,8 @@ class BlendshapeModelOptions:
             raise ValueError("blendshape_model.weight must be in [0, 1]")
         if self.l2 < 0:
             raise ValueError("blendshape_model.l2 must be >= 0")
+        if self.attribution_penalty is not None and self.attribution_penalty < 0:
+            raise ValueError("blendshape_model.attribution_penalty must be >= 0")
 
 
 def fit_fusion_weights(s_lm: np.ndarray, s_bs: np.ndarray, truth: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, float, float]:

@@ -70,6 +70,10 @@ class RandomizedOptions:
     """(window, neutral window) pairs the penalty is averaged over."""
     attribution_points: int = 3
     """Gauss-Legendre nodes on each pair's path."""
+    attribution_windows: Literal["all", "neutral"] = "all"
+    """Windows whose attributions are penalised: every training window, or only the neutral
+    ones (two resting faces of different people should score alike, region by region: an
+    invariance to the identity gap that leaves the expressions' evidence unpriced)."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -80,6 +84,8 @@ class RandomizedOptions:
             raise ValueError("ensemble must be >= 1")
         if self.attribution_penalty < 0:
             raise ValueError("attribution_penalty must be >= 0")
+        if self.attribution_windows not in ("all", "neutral"):
+            raise ValueError("attribution_windows must be 'all' or 'neutral'")
         if self.attribution_pairs < 1 or self.attribution_points < 1:
             raise ValueError("attribution_pairs and attribution_points must be >= 1")
 
@@ -166,6 +172,8 @@ def fit_randomized(
     if options.attribution_penalty > 0:
         if attribution is None:
             raise ValueError("model.randomized.attribution_penalty needs the items and baselines of the attributions (AttributionTerm)")
+        if options.attribution_windows == "neutral":
+            attribution = dataclasses.replace(attribution, window_rows=attribution.baseline_rows)
         gram = attribution_gram(x, mean, std, layers, options.activation, head_inputs, attribution, pairs=options.attribution_pairs,
                                 points=options.attribution_points, seed=options.seed)
         penalty[:-1, :-1] += options.attribution_penalty * gram

@@ -188,6 +188,8 @@ def fit_blendshape_fusion(
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
+    if options.attribution_penalty is not None:
+        bopts = dataclasses.replace(bopts, attribution_penalty=options.attribution_penalty)
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
                             symmetric_parts=symmetric_parts, identity_code=identity_code)
