@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from realtime_fer.models.network import Network, activate, dtype_eps
+from realtime_fer.models.network import Network, activate, activation_derivative, dtype_eps
 
 Precision = Literal["float64", "float32"]
 
@@ -24,16 +24,6 @@ Precision = Literal["float64", "float32"]
 def logit(net: Network, windows: np.ndarray) -> np.ndarray:
     """Calibrated log-odds (N,) of windows (N, T, L, 3)."""
     return (net.platt_a * net.score(windows).astype(np.float64) + net.platt_b).astype(np.float64)
-
-
-def _act_grad(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "tanh":
-        return 1.0 - post * post
-    if kind == "relu":
-        return (pre > 0).astype(post.dtype)
-    if kind == "sigmoid":
-        return post * (1.0 - post)
-    raise ValueError(f"unknown activation {kind!r}")
 
 
 def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float64") -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +56,7 @@ def pooled_gradient(net: Network, pooled: np.ndarray, dtype: Precision = "float6
         grads[i] += seg[None, :]
         offset += width
     for k in range(len(net.layers), 0, -1):
-        delta = grads[k] * _act_grad(pres[k - 1], reps[k], net.activation)
+        delta = grads[k] * activation_derivative(pres[k - 1], reps[k], net.activation)
         grads[k - 1] += delta @ np.asarray(net.layers[k - 1][0], dt).T
     g_pooled = grads[0] / np.asarray(net.std, dt) * dt.type(net.platt_a)
     return (dt.type(net.platt_a) * score + dt.type(net.platt_b)).astype(dt), g_pooled

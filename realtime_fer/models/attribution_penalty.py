@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from realtime_fer.models.network import activate
+from realtime_fer.models.network import activate, activation_derivative
 
 __all__ = ["AttributionTerm", "attribution_gram", "column_items"]
 
@@ -59,16 +59,6 @@ def column_items(region_index: Sequence[int], n_regions: int, pooling: Sequence[
     if n_blendshapes:
         parts += [n_regions + np.arange(n_blendshapes, dtype=np.int64)] * len(pooling)
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def _derivative(h: np.ndarray, activation: str) -> np.ndarray:
-    if activation == "tanh":
-        return 1.0 - h * h
-    if activation == "sigmoid":
-        return h * (1.0 - h)
-    if activation == "relu":
-        return (h > 0).astype(h.dtype)
-    raise ValueError(f"unknown activation {activation!r}")
 
 
 def attribution_gram(
@@ -126,15 +116,16 @@ def attribution_gram(
         if basis is not None:
             v = v - (v @ basis) @ basis.T
         v = v * inv_std[None, None, :]
-        blocks = {i: np.zeros((len(xs), term.n_items, w), np.float32) for i, w in zip(head_inputs, widths)}
-        if 0 in blocks:
-            blocks[0] = v
+        # the direct link's block is V itself; a hidden layer's is V's chain through the layers,
+        # averaged over the path's nodes
+        blocks = {i: v if i == 0 else np.zeros((len(xs), term.n_items, w), np.float32) for i, w in zip(head_inputs, widths)}
         for t, wt in zip(nodes, weights):
             h = ((bs + t * delta) - mean) / std
             chain = v
             for k, (w, b) in enumerate(layers, start=1):
-                h = activate(h @ w + b, activation)
-                chain = (chain @ w) * _derivative(h, activation)[:, None, :]
+                pre = h @ w + b
+                h = activate(pre, activation)
+                chain = (chain @ w) * activation_derivative(pre, h, activation)[:, None, :]
                 if k in blocks:
                     blocks[k] += wt * chain
         m = np.concatenate([blocks[i] for i in head_inputs], axis=2).reshape(-1, d)

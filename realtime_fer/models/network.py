@@ -90,6 +90,17 @@ def activate(x: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown activation {kind!r}")
 
 
+def activation_derivative(pre: np.ndarray, post: np.ndarray, kind: str) -> np.ndarray:
+    """The derivative of :func:`activate` at ``pre`` (``post = activate(pre, kind)``)."""
+    if kind == "tanh":
+        return 1.0 - post * post
+    if kind == "relu":
+        return (pre > 0).astype(post.dtype)
+    if kind == "sigmoid":
+        return post * (1.0 - post)
+    raise ValueError(f"unknown activation {kind!r}")
+
+
 @dataclass
 class Network:
     """Weights of one binary classifier (see the module docstring for the computation)."""
