@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime_fer.explain.baselines import bundle_neutral_face, shipped_neutral_blendshapes
+from realtime_fer.explain.baselines import bundle_neutral_blendshapes, bundle_neutral_face
 from realtime_fer.explain.faithfulness import ItemModel, faithfulness
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.plausibility import FACS_BLENDSHAPES, FACS_REGIONS, facs_items, plausibility, stability
@@ -38,14 +38,6 @@ def smile_window(shared_data):
     return bundle, np.stack(frames)[None], (np.stack(blends)[None].astype(np.float32) if bundle.blendshapes else None)
 
 
-def _neutral_blendshapes(bundle) -> np.ndarray:
-    """The shipped neutral blendshapes moved by the bundle's domain offset, as the stream moves
-    them (a bundle trained on faces moved to the video's geometry)."""
-    offset = bundle.domain_offset[1]
-    base = shipped_neutral_blendshapes()
-    return base if offset is None else (base + offset).astype(np.float32)
-
-
 def _inputs(bundle, window):
     return {e: np.ascontiguousarray(window[:, :, entry.landmarks, :]) for e, entry in bundle.emotions.items()}
 
@@ -56,7 +48,7 @@ def test_stream_attributions_equal_offline_engine(smile_window):
     inputs = _inputs(bundle, window)
     emotions = [e for e in ("happy", "surprise") if e in bundle.emotions]
     out = explainer.explain(inputs, [1], [emotions], blend)[0]
-    extra = {} if blend is None else {"blendshapes": blend, "blendshape_baselines": _neutral_blendshapes(bundle)}
+    extra = {} if blend is None else {"blendshapes": blend, "blendshape_baselines": bundle_neutral_blendshapes(bundle)}
     assert set(out) == set(emotions)
     names = face_regions().names
     for emotion in emotions:
@@ -203,7 +195,7 @@ def test_deleting_the_top_regions_moves_the_output_more_than_random_ones(smile_c
     model = ItemModel(bundle.network("happy"), lms, bundle.blendshapes or ())
     x = windows[:, :, lms]
     base = np.broadcast_to(bundle_neutral_face(bundle)[lms], x.shape)
-    bb = None if blend is None else np.broadcast_to(_neutral_blendshapes(bundle), blend.shape)
+    bb = None if blend is None else np.broadcast_to(bundle_neutral_blendshapes(bundle), blend.shape)
     report = faithfulness(model, x, base, blend, bb, ks=(1, 3, 5), n_random=10, n_perturbations=10)
     assert report["n_windows"] == len(windows) >= 5 and report["ks"] == [1, 3, 5]
     k3 = report["ks"].index(3)

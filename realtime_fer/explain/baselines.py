@@ -67,6 +67,14 @@ def shipped_neutral_blendshapes() -> np.ndarray:
     return load_array("neutral_blendshapes.npy", (NUM_BLENDSHAPES,), np.float32)
 
 
+def bundle_neutral_blendshapes(bundle) -> np.ndarray:  # noqa: ANN001 - a ModelBundle (no import cycle)
+    """The shipped neutral blendshape scores in ``bundle``'s geometry: moved by its blendshape
+    domain offset, when its training moved RAF-DB's blendshapes (``ModelBundle.domain_offset``)."""
+    offset = bundle.domain_offset[1]
+    scores = shipped_neutral_blendshapes()
+    return scores if offset is None else (scores + offset).astype(np.float32)
+
+
 def check_kind(kind: str) -> str:
     """``kind`` if it is a baseline kind, else a :class:`DataError` naming the known ones."""
     if kind not in BASELINE_KINDS:

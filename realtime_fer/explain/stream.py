@@ -58,7 +58,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from realtime_fer.explain.baselines import bundle_neutral_face, shipped_neutral_blendshapes
+from realtime_fer.explain.baselines import bundle_neutral_blendshapes, bundle_neutral_face
 from realtime_fer.explain.integrated_gradients import IntegratedGradients
 from realtime_fer.explain.regions import region_groups, region_names
 from realtime_fer.explain.resting import RestingFacePredictor
@@ -143,13 +143,11 @@ class StreamExplainer:
             e: [{"region": n} for n in g.names] + [{"blendshape": n} for n in (bundle.blendshapes or ())] for e, g in self.groups.items()
         }
         self.thresholds = bundle.thresholds
-        offset, blend_offset = bundle.domain_offset  # a bundle trained on faces moved to the video's geometry
+        offset = bundle.domain_offset[0]  # a bundle trained on faces moved to the video's geometry
         self._dataset_neutral = bundle_neutral_face(bundle)
         self._track_neutral: dict[int, np.ndarray] = {}
         self.blendshape_names = bundle.blendshapes
-        self._dataset_neutral_blend = shipped_neutral_blendshapes() if self.blendshape_names else None
-        if self._dataset_neutral_blend is not None and blend_offset is not None:
-            self._dataset_neutral_blend = (self._dataset_neutral_blend + blend_offset).astype(np.float32)
+        self._dataset_neutral_blend = bundle_neutral_blendshapes(bundle) if self.blendshape_names else None
         self._track_neutral_blend: dict[int, np.ndarray] = {}
         """track id -> its (468, 3) neutral face: the modelled landmarks from the track's last
         window called neutral, the others from the dataset's neutral face."""
