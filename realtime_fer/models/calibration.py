@@ -40,29 +40,54 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
     return float(a), float(b)
 
 
-def choose_threshold(
-    probabilities: np.ndarray, labels: np.ndarray, criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
-) -> float:
-    """The probability threshold that maximises ``criterion`` on (probabilities, labels)."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
+def _criterion_values(p: np.ndarray, y: np.ndarray, cands: np.ndarray, criterion: str) -> np.ndarray:
+    """``criterion`` of the rule ``p >= t`` for every candidate threshold ``t`` (vectorised)."""
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    tp = len(pos) - np.searchsorted(pos, cands, side="left")
+    fp = len(neg) - np.searchsorted(neg, cands, side="left")
+    fn, tn = len(pos) - tp, len(neg) - fp
+    if criterion == "f1":
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    if criterion == "balanced_accuracy":
+        return 0.5 * (tp / max(len(pos), 1) + tn / max(len(neg), 1))
+    if criterion == "accuracy":
+        return (tp + tn) / len(p)
+    raise ValueError(f"unknown threshold criterion {criterion!r}")
+
+
+def _candidates(p: np.ndarray) -> np.ndarray:
     cands = np.unique(np.concatenate([p, [0.5]]))
     if len(cands) > 512:
         cands = np.unique(np.quantile(p, np.linspace(0, 1, 512)))
-    best_t, best_v = 0.5, -1.0
-    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    for thr in cands:
-        pred = p >= thr
-        tp = np.sum(pred & y)
-        fp = np.sum(pred & ~y)
-        fn = np.sum(~pred & y)
-        tn = np.sum(~pred & ~y)
-        if criterion == "f1":
-            v = 2 * tp / max(2 * tp + fp + fn, 1)
-        elif criterion == "balanced_accuracy":
-            v = 0.5 * (tp / n_pos + tn / n_neg)
-        else:
-            v = (tp + tn) / len(y)
-        if v > best_v + 1e-12:
-            best_t, best_v = float(thr), float(v)
-    return best_t
+    return cands
+
+
+def choose_threshold(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1",
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> float:
+    """The probability threshold that maximises ``criterion`` on (probabilities, labels).
+
+    With ``bootstrap`` > 0, the median of the best thresholds of that many resamples (drawn with
+    replacement, ``seed``) of the pairs: the criterion's curve is often flat near its top, so the
+    single best point moves with which few positives the held-out split happens to hold; the
+    median of the resamples' best points is the steadier choice.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    if len(p) == 0:
+        raise ValueError("choose_threshold needs at least one sample")
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    cands = _candidates(p)
+    if bootstrap == 0:
+        return float(cands[int(np.argmax(_criterion_values(p, y, cands, criterion)))])
+    rng = np.random.default_rng(seed)
+    best = np.empty(bootstrap)
+    for b in range(bootstrap):
+        i = rng.integers(0, len(p), len(p))
+        best[b] = cands[int(np.argmax(_criterion_values(p[i], y[i], cands, criterion)))]
+    return float(np.median(best))

@@ -131,6 +131,9 @@ class ModelOptions:
     """Emotions whose models are trained and published with their probabilities but never
     decided as the ``top``, each with the reason (written into the bundle's manifest)."""
     threshold_criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1"
+    threshold_bootstrap: int = 0
+    """With N > 0, each threshold is the median of the best thresholds of N resamples of the
+    calibration windows (``choose_threshold(bootstrap=N)``), not the single best point; 0: off."""
     randomized: RandomizedOptions = field(default_factory=RandomizedOptions)
     torch: TorchOptions = field(default_factory=TorchOptions)
 
@@ -143,6 +146,8 @@ class ModelOptions:
         self.withheld = {canonical_label(k): str(v) for k, v in self.withheld.items()}
         if self.shape_components < 0:
             raise ValueError("model.shape_components must be >= 0")
+        if isinstance(self.threshold_bootstrap, bool) or not isinstance(self.threshold_bootstrap, int) or self.threshold_bootstrap < 0:
+            raise ValueError(f"model.threshold_bootstrap must be an integer >= 0, got {self.threshold_bootstrap!r}")
         if self.symmetric and (self.shape_components or self.identity_subspace.enabled or self.rest_normalisation.enabled):
             raise ValueError("model.symmetric is not combined with shape_components, identity_subspace or rest_normalisation")
         if self.symmetric_subsets not in ("closure", "pairs"):

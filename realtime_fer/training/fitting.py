@@ -218,11 +218,14 @@ def calibrate(
     calib_scores: dict[str, np.ndarray],
     calib_truth: dict[str, np.ndarray],
     criterion: Literal["f1", "balanced_accuracy", "accuracy"] = "f1",
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Set each network's Platt parameters from held-out scores; return decision thresholds
-    (on calibrated probabilities) that maximise ``criterion`` on the same held-out data."""
+    (on calibrated probabilities) that maximise ``criterion`` on the same held-out data (with
+    ``bootstrap`` > 0, the median over that many resamples: :func:`choose_threshold`)."""
     thresholds = {}
-    for e, net in nets.items():
+    for k, (e, net) in enumerate(nets.items()):
         net.platt_a, net.platt_b = fit_platt(calib_scores[e], calib_truth[e])
-        thresholds[e] = choose_threshold(net.calibrate(calib_scores[e]), calib_truth[e], criterion)
+        thresholds[e] = choose_threshold(net.calibrate(calib_scores[e]), calib_truth[e], criterion, bootstrap=bootstrap, seed=seed + k)
     return thresholds

@@ -315,7 +315,7 @@ def _fit_calibrated(
     emotions = list(subsets)
     cal_scores = scores(nets, plain, subsets, prep.cal_rows)
     cal_truth = {e: codes_plain[prep.cal_rows] == positives[e] for e in emotions}
-    thresholds = calibrate(nets, cal_scores, cal_truth, config.model.threshold_criterion)
+    thresholds = calibrate(nets, cal_scores, cal_truth, config.model.threshold_criterion, bootstrap=config.model.threshold_bootstrap, seed=config.model.randomized.seed)
     cal_auc = {e: roc_auc(cal_scores[e], cal_truth[e]) for e in emotions}
     return nets, thresholds, fusion, cal_auc, fit_s
 
