@@ -171,8 +171,8 @@ def smile_clip(shared_data):
 def test_a_smile_is_explained_by_mouth_corners_or_cheeks(smile_clip):
     """On a real smiling face the happy model's top 5 items include a mouth corner or a cheek
     (AU12, AU6), as a region or as MediaPipe's smile / cheek-squint blendshapes, in most windows
-    of the clip (model 0.6, 2026-12-06: 6 of its 7 by region; model 0.7, whose head pays for
-    cancelling attributions, names mouthSmileLeft/Right first), and an item FACS places the
+    of the clip (model 0.6, 2026-12-06: 6 of its 7 by region; models 0.7 and 0.8, whose heads pay
+    for cancelling attributions, name mouthSmileLeft/Right first), and an item FACS places the
     smile in (mouth corners, cheeks, nasolabial folds, their blendshapes) in every window."""
     bundle, windows, blend = smile_clip
     explainer = StreamExplainer(bundle)
