@@ -288,8 +288,8 @@ def test_choose_threshold() -> None:
 
 
 def test_choose_threshold_bootstrap_is_steadier() -> None:
-    """The bootstrap median is a threshold of the candidates' range, reproducible for a seed, and
-    moves less than the single best point between two held-out draws of one population."""
+    """The bootstrap median lies in the probabilities' range, is reproducible for a seed, and
+    moves less than the single best point over twelve held-out draws of one population."""
     def draw(seed: int) -> tuple[np.ndarray, np.ndarray]:
         r = np.random.default_rng(seed)
         y = r.random(1500) < 0.05  # few positives, as for fear on the calibration photos

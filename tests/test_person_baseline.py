@@ -109,7 +109,7 @@ def test_person_baseline_cancels_less_than_the_dataset_one(clips):
     Model 0.6 cancelled far more, and there the person baseline was what helped (25.6 -> 5.9
     at this hop of 4 on 2026-12-06; with ``visible_only`` 6.0 and 4.7). Since model 0.7 the head
     pays for cancelling attributions (docs/faithfulness.md): dataset / person baseline 1.81 /
-    2.34, with ``visible_only`` 0.91 / 1.45 (model 0.7); model 0.8 1.89 / 2.50 and 0.90 / 1.41
+    2.34, with ``visible_only`` 0.91 / 1.45 (model 0.7); model 0.8 1.85 / 2.32 and 0.83 / 1.21
     (2026-12-07)."""
     bundle, data = clips
     windows, blend = data["happy"]
