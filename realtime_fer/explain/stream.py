@@ -199,12 +199,12 @@ class StreamExplainer:
         if not (self.options.track_neutral and top == FALLBACK):
             return
         if blendshapes is not None and self.blendshape_names:
-            self._track_neutral_blend[track_id] = np.asarray(blendshapes[row]).mean(axis=0)
+            self._track_neutral_blend[track_id] = np.asarray(blendshapes[row]).mean(axis=0, dtype=np.float64)
         face = self._track_neutral.get(track_id)
         if face is None:
             face = self._dataset_neutral.copy()
         for emotion, lms in self.landmarks.items():
-            face[lms] = np.asarray(inputs[emotion][row]).mean(axis=0)
+            face[lms] = np.asarray(inputs[emotion][row]).mean(axis=0, dtype=np.float64)
         self._track_neutral[track_id] = face
 
     def _observe_person(self, track_id: int, inputs: Mapping[str, np.ndarray], row: int, union: np.ndarray | None) -> None:
