@@ -132,6 +132,32 @@ def test_fuse_is_exactly_the_weighted_sum_of_log_odds() -> None:
         fuse(lm, lm, 1.0, 1.0, 0.0)
 
 
+def test_half_fusion_keeps_the_first_layer_in_float16() -> None:
+    """Two standardisations of the same blendshape columns that differ in the last bit (the
+    same statistic summed in another order) must not leave the fused first layer in float32:
+    with ``half`` it is rounded to float16 values and exported as ``W1_f16``
+    (model 0.10 was first trained with twice-sized ONNX files for this reason)."""
+    from dataclasses import replace
+
+    from realtime_fer.models.onnx_export import build_onnx
+
+    lm, bs, x, xb, y = _two_networks()
+    rows = np.arange(lm.input_dim - bs.input_dim, lm.input_dim)
+    mean, std = np.array(lm.mean, np.float32)[rows], np.array(lm.std, np.float32)[rows]
+    std[[1, 2, 21]] = np.nextafter(std[[1, 2, 21]], np.float32(np.inf))  # one ulp apart
+    twin = replace(bs, mean=mean, std=std)
+
+    def stored(net) -> set[str]:
+        return {i.name for i in build_onnx(net).graph.initializer}
+
+    plain, half = fuse(lm, twin, 0.8, 1.7, -0.3), fuse(lm, twin, 0.8, 1.7, -0.3, half=True)
+    assert "W1" in stored(plain)  # the defect: three columns one ulp off keep the whole layer in float32
+    w, b = half.layers[0]
+    assert np.array_equal(w.astype(np.float16).astype(np.float32), w) and np.array_equal(b.astype(np.float16).astype(np.float32), b)
+    assert "W1_f16" in stored(half)  # (a bias of 64 values or fewer is stored as it is)
+    np.testing.assert_allclose(half.score_pooled(x), plain.score_pooled(x), atol=1e-3)
+
+
 def test_fusion_weights_follow_the_informative_model() -> None:
     rng = np.random.default_rng(1)
     truth = rng.random(2000) < 0.2

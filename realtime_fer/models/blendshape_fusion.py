@@ -105,10 +105,16 @@ def fixed_fusion_weights(s_lm: np.ndarray, s_bs: np.ndarray, truth: np.ndarray, 
     return (1.0 - weight) * a1, weight * a2, (1.0 - weight) * b1 + weight * b2
 
 
-def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias: float) -> Network:
+def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias: float, half: bool = False) -> Network:
     """One :class:`Network` whose score is ``w_lm * landmark.score + w_bs * blendshape.score +
     bias`` on the landmark network's pooled input (its Platt parameters are reset: calibrate the
     fused network afterwards).
+
+    ``half``: round the fused first layer's weights and biases to float16-representable values,
+    as :func:`realtime_fer.models.speech_subspace.fold_projection` does for the landmark part,
+    so that the exported model stores them in half precision. Without it, a blendshape column
+    whose two standardisations differ in the last bit (the same statistic summed in another
+    order: ``sigma / s`` one ulp from 1) leaves the whole layer in float32, twice the size.
 
     Raises:
         ValueError: the two networks cannot share an input (pooling, blendshapes, activation,
@@ -138,7 +144,10 @@ def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias:
             block = np.zeros((w1.shape[0] + w2.shape[0], w2.shape[1]))
             block[w1.shape[0] :] = w2
             w1 = np.concatenate([np.asarray(w1, np.float64), np.zeros((w2.shape[0], w1.shape[1]))], axis=0)
-        layers.append((np.concatenate([np.asarray(w1, np.float64), block], axis=1).astype(np.float32), np.concatenate([np.asarray(b1, np.float64), b2]).astype(np.float32)))
+        w, bias_k = np.concatenate([np.asarray(w1, np.float64), block], axis=1).astype(np.float32), np.concatenate([np.asarray(b1, np.float64), b2]).astype(np.float32)
+        if half and k == 0:
+            w, bias_k = w.astype(np.float16).astype(np.float32), bias_k.astype(np.float16).astype(np.float32)
+        layers.append((w, bias_k))
     hl, hb = landmark.head_parts(), blendshape.head_parts()
     head, b = [], w_lm * landmark.head_b + w_bs * blendshape.head_b + bias
     for i in landmark.head_inputs:

@@ -177,6 +177,7 @@ def fit_blendshape_fusion(
     symmetric: bool = False,
     symmetric_parts: str = "all",
     identity_code: int | None = None,
+    half: bool = False,
 ) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
     """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
     fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
@@ -184,7 +185,9 @@ def fit_blendshape_fusion(
     codes ``cal_codes``). Returns the fused (uncalibrated) networks and each emotion's weights.
     ``symmetric``: the blendshape networks are symmetrised too (the landmark networks already
     are, by :func:`fit_models`). ``identity_code``: the neutral label's code (the baselines of
-    ``randomized.attribution_penalty``)."""
+    ``randomized.attribution_penalty``). ``half``: the fused first layers are rounded to
+    float16-representable values (:func:`realtime_fer.models.blendshape_fusion.fuse`), for
+    landmark networks whose first layer already is (randomized, ``weight_dtype: float16``)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
@@ -203,7 +206,7 @@ def fit_blendshape_fusion(
             w = fit_fusion_weights(s_lm[e], s_bs[e], truth, options.l2)
         else:
             w = fixed_fusion_weights(s_lm[e], s_bs[e], truth, options.weight)
-        fused[e] = fuse(net, bs_nets[e], *w)
+        fused[e] = fuse(net, bs_nets[e], *w, half=half)
         weights[e] = {"w_landmarks": w[0], "w_blendshapes": w[1], "bias": w[2]}
     return fused, weights
 

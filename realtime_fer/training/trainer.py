@@ -310,6 +310,7 @@ def _fit_calibrated(
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm, symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
             identity_code=EMOTIONS.index(config.model.identity_subspace.label),
+            half=config.model.family == "randomized" and config.model.randomized.weight_dtype == "float16",
         )
         fit_s += time.perf_counter() - t0
     emotions = list(subsets)
