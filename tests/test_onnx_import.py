@@ -92,6 +92,18 @@ def test_graph_records_its_structure_with_stable_names() -> None:
     assert {"mean", "std", "W1_f16", "b1", "W2_f16", "b2", "head_w", "head_b", "platt_a", "platt_b"} <= names
 
 
+def test_shipped_models_store_their_first_layer_in_half_precision() -> None:
+    """Every shipped model keeps its random first layer in float16 (half the bundle's size): a
+    retrain whose fused layer lost float16 values (model 0.10's first training, on a newer numpy)
+    would otherwise ship float32 files silently."""
+    shipped = Path(__file__).resolve().parents[1] / "realtime_fer" / "assets" / "default_model"
+    files = sorted(shipped.glob("*.onnx"))
+    assert len(files) == 8
+    for f in files:
+        names = {t.name for t in onnx.load(str(f), load_external_data=False).graph.initializer}
+        assert {"W1_f16", "b1_f16"} <= names and "W1" not in names, (f.name, sorted(names))
+
+
 def test_disagreeing_metadata_is_refused() -> None:
     model = build_onnx(_fit(*NETS["relu-last-f32-mean"]))
     for p in model.metadata_props:
