@@ -110,16 +110,17 @@ def clips_of(paths: list[str]) -> list[tuple[Path, str | None]]:
     """(clip, label) for each path; a folder gives its labelled clips; a file's label is read
     from its name where it names an emotion."""
     out: list[tuple[Path, str | None]] = []
+    labels_in: dict[Path, dict[str, str]] = {}  # folder -> file name -> label, discovered once per folder
     for p in map(Path, paths):
         if p.is_dir():
             out += [(s.path, s.label) for s in discover(p).samples if s.kind == "video"]
             continue
-        try:
-            found = discover(p.parent).samples
-            label = next((s.label for s in found if s.path.name == p.name), None)
-        except DataError:
-            label = None
-        out.append((p, label))
+        if p.parent not in labels_in:
+            try:
+                labels_in[p.parent] = {s.path.name: s.label for s in discover(p.parent).samples}
+            except DataError:
+                labels_in[p.parent] = {}
+        out.append((p, labels_in[p.parent].get(p.name)))
     return out
 
 
