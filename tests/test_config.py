@@ -191,12 +191,12 @@ def test_shipped_training_config_loads() -> None:
 
 
 def test_the_recipe_pruning_config_follows_the_shipped_recipe() -> None:
-    """configs/prune_model010.yaml is the shipped training recipe without its subsets and with
+    """configs/prune_shipped_recipe.yaml is the shipped training recipe without its subsets and with
     four windows per photo: any other difference would re-prune another recipe."""
     from realtime_fer.training.prune_config import load_prune_config
 
     train = to_dict(load_train_config(PROJECT_ROOT / "configs" / "train_default.yaml"))
-    prune = to_dict(load_prune_config(PROJECT_ROOT / "configs" / "prune_model010.yaml"))
+    prune = to_dict(load_prune_config(PROJECT_ROOT / "configs" / "prune_shipped_recipe.yaml"))
     assert prune["model"]["landmark_subsets"] == {} and prune["data"]["motion"]["copies"] == 4
     for part in ("data", "model", "window", "landmarker"):
         a, b = dict(train[part]), dict(prune[part])
