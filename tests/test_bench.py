@@ -128,8 +128,11 @@ def test_an_overloaded_live_recognizer_keeps_windows_in_seconds(shared_data: Pat
     assert dropped_slow > 30 and frames_slow + dropped_slow == 72 and frames_slow < frames_ok
     inner = gaps[:-1]  # the last frame of the file ends the stream: nothing newer replaces it
     # spread evenly: mostly every 3rd or 4th frame or further apart (the 0.1 s landmarker plus the
-    # pacing's slack, which grows with the host's load), no long holes (a busy host may shift a take)
-    assert sum(g >= 2 for g in inner) >= 0.8 * len(inner) and max(inner) <= 10, str(gaps)
+    # pacing's slack, which grows with the host's load), no long holes: none over 10 frames or three
+    # times the typical gap, whichever is more (on a host loaded by two other jobs the pacing
+    # settled at every 10th frame, and one take came 11 frames after the last: [6, 5, 4, 10, 11, 10, 10, 10])
+    typical = sorted(inner)[len(inner) // 2]
+    assert sum(g >= 2 for g in inner) >= 0.8 * len(inner) and max(inner) <= max(10, 3 * typical), str(gaps)
     period_slow = sum(inner) / len(inner) / 30  # the delivered frame period
     assert abs(partial_ok - 0.4) < 0.1 and abs(full_ok - span) < 0.1  # the partial and the full window, in source time
     assert partial_ok - 0.05 <= partial_slow <= partial_ok + 2 * period_slow  # the same, a processed frame or two later
