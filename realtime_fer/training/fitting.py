@@ -29,6 +29,13 @@ from realtime_fer.training.features import PooledSet
 Family = Literal["randomized", "torch"]
 
 
+def keeps_half(family: str, randomized: RandomizedOptions | None) -> bool:
+    """Whether ``family``'s networks keep their first layer float16-representable (randomized
+    with ``weight_dtype: float16``; the exporter then stores it in half precision), so that
+    every fold of that layer must round it again."""
+    return family == "randomized" and (randomized or RandomizedOptions()).weight_dtype == "float16"
+
+
 def fit_models(
     family: Family,
     data: PooledSet,
@@ -86,6 +93,7 @@ def fit_models(
         rank = subspace.options.rank_of(emotion) if subspace is not None else 0
         by_subset[(tuple(int(i) for i in subsets[emotion]), rank)].append(emotion)
     nets: dict[str, Network] = {}
+    half = keeps_half(family, randomized)
     t0 = time.perf_counter()
     for (subset, _), emotions in by_subset.items():
         x = data.features[np.ix_(rows, data.columns(subset))]
@@ -119,10 +127,8 @@ def fit_models(
                     raise ValueError("model.randomized.attribution_penalty needs the neutral label's code and does not combine with rest normalisation")
                 term = attribution_term(subset, data, np.flatnonzero(codes[rows] == identity_code), basis)
             fitted = fit_randomized(x, codes[rows], pos, ropts, attribution=term, **kwargs)
-            half = ropts.weight_dtype == "float16"
         elif family == "torch":
             fitted = fit_torch(x, codes[rows], pos, torch or TorchOptions(), **kwargs)
-            half = False
         else:
             raise ValueError(f"unknown model family {family!r}")
         if rmap is not None and raw_stats is not None:
@@ -187,7 +193,7 @@ def fit_blendshape_fusion(
     are, by :func:`fit_models`). ``identity_code``: the neutral label's code (the baselines of
     ``randomized.attribution_penalty``). ``half``: the fused first layers are rounded to
     float16-representable values (:func:`realtime_fer.models.blendshape_fusion.fuse`), for
-    landmark networks whose first layer already is (randomized, ``weight_dtype: float16``)."""
+    landmark networks whose first layer already is (:func:`keeps_half`)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))

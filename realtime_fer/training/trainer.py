@@ -27,7 +27,7 @@ from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.domain_offset import apply_offsets, domain_offsets
 from realtime_fer.training.features import PooledSet, pooled_set
 from realtime_fer.training.pseudo_labels import UnlabelledWindows, pseudo_label, unlabelled_clips
-from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
+from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, keeps_half, scores
 from realtime_fer.training.splits import group_split
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ def _fit_calibrated(
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm, symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
             identity_code=EMOTIONS.index(config.model.identity_subspace.label),
-            half=config.model.family == "randomized" and config.model.randomized.weight_dtype == "float16",
+            half=keeps_half(family, config.model.randomized),
         )
         fit_s += time.perf_counter() - t0
     emotions = list(subsets)
