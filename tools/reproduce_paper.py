@@ -77,7 +77,7 @@ def reproduce(args: argparse.Namespace) -> dict:
     from realtime_fer.training.config import load_train_config
     from realtime_fer.training.trainer import extraction_options, motion_banks
     from realtime_fer.training.features import pooled_set
-    from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, scores
+    from realtime_fer.training.fitting import calibrate, fit_blendshape_fusion, fit_models, keeps_half, scores
     from realtime_fer.training.pruning import ExplainSet, progressive_subsets
     from realtime_fer.training.splits import group_kfold, group_split
 
@@ -108,7 +108,7 @@ def reproduce(args: argparse.Namespace) -> dict:
             return nets
         fused, _ = fit_blendshape_fusion(nets, train_set, codes_s[train_set.owner], positives, subs, rows=fit_rows, cal_data=test_set, cal_rows=cal_rows,
                                          cal_codes=codes_s[test_set.owner[cal_rows]], window_length=config.window.length, randomized=config.model.randomized,
-                                         options=config.model.blendshape_model)
+                                         options=config.model.blendshape_model, half=keeps_half(family, config.model.randomized))
         return fused
 
     all_lms = list(range(NUM_MESH_LANDMARKS))

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from realtime_fer.models.calibration import fit_platt
+from realtime_fer.models.half import round_to_half
 from realtime_fer.models.network import Network
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def fuse(landmark: Network, blendshape: Network, w_lm: float, w_bs: float, bias:
             w1 = np.concatenate([np.asarray(w1, np.float64), np.zeros((w2.shape[0], w1.shape[1]))], axis=0)
         w, bias_k = np.concatenate([np.asarray(w1, np.float64), block], axis=1).astype(np.float32), np.concatenate([np.asarray(b1, np.float64), b2]).astype(np.float32)
         if half and k == 0:
-            w, bias_k = w.astype(np.float16).astype(np.float32), bias_k.astype(np.float16).astype(np.float32)
+            w, bias_k = round_to_half(w), round_to_half(bias_k)
         layers.append((w, bias_k))
     hl, hb = landmark.head_parts(), blendshape.head_parts()
     head, b = [], w_lm * landmark.head_b + w_bs * blendshape.head_b + bias

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from realtime_fer.models.half import is_half
 from realtime_fer.models.io_names import BLENDSHAPES_NAME, INPUT_NAME, OPSET, OUTPUT_PROBABILITY, OUTPUT_SCORE
 from realtime_fer.models.network import STD_EPSILON, Network
 
@@ -45,7 +46,7 @@ class _Builder:
         arr = np.asarray(value)
         if any(t.name in (base, base + "_f16") for t in self.inits):
             raise ValueError(f"duplicate initializer name {base!r}")
-        if allow_half and arr.dtype == np.float32 and arr.size > 64 and np.array_equal(arr.astype(np.float16).astype(np.float32), arr):
+        if allow_half and arr.size > 64 and is_half(arr):
             half = base + "_f16"
             self.inits.append(numpy_helper.from_array(arr.astype(np.float16), half))
             return self.op("Cast", [half], base, to=TensorProto.FLOAT)

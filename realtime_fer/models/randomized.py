@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from realtime_fer.models.attribution_penalty import AttributionTerm, attribution_gram
+from realtime_fer.models.half import round_to_half
 from realtime_fer.models.network import Network, activate, block_diagonal, standardization
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,9 @@ def random_layers(input_dim: int, options: RandomizedOptions) -> list[tuple[np.n
     for width in options.hidden:
         w = rng.normal(0.0, options.input_scale / np.sqrt(fan_in), size=(fan_in, width))
         b = rng.normal(0.0, options.bias_scale, size=width)
-        dt = np.float16 if options.weight_dtype == "float16" else np.float32
-        layers.append((w.astype(dt).astype(np.float32), b.astype(dt).astype(np.float32)))
+        if options.weight_dtype == "float16":
+            w, b = round_to_half(w), round_to_half(b)
+        layers.append((w.astype(np.float32), b.astype(np.float32)))
         fan_in = width
     return layers
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from realtime_fer.explain.resting import RestingFacePredictor, RestingFaceStatistics
+from realtime_fer.models.half import round_to_half
 from realtime_fer.models.network import Network
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def fold_affine(net: Network, a: np.ndarray, c: np.ndarray, input_mean: np.ndarr
         w = np.asarray(w, np.float64)
         w1 = (g @ w).astype(np.float32)
         if half:
-            w1 = w1.astype(np.float16).astype(np.float32)
+            w1 = round_to_half(w1)
         layers[0] = (w1, (np.asarray(b, np.float64) + e @ w).astype(np.float32))
     head_w = np.asarray(net.head_w, np.float32).copy()
     head_b = float(net.head_b)

@@ -26,6 +26,7 @@ import numpy as np
 from realtime_fer.labels import canonical_label
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.normalize import mirror_index
+from realtime_fer.models.half import round_to_half
 from realtime_fer.models.network import Network
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def fold_projection(net: Network, basis: np.ndarray | None, half: bool = False) 
     if layers:
         w1 = apply(layers[0][0]).astype(np.float32)
         if half:
-            w1 = w1.astype(np.float16).astype(np.float32)
+            w1 = round_to_half(w1)
         layers[0] = (w1, layers[0][1])
     head_w = np.asarray(net.head_w, np.float32).copy()
     direct = net.direct_link()

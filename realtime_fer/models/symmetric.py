@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from realtime_fer.models.half import round_to_half
 from realtime_fer.models.network import Network, block_diagonal
 
 #: Poolings whose mirror image is an affine map of the pooled part (min/max would swap under
@@ -163,7 +164,7 @@ def symmetrise(net: Network, subset: Sequence[int], half: bool = False, landmark
     w1, b1 = (np.asarray(v, np.float64) for v in net.layers[0])
     twin = a_z @ w1
     if half:
-        twin = twin.astype(np.float16).astype(np.float64)
+        twin = round_to_half(twin, np.float64)
     w1s = np.concatenate([w1, twin], axis=1)
     b1s = np.concatenate([b1, b1 + c_z @ w1])
     # keep the units that read only blendshapes last (see onnx_export.tail_only_units)
