@@ -124,6 +124,11 @@ class ModelOptions:
     Left/Right blendshape pair is read only through its sum: the pairs' differences are
     projected off with the speech subspace and the projection folded into the first layer, at
     no cost)."""
+    ignored_blendshapes: list[str] = field(default_factory=list)
+    """Blendshape categories no model reads (``gaze``: the eight ``eyeLook*``; or names from
+    MediaPipe's list): their pooled columns are projected off and the projection folded into
+    the first layer (:mod:`realtime_fer.models.ignored_inputs`); the landmark and the
+    blendshape networks alike. Empty (the default): every category is read."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
@@ -156,6 +161,13 @@ class ModelOptions:
             raise ValueError("model.symmetric_parts must be 'all', 'blendshapes' or 'blendshape_sums'")
         if self.symmetric and self.symmetric_parts == "all" and set(self.pooling) - {"mean", "delta", "std"}:
             raise ValueError("model.symmetric needs poolings among mean, delta and std (min/max swap under the mirror)")
+        if self.ignored_blendshapes:
+            from realtime_fer.models.ignored_inputs import blendshape_indices
+
+            self.ignored_blendshapes = [str(n) for n in self.ignored_blendshapes]
+            blendshape_indices(self.ignored_blendshapes)  # raises on an unknown name
+            if not self.blendshapes:
+                raise ValueError("model.ignored_blendshapes needs model.blendshapes: true")
         if set(self.withheld) - set(self.emotions):
             raise ValueError(f"withheld emotions must be among model.emotions: {', '.join(sorted(set(self.withheld) - set(self.emotions)))}")
 

@@ -18,6 +18,7 @@ from realtime_fer.models.attribution_penalty import AttributionTerm, column_item
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
+from realtime_fer.models.ignored_inputs import ignore_columns, ignored_blendshape_basis, ignored_columns
 from realtime_fer.models.network import Network, standardization
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
@@ -54,6 +55,7 @@ def fit_models(
     rest: RestNormalisationOptions | None = None,
     symmetric: bool = False,
     symmetric_parts: str = "all",
+    ignored_blendshapes: Sequence[int] = (),
 ) -> tuple[dict[str, Network], float]:
     """Fit one binary model per emotion; emotions sharing a landmark subset share hidden
     features (randomized family). Returns the networks and the fitting time in seconds.
@@ -84,6 +86,8 @@ def fit_models(
             are) or ``blendshape_sums`` (the blendshapes' odd directions projected off and folded
             in with the speech subspace, :func:`~realtime_fer.models.symmetric.odd_blendshape_basis`:
             no symmetrised twin layer).
+        ignored_blendshapes: positions of blendshape categories no network reads, projected
+            off and folded in with the speech subspace (:mod:`realtime_fer.models.ignored_inputs`).
     """
     rows = np.arange(len(data.features)) if rows is None else rows
     # emotions that see the same landmarks (and project off the same speech directions) share
@@ -104,6 +108,7 @@ def fit_models(
             basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
         if symmetric and symmetric_parts == "blendshape_sums":
             basis = join_bases(basis, odd_blendshape_basis(len(subset), data.pooling, data.n_blendshapes, spread=x.std(axis=0)))
+        basis = join_bases(basis, ignored_blendshape_basis(len(subset), data.pooling, data.n_blendshapes, ignored_blendshapes))
         x = project(x, basis)
         if identity is not None and identity.enabled:
             if identity_code is None:
@@ -136,6 +141,8 @@ def fit_models(
             nets.update({e: fold_affine(n, a, c, *raw_stats, half=half) for e, n in fitted.items()})
         else:
             nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
+        blind = ignored_columns(len(subset), data.pooling, data.n_blendshapes, ignored_blendshapes)
+        nets.update({e: ignore_columns(nets[e], blind) for e in fitted})
         if symmetric and symmetric_parts != "blendshape_sums":
             nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=symmetric_parts == "all") for e in fitted})
     return nets, time.perf_counter() - t0
@@ -184,6 +191,7 @@ def fit_blendshape_fusion(
     symmetric_parts: str = "all",
     identity_code: int | None = None,
     half: bool = False,
+    ignored_blendshapes: Sequence[int] = (),
 ) -> tuple[dict[str, Network], dict[str, dict[str, float]]]:
     """Fit a blendshape-only randomized network per emotion on the same training ``rows`` and
     fuse it with the emotion's landmark network (:mod:`realtime_fer.models.blendshape_fusion`),
@@ -193,7 +201,8 @@ def fit_blendshape_fusion(
     are, by :func:`fit_models`). ``identity_code``: the neutral label's code (the baselines of
     ``randomized.attribution_penalty``). ``half``: the fused first layers are rounded to
     float16-representable values (:func:`realtime_fer.models.blendshape_fusion.fuse`), for
-    landmark networks whose first layer already is (:func:`keeps_half`)."""
+    landmark networks whose first layer already is (:func:`keeps_half`). ``ignored_blendshapes``:
+    categories the blendshape networks do not read either (:func:`fit_models`)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
@@ -201,7 +210,7 @@ def fit_blendshape_fusion(
         bopts = dataclasses.replace(bopts, attribution_penalty=options.attribution_penalty)
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
-                            symmetric_parts=symmetric_parts, identity_code=identity_code)
+                            symmetric_parts=symmetric_parts, identity_code=identity_code, ignored_blendshapes=ignored_blendshapes)
     s_lm = scores(nets, cal_data, subsets, cal_rows)
     s_bs = scores(bs_nets, cal_data, empty, cal_rows)
     fused: dict[str, Network] = {}

@@ -19,6 +19,7 @@ from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.model_file import PINNED_SHA256
 from realtime_fer.landmarks.normalize import ANCHORS
 from realtime_fer.models.bundle import FALLBACK, decide, write_bundle
+from realtime_fer.models.ignored_inputs import blendshape_indices
 from realtime_fer.models.metrics import binary_metrics, roc_auc
 from realtime_fer.models.network import Network
 from realtime_fer.models.speech_subspace import SpeechSubspace
@@ -293,12 +294,13 @@ def _fit_calibrated(
     blendshape model when configured and calibrate on the calibration windows: networks,
     thresholds, fusion weights, calibration AUCs and the fitting seconds."""
     symmetric = config.model.symmetric
+    ignored = blendshape_indices(config.model.ignored_blendshapes)
     nets, fit_s = fit_models(
         family, jittered, codes_train, positives, subsets, window_length=config.window.length,
         randomized=config.model.randomized, torch=config.model.torch, rows=train_rows, subspace=prep.subspace,
         shape_components=config.model.shape_components, identity=config.model.identity_subspace,
         identity_code=EMOTIONS.index(config.model.identity_subspace.label), rest=config.model.rest_normalisation,
-        symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
+        symmetric=symmetric, symmetric_parts=config.model.symmetric_parts, ignored_blendshapes=ignored,
     )
     plain, codes_plain = prep.plain, prep.codes_plain
     bm = config.model.blendshape_model
@@ -310,7 +312,7 @@ def _fit_calibrated(
             cal_rows=prep.cal_rows, cal_codes=codes_plain[prep.cal_rows], window_length=config.window.length,
             randomized=config.model.randomized, options=bm, symmetric=symmetric, symmetric_parts=config.model.symmetric_parts,
             identity_code=EMOTIONS.index(config.model.identity_subspace.label),
-            half=keeps_half(family, config.model.randomized),
+            half=keeps_half(family, config.model.randomized), ignored_blendshapes=ignored,
         )
         fit_s += time.perf_counter() - t0
     emotions = list(subsets)
