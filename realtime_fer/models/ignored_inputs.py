@@ -7,7 +7,8 @@ made blind to chosen categories at no cost: their columns of the pooled input (e
 part) are projected off before fitting, with the speech subspace, and the projection is folded
 into the first layer (:func:`realtime_fer.models.speech_subspace.fold_projection`). The
 network then gives those inputs zero weight: its score and its attributions do not depend on
-them, and the ONNX graph is unchanged.
+them, and the ONNX graph is unchanged. Tried for gaze in session 19 and not kept: the
+clips and RAF-DB disgust lost more than the photos' gaze offset cost (docs/video.md).
 
 Projected off, those columns are constant in training, so their fitted standard deviation is
 the floor (1e-6), which would multiply any rounding left in their folded weights by a million

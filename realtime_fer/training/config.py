@@ -128,7 +128,8 @@ class ModelOptions:
     """Blendshape categories no model reads (``gaze``: the eight ``eyeLook*``; or names from
     MediaPipe's list): their pooled columns are projected off and the projection folded into
     the first layer (:mod:`realtime_fer.models.ignored_inputs`); the landmark and the
-    blendshape networks alike. Empty (the default): every category is read."""
+    blendshape networks alike. Empty (the default): every category is read (``[gaze]`` lost
+    clips on the generalisation report: docs/video.md)."""
     blendshape_model: BlendshapeModelOptions = field(default_factory=BlendshapeModelOptions)
     """A blendshape-only network per emotion fused with the landmark model in log-odds space
     (see :mod:`realtime_fer.models.blendshape_fusion`); off by default."""
