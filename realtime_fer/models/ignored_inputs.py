@@ -26,7 +26,7 @@ import numpy as np
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
 from realtime_fer.models.network import Network
 
-__all__ = ["GAZE_BLENDSHAPES", "blendshape_indices", "ignore_columns", "ignored_blendshape_basis", "ignored_columns"]
+__all__ = ["GAZE_BLENDSHAPES", "blendshape_indices", "column_basis", "ignore_columns", "ignored_blendshape_basis", "ignored_columns"]
 
 #: The eight gaze categories: where the eyes look, not an expression.
 GAZE_BLENDSHAPES: tuple[str, ...] = tuple(n for n in BLENDSHAPE_NAMES if n.startswith("eyeLook"))
@@ -34,46 +34,49 @@ GAZE_BLENDSHAPES: tuple[str, ...] = tuple(n for n in BLENDSHAPE_NAMES if n.start
 
 def blendshape_indices(names: Sequence[str]) -> list[int]:
     """Positions of blendshape category ``names`` in :data:`BLENDSHAPE_NAMES` (``gaze`` stands
-    for the eight :data:`GAZE_BLENDSHAPES`).
+    for the eight :data:`GAZE_BLENDSHAPES`), sorted, each once.
 
     Raises:
         ValueError: an unknown name.
     """
-    out: list[int] = []
+    out: set[int] = set()
     for name in names:
-        group = GAZE_BLENDSHAPES if name == "gaze" else (name,)
-        for n in group:
+        for n in GAZE_BLENDSHAPES if name == "gaze" else (name,):
             if n not in BLENDSHAPE_NAMES:
                 raise ValueError(f"unknown blendshape {n!r}; MediaPipe's categories are {', '.join(BLENDSHAPE_NAMES)} (or 'gaze')")
-            i = BLENDSHAPE_NAMES.index(n)
-            if i not in out:
-                out.append(i)
+            out.add(BLENDSHAPE_NAMES.index(n))
     return sorted(out)
 
 
-def ignored_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int, indices: Sequence[int]) -> np.ndarray | None:
-    """Orthonormal basis (D, k) of the pooled input's columns of blendshape categories
-    ``indices``, in every pooling part (the pooled layout of
-    :func:`realtime_fer.models.network.pool`: all landmark parts, then the blendshape parts).
-    None when there is nothing to ignore."""
+def ignored_columns(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int, indices: Sequence[int]) -> np.ndarray:
+    """Positions in the pooled input of blendshape categories ``indices``, in every pooling part
+    (the layout of :func:`realtime_fer.models.network.pool`: all landmark parts, then the
+    blendshape parts); empty without blendshapes or indices."""
     nb = int(n_blendshapes)
     idx = sorted({int(i) for i in indices})
     if not nb or not idx:
-        return None
+        return np.zeros(0, np.int64)
     if idx[0] < 0 or idx[-1] >= nb:
         raise ValueError(f"blendshape index out of range 0..{nb - 1}: {idx}")
     width = 3 * int(n_landmarks) * len(pooling)
-    d = width + len(pooling) * nb
-    cols = [width + k * nb + i for k in range(len(pooling)) for i in idx]
-    basis = np.zeros((d, len(cols)))
+    return np.array([width + k * nb + i for k in range(len(pooling)) for i in idx], np.int64)
+
+
+def column_basis(dim: int, columns: np.ndarray) -> np.ndarray | None:
+    """Orthonormal basis (dim, k) of the unit vectors of ``columns``; None when there are none."""
+    cols = np.asarray(columns, np.int64)
+    if not cols.size:
+        return None
+    basis = np.zeros((int(dim), len(cols)))
     basis[cols, np.arange(len(cols))] = 1.0
     return basis
 
 
-def ignored_columns(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int, indices: Sequence[int]) -> np.ndarray:
-    """Positions in the pooled input of blendshape categories ``indices`` (every pooling part)."""
-    basis = ignored_blendshape_basis(n_landmarks, pooling, n_blendshapes, indices)
-    return np.zeros(0, np.int64) if basis is None else np.flatnonzero(basis.any(axis=1))
+def ignored_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int, indices: Sequence[int]) -> np.ndarray | None:
+    """Orthonormal basis (D, k) of the pooled input's columns of blendshape categories
+    ``indices`` (:func:`ignored_columns`); None when there is nothing to ignore."""
+    dim = len(pooling) * (3 * int(n_landmarks) + int(n_blendshapes))
+    return column_basis(dim, ignored_columns(n_landmarks, pooling, n_blendshapes, indices))
 
 
 def ignore_columns(net: Network, columns: np.ndarray) -> Network:

@@ -18,7 +18,7 @@ from realtime_fer.models.attribution_penalty import AttributionTerm, column_item
 from realtime_fer.models.blendshape_fusion import BlendshapeModelOptions, fit_fusion_weights, fixed_fusion_weights, fuse
 from realtime_fer.models.calibration import choose_threshold, fit_platt
 from realtime_fer.models.identity_subspace import IdentitySubspaceOptions, identity_basis, join_bases
-from realtime_fer.models.ignored_inputs import ignore_columns, ignored_blendshape_basis, ignored_columns
+from realtime_fer.models.ignored_inputs import column_basis, ignore_columns, ignored_columns
 from realtime_fer.models.network import Network, standardization
 from realtime_fer.models.randomized import RandomizedOptions, fit_randomized
 from realtime_fer.models.rest_normalisation import RestNormalisationOptions, compose, fold_affine, rest_map
@@ -108,7 +108,8 @@ def fit_models(
             basis = symmetric_basis(basis, subset, data.pooling, data.n_blendshapes)
         if symmetric and symmetric_parts == "blendshape_sums":
             basis = join_bases(basis, odd_blendshape_basis(len(subset), data.pooling, data.n_blendshapes, spread=x.std(axis=0)))
-        basis = join_bases(basis, ignored_blendshape_basis(len(subset), data.pooling, data.n_blendshapes, ignored_blendshapes))
+        blind = ignored_columns(len(subset), data.pooling, data.n_blendshapes, ignored_blendshapes)
+        basis = join_bases(basis, column_basis(x.shape[1], blind))
         x = project(x, basis)
         if identity is not None and identity.enabled:
             if identity_code is None:
@@ -141,7 +142,6 @@ def fit_models(
             nets.update({e: fold_affine(n, a, c, *raw_stats, half=half) for e, n in fitted.items()})
         else:
             nets.update({e: fold_projection(n, basis, half=half) for e, n in fitted.items()})
-        blind = ignored_columns(len(subset), data.pooling, data.n_blendshapes, ignored_blendshapes)
         nets.update({e: ignore_columns(nets[e], blind) for e in fitted})
         if symmetric and symmetric_parts != "blendshape_sums":
             nets.update({e: symmetrise(nets[e], subset, half=half, landmarks=symmetric_parts == "all") for e in fitted})
