@@ -340,3 +340,57 @@ def test_clip_table_says_which_clips_changed_and_bootstraps_over_clips() -> None
     lo, hi = (float(v) for v in rows[1].split("|")[4].split(" to "))
     assert 0 < lo < 5 < hi <= 10
     assert "| none |" in rows[2]
+
+
+def test_clips_in_training_score_every_clip_by_a_model_that_never_saw_its_person(setup: dict[str, Path], tmp_path: Path) -> None:
+    """--clips-in-training: per fold, the other fold's clip joins training (its windows weighted)
+    and the fold's own clip is scored; every clip is scored once, the folds are recorded."""
+    actors = tmp_path / "actors.yaml"
+    actors.write_text("clips/happy.mp4: person-a\nclips/surprise.mp4: person-b\n")
+    out = tmp_path / "folds.json"
+    bundles = tmp_path / "bundles"
+    proc = tool("--config", setup["config"], "--seeds", "0", "--video", setup["clips"], "--clips-in-training", "2", "--clip-weight", "3",
+                "--clip-actors", actors, "--keep-bundles", bundles, "--output", out, cwd=setup["root"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rep = json.loads(out.read_text())
+    assert rep["recipe"]["clips_in_training"] == {"folds": 2, "clip_weight": 3, "actors": str(actors)}
+    run = rep["runs"][0]
+    assert sorted(run["folds"]) == [["clips/happy.mp4"], ["clips/surprise.mp4"]]
+    figs = run["sets"]["clips"]
+    assert figs["n_clips"] == 2 and set(figs["clips"]) == {"happy.mp4", "surprise.mp4"} and all(c["windows"] > 0 for c in figs["clips"].values())
+    assert [k for k in run["sets"]["photos.rafdb"] if k.startswith("auc.")]
+    for k, held in enumerate(run["folds"]):
+        training = json.loads((bundles / "seed0" / f"fold{k}" / "manifest.json").read_text())["training"]
+        assert training["clips_in_training"]["held_out"] == held and training["clips_in_training"]["clip_weight"] == 3
+        clips = [s for s in training["sources"] if s["name"] == "clips"]
+        assert len(clips) == 1 and clips[0]["n_samples"] == 1  # the other person's clip, never the held-out one
+        (other,) = [f for f in run["folds"] if f != held]
+        assert list(clips[0]["per_label"]) == [Path(other[0]).stem]
+    # a bad fold count is one line and exit 2
+    proc = tool("--config", setup["config"], "--seeds", "0", "--video", setup["clips"], "--clips-in-training", "3", "--output", tmp_path / "x.json", cwd=setup["root"])
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: 3 folds but only 2 people in the clips" and "Traceback" not in proc.stderr
+
+
+def test_extra_training_clips_count_their_weight_and_are_never_offset(setup: dict[str, Path]) -> None:
+    from realtime_fer.data.extract import extract_dataset, with_blendshapes
+    from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.report import with_overrides
+    from realtime_fer.training.trainer import prepare
+
+    cfg = with_overrides(load_train_config(setup["config"]), {"data.domain_offset.enabled": True, "data.domain_offset.target": [str(setup["clips"])]})
+    clip = extract_dataset(setup["clips"], cfg.data.cache_dir, with_blendshapes(None, True), progress=False).samples[:1]
+    one = prepare(cfg, progress=False, extra_train=clip, extra_name="clips", extra_weight=1)
+    three = prepare(cfg, progress=False, extra_train=clip, extra_name="clips", extra_weight=3)
+    owner = len(three.data.samples) - 1  # the clip is the last sample
+    n_clip = int(np.sum(one.jittered.owner[one.train_rows] == owner))
+    assert n_clip > 0 and int(np.sum(three.jittered.owner[three.train_rows] == owner)) == 3 * n_clip
+    assert len(three.train_rows) == len(one.train_rows) + 2 * n_clip
+    # the photos' rows are the same, each once; the clip's windows are not moved by the domain offset
+    photos = three.train_rows[three.jittered.owner[three.train_rows] != owner]
+    assert np.array_equal(np.sort(photos), np.sort(one.train_rows[one.jittered.owner[one.train_rows] != owner])) and len(np.unique(photos)) == len(photos)
+    off = prepare(with_overrides(cfg, {"data.domain_offset.enabled": False}), progress=False, extra_train=clip, extra_name="clips")
+    mine, theirs = one.jittered.owner == owner, off.jittered.owner == owner
+    assert np.array_equal(one.jittered.features[mine], off.jittered.features[theirs])  # the clip: not moved
+    assert not np.array_equal(one.jittered.features[~mine], off.jittered.features[~theirs])  # the photos: moved
+    with pytest.raises(Exception, match="extra_weight"):
+        prepare(cfg, progress=False, extra_train=clip, extra_name="clips", extra_weight=0)

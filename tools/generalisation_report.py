@@ -12,6 +12,8 @@ as mean ± sd over seeds, and writes the JSON report with a Markdown table besid
         --subsets-from realtime_fer/assets/default_model --seeds 0,1,2 --output runs/report/r05.json
     # a lever: any config key, dotted
     python tools/generalisation_report.py ... --set model.randomized.ridge=0.01
+    # the labelled clips in training too, each scored by a model that never saw its person
+    python tools/generalisation_report.py ... --clips-in-training 3 --clip-weight 10
     # an existing bundle as it is (one run; photo figures from its manifest)
     python tools/generalisation_report.py --bundle realtime_fer/assets/default_model --output runs/report/shipped.json
     # recipes side by side, one row each, then each paired by seed against the first; A+B joins
@@ -41,6 +43,7 @@ from realtime_fer.errors import ConfigError, DataError  # noqa: E402
 from realtime_fer.data.layouts import discover  # noqa: E402
 from realtime_fer.models.bundle import load_bundle  # noqa: E402
 from realtime_fer.models.smoothing import SmoothingOptions  # noqa: E402
+from realtime_fer.training.clip_folds import load_clip_actors  # noqa: E402
 from realtime_fer.training.config import load_train_config  # noqa: E402
 from realtime_fer.training.report import bundle_report, clip_table, comparison_table, merge_reports, paired_table, recipe_label, report_tables, run_report, with_overrides  # noqa: E402
 from realtime_fer.io_atomic import write_text_atomic  # noqa: E402
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live", action="store_true", help="score the clips through the live recognizer (what `realtime-fer analyze` publishes: the runtime landmarker, tracking, partial windows) instead of `evaluate`'s cached largest face")
     ap.add_argument("--num-faces", type=int, default=None, help="with --live: faces the landmarker looks for (default: the runtime default)")
     ap.add_argument("--smoothing-tau", type=float, default=None, help="smoothing time constant in seconds (default: the stream's)")
+    ap.add_argument("--clips-in-training", type=int, default=None, metavar="FOLDS", help="train on the labelled clips too: their people split into FOLDS folds, each fold's clips scored by a model trained on the other folds' (evaluate path only)")
+    ap.add_argument("--clip-weight", type=int, default=1, help="with --clips-in-training: each training clip window counts this many times (default 1)")
+    ap.add_argument("--clip-actors", default=str(ROOT / "configs/clip_actors.yaml"), help="with --clips-in-training: YAML map '<folder>/<file name>: person' (default configs/clip_actors.yaml; an unnamed clip is its own person)")
     ap.add_argument("--name", default=None, help="recipe name written in the report")
     ap.add_argument("--keep-bundles", default=None, help="folder to keep each seed's bundle in (seed<N>/)")
     ap.add_argument("--output", default="runs/report/report.json")
@@ -139,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
             if not seeds:
                 raise ConfigError("--seeds lists no seed")
-            recipe = {"name": args.name or Path(args.config).stem, "config": args.config, "overrides": overrides, "subsets_from": args.subsets_from, **({"live": True, "num_faces": args.num_faces} if args.live else {})}
+            if args.clips_in_training is not None and args.clip_weight < 1:
+                raise ConfigError(f"--clip-weight must be >= 1, got {args.clip_weight}")
+            recipe = {"name": args.name or Path(args.config).stem, "config": args.config, "overrides": overrides, "subsets_from": args.subsets_from, **({"live": True, "num_faces": args.num_faces} if args.live else {}),
+                      **({"clips_in_training": {"folds": args.clips_in_training, "clip_weight": args.clip_weight, "actors": args.clip_actors}} if args.clips_in_training else {})}
+            actors = load_clip_actors(args.clip_actors) if args.clips_in_training else None
 
             def done(run: dict[str, Any]) -> None:
                 v = run["sets"].get("video") or next((s for k, s in run["sets"].items() if not k.startswith("photos.")), {})
@@ -148,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                          None if v.get("mean_window_recall") is None else round(v["mean_window_recall"], 3),
                          {k[4:]: round(x, 3) for k, x in raf.items() if k.startswith("auc.")})
 
-            report = run_report(config, seeds, video, subsets=subsets, smoothing=smoothing, recipe=recipe, on_run=done, bundles_dir=args.keep_bundles, live=args.live, num_faces=args.num_faces)
+            report = run_report(config, seeds, video, subsets=subsets, smoothing=smoothing, recipe=recipe, on_run=done, bundles_dir=args.keep_bundles, live=args.live, num_faces=args.num_faces,
+                                clip_folds=args.clips_in_training, clip_weight=args.clip_weight, clip_actors=actors)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         table = report_tables(report)
         out = Path(args.output)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.config_io import load_yaml
-from realtime_fer.data.extract import extract_dataset
+from realtime_fer.data.extract import extract_dataset, with_blendshapes
 from realtime_fer.data.layouts import Discovery, discover
 from realtime_fer.errors import ConfigError, DataError
 from realtime_fer.features.adaptation import AdaptationOptions
@@ -90,7 +90,7 @@ def leave_one_group_out(
         DataError: fewer than two actors, or no clip.
     """
     found = clip_groups(discover(data_dir), groups_file)
-    res = extract_dataset(found, config.data.cache_dir, workers=workers, progress=progress)
+    res = extract_dataset(found, config.data.cache_dir, with_blendshapes(None, config.model.blendshapes), workers=workers, progress=progress)
     clips = [s for s in res.samples if s.ref.kind != "image"]
     actors = sorted({s.ref.group for s in clips})
     if len(actors) < 2:

@@ -40,7 +40,11 @@ from realtime_fer.labels import EMOTIONS
 from realtime_fer.models.bundle import load_bundle
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
+from realtime_fer.data.extract import extract_dataset, with_blendshapes
+from realtime_fer.data.layouts import discover
+from realtime_fer.training.clip_folds import assign_folds, clip_key
 from realtime_fer.training.evaluate import evaluate
+from realtime_fer.training.leave_one_out import merge_video
 from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
 
 log = logging.getLogger(__name__)
@@ -225,6 +229,68 @@ def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | P
     return {"seed": seed, "sets": sets, "fit_seconds": round(fit.fit_seconds, 2), "windows_seconds": round(prep.seconds, 2)}
 
 
+def train_and_score_folds(config: TrainConfig, seed: int, video_dirs: Sequence[str | Path], *, folds: int, clip_weight: int = 1, actors: dict[str, str] | None = None, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, keep_bundle: str | Path | None = None) -> dict[str, Any]:
+    """The recipe at ``seed`` trained with labelled clips too, each clip scored out of fold.
+
+    The clips of ``video_dirs`` are split by person (``actors``, see
+    :mod:`realtime_fer.training.clip_folds`) into ``folds`` folds; per fold the recipe is trained
+    on its sources plus every other fold's clips (each of their windows counted ``clip_weight``
+    times) and scores the fold's own clips. Each folder's sections are merged over the folds
+    (every clip scored once, by a model that never saw its person); the photo figures are the
+    folds' means. ``keep_bundle``: folder to keep the folds' bundles in (``fold<K>/``)."""
+    cfg = seeded(config, seed)
+    refs = {Path(d).name: discover(d) for d in video_dirs}
+    every = [r for found in refs.values() for r in found.samples]
+    parts = assign_folds(every, actors or {}, folds)
+    options = with_blendshapes(None, cfg.model.blendshapes)
+    extracted = {}
+    failed: dict[str, list[dict[str, Any]]] = {}
+    for name, found in refs.items():
+        res = extract_dataset(found, cfg.data.cache_dir, options, workers=cfg.data.workers or None, progress=False)
+        extracted.update({(name, s.ref.path.name): s for s in res.samples})
+        failed[name] = [{"path": p, "reason": r} for p, r in res.failed]  # listed, never trained on or scored
+    sections: dict[str, list[dict[str, Any]]] = {name: [] for name in refs}
+    photo_runs: list[dict[str, dict[str, Any]]] = []
+    fit_s = windows_s = 0.0
+    with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
+        for k, held in enumerate(parts):
+            held_keys = {(r.path.parent.name, r.path.name) for r in held}
+            train = [s for key, s in extracted.items() if key not in held_keys]
+            log.info("seed %s fold %d: training with %d clips, scoring %d", seed, k, len(train), len(held))
+            prep = prepare(cfg, progress=False, extra_train=train, extra_name="clips", extra_weight=clip_weight)
+            subs = {e: list(subsets[e]) for e in prep.emotions if e in subsets} if subsets else default_subsets(cfg, prep.emotions)
+            missing = [e for e in prep.emotions if e not in subs]
+            if missing:
+                subs.update(default_subsets(cfg, missing))
+            fit = fit_and_validate(cfg, prep, subs)
+            fit_s += fit.fit_seconds
+            windows_s += prep.seconds
+            out = Path(keep_bundle) / f"fold{k}" if keep_bundle else Path(tmp) / f"fold{k}"
+            write_trained_bundle(out, cfg, prep, fit, cfg.model.family, {"clips_in_training": {"fold": k, "held_out": sorted(f"{a}/{b}" for a, b in held_keys), "clip_weight": clip_weight}})
+            for name, found in refs.items():
+                mine = [r for r in found.samples if (name, r.path.name) in held_keys and (name, r.path.name) in extracted]
+                if not mine:
+                    continue
+                res = evaluate(dataclasses.replace(found, samples=mine), out, cache_dir=cfg.data.cache_dir, progress=False, smoothing=smoothing)
+                if res.get("video"):
+                    sections[name].append(res["video"])
+            photo_runs.append(photo_figures(fit.by_source))
+    sets: dict[str, dict[str, Any]] = {}
+    videos: dict[str, dict[str, Any]] = {}
+    for name, secs in sections.items():
+        videos[name] = merge_video(secs) if secs else {}
+        sets[name] = video_figures(videos[name] or None)
+        if failed[name]:
+            sets[name]["failed"] = failed[name]
+    if len(video_dirs) > 1:
+        sets[VIDEO_ALL] = joined_video(sets, videos)
+    for pset in dict.fromkeys(p for run in photo_runs for p in run):
+        keys = dict.fromkeys(f for run in photo_runs for f in run.get(pset, {}))
+        sets[pset] = {f: float(np.mean([run[pset][f] for run in photo_runs if f in run.get(pset, {})])) for f in keys}
+    return {"seed": seed, "sets": sets, "fit_seconds": round(fit_s, 2), "windows_seconds": round(windows_s, 2),
+            "folds": [sorted(clip_key(r) for r in part) for part in parts]}
+
+
 def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Mean, sd (ddof=1; 0 for one run), min, max and the values of every numeric figure of
     every set over the runs (a figure missing from a run is left out of its statistics)."""
@@ -240,14 +306,24 @@ def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[s
     return out
 
 
-def run_report(config: TrainConfig, seeds: Sequence[int], video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], None] | None = None, bundles_dir: str | Path | None = None, live: bool = False, num_faces: int | None = None) -> dict[str, Any]:
+def run_report(config: TrainConfig, seeds: Sequence[int], video_dirs: Sequence[str | Path], *, subsets: dict[str, list[int]] | None = None, smoothing: SmoothingOptions | None = None, recipe: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], None] | None = None, bundles_dir: str | Path | None = None, live: bool = False, num_faces: int | None = None, clip_folds: int | None = None, clip_weight: int = 1, clip_actors: dict[str, str] | None = None) -> dict[str, Any]:
     """Train and score the recipe at every seed; returns the report (see the module docstring).
     ``on_run`` is called with each seed's run as it finishes; ``bundles_dir`` keeps each seed's
-    bundle as ``<bundles_dir>/seed<N>``; ``live``/``num_faces``: see :func:`score_bundle`."""
+    bundle as ``<bundles_dir>/seed<N>``; ``live``/``num_faces``: see :func:`score_bundle`.
+    ``clip_folds``: the labelled clips join training, scored out of fold by person
+    (:func:`train_and_score_folds`, with ``clip_weight`` and ``clip_actors``; not with ``live``).
+
+    Raises:
+        ConfigError: ``clip_folds`` with ``live``."""
+    if clip_folds and live:
+        raise ConfigError("clips in training are scored through evaluate only, not --live")
     runs = []
     for seed in seeds:
         keep = Path(bundles_dir) / f"seed{seed}" if bundles_dir else None
-        run = train_and_score(config, int(seed), video_dirs, subsets=subsets, smoothing=smoothing, keep_bundle=keep, live=live, num_faces=num_faces)
+        if clip_folds:
+            run = train_and_score_folds(config, int(seed), video_dirs, folds=clip_folds, clip_weight=clip_weight, actors=clip_actors, subsets=subsets, smoothing=smoothing, keep_bundle=keep)
+        else:
+            run = train_and_score(config, int(seed), video_dirs, subsets=subsets, smoothing=smoothing, keep_bundle=keep, live=live, num_faces=num_faces)
         runs.append(run)
         if on_run:
             on_run(run)

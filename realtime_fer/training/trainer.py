@@ -13,7 +13,7 @@ import numpy as np
 from realtime_fer.config_io import to_dict
 from realtime_fer.data.extract import ExtractedSample, default_options, extract_dataset, with_blendshapes
 from realtime_fer.data.motion import MotionBank, MotionOptions
-from realtime_fer.errors import DataError
+from realtime_fer.errors import ConfigError, DataError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS, LandmarkerOptions
 from realtime_fer.landmarks.model_file import PINNED_SHA256
@@ -153,11 +153,15 @@ class FitResult:
     emotion; empty without."""
 
 
-def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence[ExtractedSample] = (), extra_name: str = "extra") -> PreparedData:
+def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence[ExtractedSample] = (), extra_name: str = "extra", extra_weight: int = 1) -> PreparedData:
     """Load the sources, split them by group, build the pooled windows and pick the emotions.
 
     ``extra_train``: samples added to the training split whole (e.g. the labelled clips of the
-    actors a leave-one-actor-out fold trains on), after the sources' split."""
+    actors a leave-one-actor-out fold trains on), after the sources' split, as the source
+    ``extra_name``. They are real video, so the domain offset never moves them; each of their
+    training windows counts ``extra_weight`` times in the fit (its row repeated)."""
+    if int(extra_weight) != extra_weight or extra_weight < 1:
+        raise ConfigError(f"extra_weight must be a whole number >= 1, got {extra_weight!r}")
     t0 = time.perf_counter()
     data = load_sources(config, progress=progress)
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
@@ -186,6 +190,11 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend, mirror=config.data.mirror)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
     train_rows = _rows_of(jittered.owner, (split == TRAIN) & ~blend_only)
+    if kept and extra_weight > 1:
+        extra = np.zeros(len(data.samples), bool)
+        extra[len(data.samples) - len(kept):] = True
+        repeated = train_rows[extra[jittered.owner[train_rows]]]
+        train_rows = np.concatenate([train_rows, *([repeated] * (int(extra_weight) - 1))])
     blend_rows = _rows_of(jittered.owner, (split == TRAIN) & blend_only)
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
@@ -205,6 +214,9 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         config.data.domain_offset, data.samples, data.groups, data.labels, split == TRAIN, motion_sources=config.data.motion.sources,
         cache_dir=config.data.cache_dir, workers=config.data.workers or None, options=extraction_options(config), blendshapes=config.model.blendshapes, progress=progress,
     )
+    if kept:  # the extra samples are video already: no offset for their source
+        offsets.pop(extra_name, None)
+        blend_offsets.pop(extra_name, None)
     source_of = np.array([g.split(":", 1)[0] for g in data.groups])
     for pooled_windows in (jittered, plain):
         apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], offsets)
