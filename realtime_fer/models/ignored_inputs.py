@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, blendshape_part
 
 __all__ = ["GAZE_BLENDSHAPES", "blendshape_indices", "column_basis", "ignore_columns", "ignored_blendshape_basis", "ignored_columns"]
 
@@ -58,8 +58,7 @@ def ignored_columns(n_landmarks: int, pooling: Sequence[str], n_blendshapes: int
         return np.zeros(0, np.int64)
     if idx[0] < 0 or idx[-1] >= nb:
         raise ValueError(f"blendshape index out of range 0..{nb - 1}: {idx}")
-    width = 3 * int(n_landmarks) * len(pooling)
-    return np.array([width + k * nb + i for k in range(len(pooling)) for i in idx], np.int64)
+    return np.array([blendshape_part(n_landmarks, len(pooling), nb, k).start + i for k in range(len(pooling)) for i in idx], np.int64)
 
 
 def column_basis(dim: int, columns: np.ndarray) -> np.ndarray | None:

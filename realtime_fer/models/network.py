@@ -69,6 +69,20 @@ def pool(windows: np.ndarray, pooling: tuple[str, ...], dtype: np.typing.DTypeLi
     return np.concatenate(parts, axis=1)
 
 
+def landmark_part(n_landmarks: int, part: int) -> slice:
+    """Columns of pooling part ``part`` of ``n_landmarks`` landmarks in :func:`pool`'s layout
+    (every landmark part first, ``3 * n_landmarks`` columns each, then the blendshape parts)."""
+    width = 3 * int(n_landmarks)
+    return slice(part * width, (part + 1) * width)
+
+
+def blendshape_part(n_landmarks: int, n_parts: int, n_blendshapes: int, part: int) -> slice:
+    """Columns of pooling part ``part``'s ``n_blendshapes`` blendshape scores in :func:`pool`'s
+    layout of ``n_parts`` pooling parts over ``n_landmarks`` landmarks."""
+    start = 3 * int(n_landmarks) * int(n_parts) + part * int(n_blendshapes)
+    return slice(start, start + int(n_blendshapes))
+
+
 def dtype_eps(dtype: np.typing.DTypeLike) -> float:
     """:data:`STD_EPSILON` in ``dtype`` (one constant for numpy, gradients and ONNX)."""
     return np.dtype(dtype).type(STD_EPSILON)

@@ -27,7 +27,7 @@ from realtime_fer.labels import canonical_label
 from realtime_fer.landmarks.detector import NUM_MESH_LANDMARKS
 from realtime_fer.landmarks.normalize import mirror_index
 from realtime_fer.models.half import round_to_half
-from realtime_fer.models.network import Network
+from realtime_fer.models.network import Network, blendshape_part
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,8 @@ class SpeechSubspace:
         if self._blend_basis is not None and n_blendshapes:
             if n_blendshapes != len(self._blend_basis):
                 raise ValueError(f"the speech subspace has {len(self._blend_basis)} blendshapes, the network reads {n_blendshapes}")
-            start = len(pooling) * width + k * n_blendshapes
             b = np.zeros((dim, self._blend_basis.shape[1]))
-            b[start : start + n_blendshapes] = self._blend_basis
+            b[blendshape_part(len(landmarks), len(pooling), n_blendshapes, k)] = self._blend_basis
             blocks.append(b)
         return np.concatenate(blocks, axis=1) if blocks else None
 

@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from realtime_fer.models.half import round_to_half
-from realtime_fer.models.network import Network, block_diagonal
+from realtime_fer.models.network import Network, block_diagonal, blendshape_part
 
 #: Poolings whose mirror image is an affine map of the pooled part (min/max would swap under
 #: the reflection's sign and are not supported).
@@ -131,7 +131,7 @@ def pooled_mirror(subset: Sequence[int], pooling: Sequence[str], n_blendshapes: 
     if nb:
         bm = blendshape_mirror()
         for k in range(len(pooling)):
-            off = len(pooling) * width + k * nb
+            off = blendshape_part(len(sub), len(pooling), nb, k).start
             a[off + bm, off + np.arange(nb)] = 1.0
     return a, c
 
@@ -218,7 +218,7 @@ def odd_blendshape_basis(n_landmarks: int, pooling: Sequence[str], n_blendshapes
     d = width + len(pooling) * nb
     cols = []
     for k in range(len(pooling)):
-        off = width + k * nb
+        off = blendshape_part(n_landmarks, len(pooling), nb, k).start
         for i, j in pairs:
             if spread is not None and min(float(spread[off + i]), float(spread[off + j])) < CONSTANT_BLENDSHAPE_STD:
                 continue

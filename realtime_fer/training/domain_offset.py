@@ -31,7 +31,8 @@ from realtime_fer.data.extract import extract_dataset
 from realtime_fer.data.motion import motion_discovery
 from realtime_fer.data.windows import normalized_frames
 from realtime_fer.errors import DataError
-from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES
+from realtime_fer.landmarks.detector import BLENDSHAPE_NAMES, NUM_MESH_LANDMARKS
+from realtime_fer.models.network import blendshape_part, landmark_part
 
 if TYPE_CHECKING:
     from realtime_fer.landmarks.detector import LandmarkerOptions
@@ -150,11 +151,7 @@ def apply_offsets(features: np.ndarray, pooling: Sequence[str], row_source: np.n
     if "mean" not in pooling or not offsets:
         return
     k = list(pooling).index("mean")
-    if blendshapes:
-        start = len(pooling) * 3 * 468 + k * n_blendshapes
-        cols = slice(start, start + n_blendshapes)
-    else:
-        cols = slice(k * 3 * 468, (k + 1) * 3 * 468)
+    cols = blendshape_part(NUM_MESH_LANDMARKS, len(pooling), n_blendshapes, k) if blendshapes else landmark_part(NUM_MESH_LANDMARKS, k)
     for name, off in offsets.items():
         rows = np.flatnonzero(row_source == name)
         if len(rows):
