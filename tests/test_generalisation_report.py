@@ -394,3 +394,25 @@ def test_extra_training_clips_count_their_weight_and_are_never_offset(setup: dic
     assert not np.array_equal(one.jittered.features[~mine], off.jittered.features[~theirs])  # the photos: moved
     with pytest.raises(Exception, match="extra_weight"):
         prepare(cfg, progress=False, extra_train=clip, extra_name="clips", extra_weight=0)
+
+
+def test_source_weight_repeats_only_its_training_rows(setup: dict[str, Path]) -> None:
+    from realtime_fer.training.config import load_train_config
+    from realtime_fer.training.report import with_overrides
+    from realtime_fer.training.trainer import prepare
+
+    base = load_train_config(setup["config"])
+    sources = [{"path": s.path, "name": s.name, "licence": s.licence, "weight": 2 if s.name == "rafdb" else 1} for s in base.data.sources]
+    one, two = prepare(base, progress=False), prepare(with_overrides(base, {"data.sources": sources}), progress=False)
+    source = np.array([g.split(":", 1)[0] for g in one.data.groups])
+
+    def rows(prep, name: str) -> np.ndarray:
+        return np.sort(prep.train_rows[source[prep.jittered.owner[prep.train_rows]] == name])
+
+    assert np.array_equal(rows(two, "rafdb"), np.repeat(rows(one, "rafdb"), 2)) and len(rows(one, "rafdb"))
+    assert np.array_equal(rows(two, "ckplus48"), rows(one, "ckplus48"))
+    assert np.array_equal(two.val_rows, one.val_rows) and np.array_equal(two.cal_rows, one.cal_rows)
+    assert [s.get("weight") for s in two.data.sources] == [2 if s["name"] == "rafdb" else None for s in two.data.sources]
+    for bad in (0, 1.5, True):
+        with pytest.raises(Exception, match="weight must be a whole number|weight: expected an integer"):
+            with_overrides(base, {"data.sources": [{**sources[0], "weight": bad}]})

@@ -37,6 +37,9 @@ class DataSource:
     validation one (e.g. clips rendered from the training photos of another source);
     ``blendshape_model``: every sample trains the blendshape model only
     (``model.blendshape_model``), never the landmark models, calibration or validation."""
+    weight: int = 1
+    """Each training window of this source counts ``weight`` times in the fit (its row
+    repeated; a whole number >= 1): a few clips among thousands of photos can then matter."""
 
 
 @dataclass
@@ -184,6 +187,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        bad = [src.name or src.path for src in self.data.sources if isinstance(src.weight, bool) or not isinstance(src.weight, int) or src.weight < 1]
+        if bad:
+            raise ValueError(f"data.sources weight must be a whole number >= 1 ({', '.join(map(str, bad))})")
         if any(src.role == "blendshape_model" for src in self.data.sources):
             if not self.model.blendshape_model.enabled:
                 raise ValueError("a data source with role blendshape_model needs model.blendshape_model.enabled: true")

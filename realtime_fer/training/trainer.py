@@ -77,6 +77,7 @@ def load_sources(config: TrainConfig, progress: bool = True) -> LabelledData:
                 "n_with_face": len(kept),
                 "n_failed": len(res.failed),
                 "per_label": {k: v for k, v in counts.items() if v},
+                **({"weight": src.weight} if src.weight != 1 else {}),
             }
         )
         log.info("source %s: %d samples, %d with a face", name, len(res.samples), len(kept))
@@ -159,7 +160,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     ``extra_train``: samples added to the training split whole (e.g. the labelled clips of the
     actors a leave-one-actor-out fold trains on), after the sources' split, as the source
     ``extra_name``. They are real video, so the domain offset never moves them; each of their
-    training windows counts ``extra_weight`` times in the fit (its row repeated)."""
+    training windows counts ``extra_weight`` times in the fit (its row repeated), as a source's
+    ``weight`` does for its own."""
     if int(extra_weight) != extra_weight or extra_weight < 1:
         raise ConfigError(f"extra_weight must be a whole number >= 1, got {extra_weight!r}")
     t0 = time.perf_counter()
@@ -167,6 +169,8 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     split = group_split(data.groups, [config.data.validation_fraction, config.data.calibration_fraction], seed=config.data.split_seed)
     role_of_source = {src.name or Path(src.path).name: src.role for src in config.data.sources}
     role = np.array([role_of_source.get(g.split(":", 1)[0], "all") for g in data.groups])
+    weight_of_source = {src.name or Path(src.path).name: src.weight for src in config.data.sources}
+    weight = np.array([weight_of_source.get(g.split(":", 1)[0], 1) for g in data.groups], np.int64)
     blend_only = role == "blendshape_model"
     # sources that only train (role train; role blendshape_model: the blendshape model alone):
     # calibration and validation never see them
@@ -181,6 +185,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         )
         split = np.concatenate([split, np.full(len(kept), TRAIN)])
         blend_only = np.concatenate([blend_only, np.zeros(len(kept), bool)])
+        weight = np.concatenate([weight, np.full(len(kept), int(extra_weight))])
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     talking = talking_bank(config, config.data.motion.sources, progress) if config.data.motion.sources else None
@@ -190,12 +195,10 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
     jittered = pooled_set(data.samples, config.window, pooling, jitter=True, seed=config.seed, max_windows=config.data.max_windows_per_video, motion=motion_train, blendshapes=blend, mirror=config.data.mirror)
     plain = pooled_set(data.samples, config.window, pooling, jitter=False, seed=config.seed, max_windows=config.data.max_windows_per_video, blendshapes=blend)
     train_rows = _rows_of(jittered.owner, (split == TRAIN) & ~blend_only)
-    if kept and extra_weight > 1:
-        extra = np.zeros(len(data.samples), bool)
-        extra[len(data.samples) - len(kept):] = True
-        repeated = train_rows[extra[jittered.owner[train_rows]]]
-        train_rows = np.concatenate([train_rows, *([repeated] * (int(extra_weight) - 1))])
     blend_rows = _rows_of(jittered.owner, (split == TRAIN) & blend_only)
+    if (weight > 1).any():  # weighted sources and extra samples: their rows repeated
+        train_rows = np.repeat(train_rows, weight[jittered.owner[train_rows]])
+        blend_rows = np.repeat(blend_rows, weight[jittered.owner[blend_rows]])
     val_rows = _rows_of(plain.owner, split == VALIDATION)
     codes_train = codes_of_sample[jittered.owner]
     codes_plain = codes_of_sample[plain.owner]
