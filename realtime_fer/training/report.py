@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.config_io import from_dict, to_dict
+from realtime_fer.data.extract import extract_dataset, with_blendshapes
+from realtime_fer.data.layouts import discover
 from realtime_fer.errors import ConfigError
 from realtime_fer.labels import EMOTIONS
 from realtime_fer.models.bundle import load_bundle
 from realtime_fer.models.smoothing import SmoothingOptions
-from realtime_fer.training.config import TrainConfig
-from realtime_fer.data.extract import extract_dataset, with_blendshapes
-from realtime_fer.data.layouts import discover
 from realtime_fer.training.clip_folds import assign_folds, clip_key
+from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
 from realtime_fer.training.leave_one_out import merge_video
 from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
