@@ -29,7 +29,8 @@ from realtime_fer.features.adaptation import AdaptationOptions
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
-from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
+from realtime_fer.data.extract import ExtractedSample
+from realtime_fer.training.trainer import FitResult, fit_and_validate, prepare, subsets_for, write_trained_bundle
 from realtime_fer.training.video_protocol import summarise
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,18 @@ def merge_video(sections: list[dict[str, Any]]) -> dict[str, Any]:
     return summarise(clips, confusion, [p for s in sections for p in s["no_windows"]], sections[0]["smoothing"])
 
 
+def train_with_clips(config: TrainConfig, clips: list[ExtractedSample], out: Path, meta: dict[str, Any], *, weight: int = 1,
+                     subsets: dict[str, list[int]] | None = None) -> FitResult:
+    """Train ``config``'s recipe on its sources plus the labelled ``clips`` (source ``clips``,
+    each window counted ``weight`` times), write the bundle to ``out`` with ``meta`` in its
+    training record, and return the fit. ``subsets``: fixed landmark subsets (an emotion
+    without one gets the config's default)."""
+    prep = prepare(config, progress=False, extra_train=clips, extra_name="clips", extra_weight=weight)
+    fit = fit_and_validate(config, prep, subsets_for(config, prep.emotions, subsets))
+    write_trained_bundle(out, config, prep, fit, config.model.family, meta)
+    return fit
+
+
 def leave_one_group_out(
     data_dir: str | Path,
     config: TrainConfig,
@@ -102,10 +115,8 @@ def leave_one_group_out(
             held = [s for s in clips if s.ref.group == actor]
             train = [s for s in clips if s.ref.group != actor]
             log.info("fold %s: training with %d clips of %d other actors, scoring %d clips", actor, len(train), len(actors) - 1, len(held))
-            prep = prepare(config, progress=False, extra_train=train, extra_name="clips")
-            fit = fit_and_validate(config, prep, default_subsets(config, prep.emotions))
             bundle = Path(tmp) / f"fold_{len(folds)}"
-            write_trained_bundle(bundle, config, prep, fit, config.model.family, {"leave_one_out": {"held_out_actor": actor}})
+            fit = train_with_clips(config, train, bundle, {"leave_one_out": {"held_out_actor": actor}})
             fold_found = dataclasses.replace(found, samples=[s.ref for s in held])
             m = evaluate(fold_found, bundle, cache_dir=config.data.cache_dir, device=device, workers=workers, progress=False, smoothing=smoothing, adaptation=adaptation)
             if m.get("video") is None:

@@ -44,8 +44,8 @@ from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.clip_folds import assign_folds, clip_key
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
-from realtime_fer.training.leave_one_out import merge_video
-from realtime_fer.training.trainer import default_subsets, fit_and_validate, prepare, write_trained_bundle
+from realtime_fer.training.leave_one_out import merge_video, train_with_clips
+from realtime_fer.training.trainer import fit_and_validate, prepare, subsets_for, write_trained_bundle
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +217,7 @@ def train_and_score(config: TrainConfig, seed: int, video_dirs: Sequence[str | P
     write its bundle (to ``keep_bundle``, else a temporary folder) and score it."""
     cfg = seeded(config, seed)
     prep = prepare(cfg, progress=progress)
-    subs = {e: list(subsets[e]) for e in prep.emotions if e in subsets} if subsets else default_subsets(cfg, prep.emotions)
-    missing = [e for e in prep.emotions if e not in subs]
-    if missing:
-        subs.update(default_subsets(cfg, missing))
-    fit = fit_and_validate(cfg, prep, subs)
+    fit = fit_and_validate(cfg, prep, subsets_for(cfg, prep.emotions, subsets))
     with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
         out = Path(keep_bundle) if keep_bundle else Path(tmp) / "bundle"
         write_trained_bundle(out, cfg, prep, fit, cfg.model.family)
@@ -251,22 +247,16 @@ def train_and_score_folds(config: TrainConfig, seed: int, video_dirs: Sequence[s
         failed[name] = [{"path": p, "reason": r} for p, r in res.failed]  # listed, never trained on or scored
     sections: dict[str, list[dict[str, Any]]] = {name: [] for name in refs}
     photo_runs: list[dict[str, dict[str, Any]]] = []
-    fit_s = windows_s = 0.0
+    fit_s = 0.0
     with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
         for k, held in enumerate(parts):
             held_keys = {(r.path.parent.name, r.path.name) for r in held}
             train = [s for key, s in extracted.items() if key not in held_keys]
             log.info("seed %s fold %d: training with %d clips, scoring %d", seed, k, len(train), len(held))
-            prep = prepare(cfg, progress=False, extra_train=train, extra_name="clips", extra_weight=clip_weight)
-            subs = {e: list(subsets[e]) for e in prep.emotions if e in subsets} if subsets else default_subsets(cfg, prep.emotions)
-            missing = [e for e in prep.emotions if e not in subs]
-            if missing:
-                subs.update(default_subsets(cfg, missing))
-            fit = fit_and_validate(cfg, prep, subs)
-            fit_s += fit.fit_seconds
-            windows_s += prep.seconds
             out = Path(keep_bundle) / f"fold{k}" if keep_bundle else Path(tmp) / f"fold{k}"
-            write_trained_bundle(out, cfg, prep, fit, cfg.model.family, {"clips_in_training": {"fold": k, "held_out": sorted(f"{a}/{b}" for a, b in held_keys), "clip_weight": clip_weight}})
+            meta = {"clips_in_training": {"fold": k, "held_out": sorted(f"{a}/{b}" for a, b in held_keys), "clip_weight": clip_weight}}
+            fit = train_with_clips(cfg, train, out, meta, weight=clip_weight, subsets=subsets)
+            fit_s += fit.fit_seconds
             for name, found in refs.items():
                 mine = [r for r in found.samples if (name, r.path.name) in held_keys and (name, r.path.name) in extracted]
                 if not mine:
@@ -287,7 +277,7 @@ def train_and_score_folds(config: TrainConfig, seed: int, video_dirs: Sequence[s
     for pset in dict.fromkeys(p for run in photo_runs for p in run):
         keys = dict.fromkeys(f for run in photo_runs for f in run.get(pset, {}))
         sets[pset] = {f: float(np.mean([run[pset][f] for run in photo_runs if f in run.get(pset, {})])) for f in keys}
-    return {"seed": seed, "sets": sets, "fit_seconds": round(fit_s, 2), "windows_seconds": round(windows_s, 2),
+    return {"seed": seed, "sets": sets, "fit_seconds": round(fit_s, 2),
             "folds": [sorted(clip_key(r) for r in part) for part in parts]}
 
 

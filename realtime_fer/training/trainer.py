@@ -301,6 +301,14 @@ def default_subsets(config: TrainConfig, emotions: list[str]) -> dict[str, list[
     return {e: [int(i) for i in config.model.landmark_subsets.get(e, all_lms)] for e in emotions}
 
 
+def subsets_for(config: TrainConfig, emotions: list[str], fixed: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """Each emotion's landmarks: ``fixed[emotion]`` when given (e.g. a pruned bundle's), else
+    :func:`default_subsets`'s."""
+    subs = default_subsets(config, emotions)
+    subs.update({e: [int(i) for i in fixed[e]] for e in emotions if fixed and e in fixed})
+    return subs
+
+
 def _fit_calibrated(
     config: TrainConfig, prep: PreparedData, subsets: dict[str, list[int]], family: str, positives: dict[str, int],
     jittered: PooledSet, codes_train: np.ndarray, train_rows: np.ndarray,
