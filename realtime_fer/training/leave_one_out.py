@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 
 from realtime_fer.config_io import load_yaml
-from realtime_fer.data.extract import extract_dataset, with_blendshapes
+from realtime_fer.data.extract import ExtractedSample, extract_dataset, with_blendshapes
 from realtime_fer.data.layouts import Discovery, discover
 from realtime_fer.errors import ConfigError, DataError
 from realtime_fer.features.adaptation import AdaptationOptions
 from realtime_fer.models.smoothing import SmoothingOptions
 from realtime_fer.training.config import TrainConfig
 from realtime_fer.training.evaluate import evaluate
-from realtime_fer.data.extract import ExtractedSample
 from realtime_fer.training.trainer import FitResult, fit_and_validate, prepare, subsets_for, write_trained_bundle
 from realtime_fer.training.video_protocol import summarise
 

@@ -239,26 +239,26 @@ def train_and_score_folds(config: TrainConfig, seed: int, video_dirs: Sequence[s
     every = [r for found in refs.values() for r in found.samples]
     parts = assign_folds(every, actors or {}, folds)
     options = with_blendshapes(None, cfg.model.blendshapes)
-    extracted = {}
+    extracted: dict[Path, Any] = {}
     failed: dict[str, list[dict[str, Any]]] = {}
     for name, found in refs.items():
         res = extract_dataset(found, cfg.data.cache_dir, options, workers=cfg.data.workers or None, progress=False)
-        extracted.update({(name, s.ref.path.name): s for s in res.samples})
+        extracted.update({s.ref.path: s for s in res.samples})
         failed[name] = [{"path": p, "reason": r} for p, r in res.failed]  # listed, never trained on or scored
     sections: dict[str, list[dict[str, Any]]] = {name: [] for name in refs}
     photo_runs: list[dict[str, dict[str, Any]]] = []
     fit_s = 0.0
     with tempfile.TemporaryDirectory(prefix="fer_report_") as tmp:
         for k, held in enumerate(parts):
-            held_keys = {(r.path.parent.name, r.path.name) for r in held}
-            train = [s for key, s in extracted.items() if key not in held_keys]
+            held_paths = {r.path for r in held}
+            train = [s for path, s in extracted.items() if path not in held_paths]
             log.info("seed %s fold %d: training with %d clips, scoring %d", seed, k, len(train), len(held))
             out = Path(keep_bundle) / f"fold{k}" if keep_bundle else Path(tmp) / f"fold{k}"
-            meta = {"clips_in_training": {"fold": k, "held_out": sorted(f"{a}/{b}" for a, b in held_keys), "clip_weight": clip_weight}}
+            meta = {"clips_in_training": {"fold": k, "held_out": sorted(clip_key(r) for r in held), "clip_weight": clip_weight}}
             fit = train_with_clips(cfg, train, out, meta, weight=clip_weight, subsets=subsets)
             fit_s += fit.fit_seconds
             for name, found in refs.items():
-                mine = [r for r in found.samples if (name, r.path.name) in held_keys and (name, r.path.name) in extracted]
+                mine = [r for r in found.samples if r.path in held_paths and r.path in extracted]
                 if not mine:
                     continue
                 res = evaluate(dataclasses.replace(found, samples=mine), out, cache_dir=cfg.data.cache_dir, progress=False, smoothing=smoothing)

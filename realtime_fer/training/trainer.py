@@ -186,6 +186,7 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         split = np.concatenate([split, np.full(len(kept), TRAIN)])
         blend_only = np.concatenate([blend_only, np.zeros(len(kept), bool)])
         weight = np.concatenate([weight, np.full(len(kept), int(extra_weight))])
+    extra = np.arange(len(data.samples)) >= len(data.samples) - len(kept)
     codes_of_sample = np.array([EMOTIONS.index(l) for l in data.labels])
     pooling = tuple(config.model.pooling)
     talking = talking_bank(config, config.data.motion.sources, progress) if config.data.motion.sources else None
@@ -213,13 +214,11 @@ def prepare(config: TrainConfig, *, progress: bool = True, extra_train: Sequence
         plain = PooledSet(np.concatenate([plain.features, moving.features]), np.concatenate([plain.owner, cal_samples[moving.owner]]), pooling, plain.n_blendshapes)
         codes_plain = codes_of_sample[plain.owner]
 
+    # the extra samples are video already: not measured, so their source gets no offset
     offsets, blend_offsets = domain_offsets(
-        config.data.domain_offset, data.samples, data.groups, data.labels, split == TRAIN, motion_sources=config.data.motion.sources,
+        config.data.domain_offset, data.samples, data.groups, data.labels, (split == TRAIN) & ~extra, motion_sources=config.data.motion.sources,
         cache_dir=config.data.cache_dir, workers=config.data.workers or None, options=extraction_options(config), blendshapes=config.model.blendshapes, progress=progress,
     )
-    if kept:  # the extra samples are video already: no offset for their source
-        offsets.pop(extra_name, None)
-        blend_offsets.pop(extra_name, None)
     source_of = np.array([g.split(":", 1)[0] for g in data.groups])
     for pooled_windows in (jittered, plain):
         apply_offsets(pooled_windows.features, pooling, source_of[pooled_windows.owner], offsets)
