@@ -55,6 +55,12 @@ class BlendshapeModelOptions:
     attribution_penalty: float | None = None
     """The blendshape model's ``model.randomized.attribution_penalty``; None: the same as the
     landmark models'."""
+    input_scale: float | None = None
+    """The blendshape model's ``model.randomized.input_scale`` (its random layer reads fewer
+    inputs than a landmark model's); None: the same as the landmark models'."""
+    ridge: float | None = None
+    """The blendshape model's ``model.randomized.ridge``; None: the same as the landmark
+    models'."""
 
     def __post_init__(self) -> None:
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
@@ -67,6 +73,10 @@ class BlendshapeModelOptions:
             raise ValueError("blendshape_model.l2 must be >= 0")
         if self.attribution_penalty is not None and self.attribution_penalty < 0:
             raise ValueError("blendshape_model.attribution_penalty must be >= 0")
+        if self.input_scale is not None and not self.input_scale > 0:
+            raise ValueError("blendshape_model.input_scale must be > 0")
+        if self.ridge is not None and not self.ridge > 0:
+            raise ValueError("blendshape_model.ridge must be > 0")
 
 
 def fit_fusion_weights(s_lm: np.ndarray, s_bs: np.ndarray, truth: np.ndarray, l2: float = 1e-3, iterations: int = 50) -> tuple[float, float, float]:

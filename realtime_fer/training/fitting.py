@@ -208,6 +208,10 @@ def fit_blendshape_fusion(
     bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
     if options.attribution_penalty is not None:
         bopts = dataclasses.replace(bopts, attribution_penalty=options.attribution_penalty)
+    if options.input_scale is not None:
+        bopts = dataclasses.replace(bopts, input_scale=options.input_scale)
+    if options.ridge is not None:
+        bopts = dataclasses.replace(bopts, ridge=options.ridge)
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
                             symmetric_parts=symmetric_parts, identity_code=identity_code, ignored_blendshapes=ignored_blendshapes)
