@@ -11,4 +11,4 @@ and :mod:`realtime_fer.training`; the command line is :mod:`realtime_fer.cli`.
 from realtime_fer.errors import FerError
 
 __all__ = ["FerError", "__version__"]
-__version__ = "0.15.0"
+__version__ = "0.16.0"
