@@ -205,13 +205,9 @@ def fit_blendshape_fusion(
     categories the blendshape networks do not read either (:func:`fit_models`)."""
     if not data.n_blendshapes:
         raise ValueError("model.blendshape_model needs model.blendshapes: true")
-    bopts = dataclasses.replace(randomized, hidden=list(options.hidden))
-    if options.attribution_penalty is not None:
-        bopts = dataclasses.replace(bopts, attribution_penalty=options.attribution_penalty)
-    if options.input_scale is not None:
-        bopts = dataclasses.replace(bopts, input_scale=options.input_scale)
-    if options.ridge is not None:
-        bopts = dataclasses.replace(bopts, ridge=options.ridge)
+    # the blendshape model's own hyperparameters where given, the landmark models' otherwise
+    own = {k: v for k in ("attribution_penalty", "input_scale", "ridge") if (v := getattr(options, k)) is not None}
+    bopts = dataclasses.replace(randomized, hidden=list(options.hidden), **own)
     empty: dict[str, Sequence[int]] = {e: [] for e in nets}
     bs_nets, _ = fit_models("randomized", data, codes, {e: positives[e] for e in nets}, empty, window_length=window_length, randomized=bopts, rows=rows, symmetric=symmetric,
                             symmetric_parts=symmetric_parts, identity_code=identity_code, ignored_blendshapes=ignored_blendshapes)
